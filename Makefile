@@ -1,0 +1,64 @@
+# The single entry point: setup, dev, test, lint, bench.
+SHELL := /bin/bash
+PY_VERSION ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KAFKA_PORT ?= 9092
+REDIS_PORT ?= 6379
+TEST_KAFKA_PORT ?= 19092
+TEST_REDIS_PORT ?= 16379
+STATE := $(HOME)/.cache/autoglm-mcp
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
+        test-services-up test-services-down clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[worker,dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+kafka-up:
+	@deploy/kafka/kafka.sh up --port $(KAFKA_PORT)
+kafka-down:
+	@deploy/kafka/kafka.sh down --port $(KAFKA_PORT)
+redis-up:
+	@deploy/redis.sh up --port $(REDIS_PORT)
+redis-down:
+	@deploy/redis.sh down --port $(REDIS_PORT)
+
+dev: setup kafka-up redis-up
+	@$(PY) -m autoglm dev --kafka 127.0.0.1:$(KAFKA_PORT) --redis redis://127.0.0.1:$(REDIS_PORT)/0
+
+down: kafka-down redis-down
+
+test-services-up:
+	@deploy/kafka/kafka.sh up --port $(TEST_KAFKA_PORT)
+	@deploy/redis.sh up --port $(TEST_REDIS_PORT)
+test-services-down:
+	@deploy/kafka/kafka.sh down --port $(TEST_KAFKA_PORT)
+	@deploy/redis.sh down --port $(TEST_REDIS_PORT)
+
+# Tests run against their own Kafka and Redis (ports 19092/16379), never the dev ones.
+test: setup test-services-up
+	AUTOGLM_TEST_KAFKA=127.0.0.1:$(TEST_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
+	  $(PY) -m pytest -ra $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m mypy schemas mcp
+
+fmt: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: setup test-services-up
+	AUTOGLM_TEST_KAFKA=127.0.0.1:$(TEST_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
+	  $(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

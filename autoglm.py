@@ -1,0 +1,89 @@
+"""`autoglm`: the command line of autoglm-mcp (api, worker, dispatcher, projector, replay, dev)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _api(args: argparse.Namespace) -> int:
+    from api.main import run
+
+    return run(host=args.host, port=args.port)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.main import run
+
+    return run(model=args.model, slot=args.slot, burst=args.burst)
+
+
+def _dispatcher(args: argparse.Namespace) -> int:
+    from workers.dispatcher.main import run
+
+    return run(slot=args.slot)
+
+
+def _projector(args: argparse.Namespace) -> int:
+    from mcp.projector import run
+
+    return run()
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from mcp.replay import run
+
+    return run(flush=args.flush)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from workers.dev import run
+
+    return run(kafka=args.kafka, redis=args.redis, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoglm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    api = sub.add_parser("api", help="serve the HTTP API (and the Redis projector)")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=_api)
+
+    worker = sub.add_parser("worker", help="run inference for one model")
+    worker.add_argument("--model", required=True)
+    worker.add_argument("--slot", default="0", help="stable slot id: fixes the transactional.id")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is drained")
+    worker.set_defaults(func=_worker)
+
+    dispatcher = sub.add_parser("dispatcher", help="deliver webhooks")
+    dispatcher.add_argument("--slot", default="0")
+    dispatcher.set_defaults(func=_dispatcher)
+
+    projector = sub.add_parser("projector", help="apply task-events to Redis (standalone)")
+    projector.set_defaults(func=_projector)
+
+    replay = sub.add_parser("replay", help="rebuild Redis task state from Kafka task-events")
+    replay.add_argument("--flush", action="store_true", help="delete task keys first")
+    replay.set_defaults(func=_replay)
+
+    dev = sub.add_parser("dev", help="run api, workers and dispatcher on this machine")
+    dev.add_argument("--kafka", default="127.0.0.1:9092")
+    dev.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Model Control Plane: settings, Kafka transport, Redis task store, registry, heartbeats."""

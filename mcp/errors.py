@@ -1,0 +1,106 @@
+"""One error tree for the platform. HTTP status codes are chosen in `api/`, never here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AutoGLMError(Exception):
+    """Root of every error the platform raises on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ValidationFailed(AutoGLMError):
+    """Base for input the platform refuses."""
+
+    code = "invalid_request"
+
+
+class UnknownModel(ValidationFailed):
+    """The task names a model that is not in the registry."""
+
+    code = "unknown_model"
+
+
+class UnknownAction(ValidationFailed):
+    """The model exists but does not offer this action."""
+
+    code = "unknown_action"
+
+
+class InvalidPayload(ValidationFailed):
+    """The payload does not fit the action's schema."""
+
+    code = "invalid_payload"
+
+
+class CallbackRefused(ValidationFailed):
+    """The callback URL points somewhere the platform will not send requests."""
+
+    code = "callback_url_refused"
+
+
+class IdempotencyConflict(AutoGLMError):
+    """The same Idempotency-Key came back with a different body."""
+
+    code = "idempotency_conflict"
+
+
+class TaskNotFound(AutoGLMError):
+    """No task with this id is visible to the caller."""
+
+    code = "task_not_found"
+
+
+class BrokerError(AutoGLMError):
+    """Base for Kafka failures."""
+
+    code = "broker_unavailable"
+
+
+class BrokerUnavailable(BrokerError):
+    """Kafka did not accept the transaction; nothing was recorded."""
+
+    code = "broker_unavailable"
+
+
+class ProducerFenced(BrokerError):
+    """Another process took over this transactional.id; this one must stop."""
+
+    code = "producer_fenced"
+
+
+class StoreError(AutoGLMError):
+    """Base for Redis failures."""
+
+    code = "store_unavailable"
+
+
+class BackendError(AutoGLMError):
+    """Base for failures inside a model backend."""
+
+    code = "backend_error"
+
+
+class TaskTimeout(BackendError):
+    """The task ran longer than its `timeout_s`."""
+
+    code = "timeout"
+
+
+class TaskCancelled(BackendError):
+    """The task was cancelled while it ran."""
+
+    code = "cancelled"
+
+
+class ModelLoadError(BackendError):
+    """A model checkpoint could not be loaded."""
+
+    code = "model_load_failed"

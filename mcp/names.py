@@ -1,0 +1,84 @@
+"""Every Kafka topic name and Redis key of the platform, in one place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mcp.settings import Settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = ""
+
+    def tasks(self, model: str) -> str:
+        return f"{self.prefix}tasks.{_UNSAFE.sub('_', model)}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}task-events"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}task-results"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}tasks.dlq"
+
+    def group(self, role: str) -> str:
+        """Consumer group id of a role: `worker.<model>`, `projector`, `dispatcher`."""
+        return f"{self.prefix}autoglm.{role}"
+
+    def transactional_id(self, role: str, slot: str) -> str:
+        return f"{self.prefix}autoglm.{role}.{slot}"
+
+    @classmethod
+    def of(cls, settings: Settings) -> Topics:
+        return cls(settings.kafka.topic_prefix)
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "autoglm:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    def idempotency(self, project: str, key: str) -> str:
+        return f"{self.prefix}idem:{project}:{key}"
+
+    def cancel(self, task_id: str) -> str:
+        return f"{self.prefix}cancel:{task_id}"
+
+    def stream(self, task_id: str) -> str:
+        return f"{self.prefix}stream:{task_id}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    def delivery(self, webhook_id: str) -> str:
+        return f"{self.prefix}webhook:{webhook_id}"
+
+    @property
+    def webhook_schedule(self) -> str:
+        return f"{self.prefix}webhook:schedule"
+
+    @property
+    def webhook_dead(self) -> str:
+        return f"{self.prefix}webhook:dead"
+
+    @property
+    def rate(self) -> str:
+        return f"{self.prefix}rate"
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keys:
+        return cls(settings.redis.key_prefix)

@@ -1,0 +1,204 @@
+"""One settings object per process: `AUTOGLM_` env vars (nested with `__`) over a YAML file."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "whsec_changeme", "secret"})
+
+
+class ServerSettings(BaseModel):
+    protocol: Literal["http", "https"] = "http"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    streaming: bool = True
+    compression: Literal["none", "gzip"] = "gzip"
+    compression_min_bytes: int = 1024
+    max_body_bytes: int = 1_048_576
+    workers: int = 1
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    # Extra librdkafka options for every client (security.protocol, sasl.*, ssl.* ...).
+    client_config: dict[str, str | int | bool] = Field(default_factory=dict)
+    # Group commit in the API: a transaction closes after this many tasks or this many ms.
+    group_commit_max_messages: int = 512
+    group_commit_max_ms: float = 2.0
+    transaction_timeout_ms: int = 30_000
+    request_timeout_s: float = 10.0
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "autoglm:"
+    task_retention_s: int = 7 * 86_400
+    idempotency_ttl_s: int = 86_400
+    stream_maxlen: int = 10_000
+    stream_ttl_s: int = 3_600
+
+
+class WorkerSettings(BaseModel):
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 30.0
+    commit_every_n: int = 64
+    commit_every_ms: float = 5.0
+    poll_timeout_s: float = 0.05
+    heartbeat_interval_s: float = 2.0
+    fetch_wait_max_ms: int = 5
+    session_timeout_ms: int = 10_000
+
+
+class WebhookSettings(BaseModel):
+    # Seconds after the first attempt's failure; the Standard Webhooks / Svix schedule.
+    schedule_s: list[float] = Field(
+        default_factory=lambda: [
+            0.0,
+            5.0,
+            300.0,
+            1800.0,
+            7200.0,
+            18000.0,
+            36000.0,
+            50400.0,
+            72000.0,
+            86400.0,
+        ]
+    )
+    jitter: float = 0.1
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 15.0
+    max_concurrency: int = 256
+    per_host_concurrency: int = 8
+    # project -> list of active secrets (`whsec_<base64>`); several during a rotation.
+    secrets: dict[str, list[str]] = Field(default_factory=dict)
+    allow_networks: list[str] = Field(default_factory=list)
+    output_throttle_ms: int = 500
+
+
+class ModelSpec(BaseModel):
+    name: str
+    backend: Literal["echo", "transformers", "openai"] = "echo"
+    path: str | None = None
+    url: str | None = None
+    served_model_name: str | None = None
+    api_key: str | None = None
+    actions: list[str] = Field(default_factory=lambda: ["generate"])
+    max_batch_size: int = 8
+    max_wait_ms: float = 5.0
+    device: str = "auto"
+    dtype: str = "auto"
+    partitions: int | None = None
+    builtin: bool = False
+
+
+class AuthSettings(BaseModel):
+    enabled: bool = False
+    # API key -> project; JWTs (HS256) carry the project in the `project` or `sub` claim.
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    jwt_secret: str | None = None
+
+
+def default_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            name="echo",
+            backend="echo",
+            actions=["generate", "embed", "classify", "phone_step"],
+            max_batch_size=64,
+            max_wait_ms=0,
+            builtin=True,
+        ),
+        ModelSpec(
+            name="glm-tiny",
+            backend="transformers",
+            actions=["generate", "embed", "classify", "phone_step"],
+            max_batch_size=8,
+            builtin=True,
+        ),
+    ]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOGLM_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    dev_mode: bool = False
+    instance_id: str = Field(default_factory=lambda: socket.gethostname().split(".")[0])
+    cache_dir: str = Field(
+        default_factory=lambda: os.path.join(os.path.expanduser("~"), ".cache", "autoglm-mcp")
+    )
+    default_model: str = "echo"
+    log_level: str = "INFO"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    models: list[ModelSpec] = Field(default_factory=default_models)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("AUTOGLM_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return (*sources, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [m.name for m in self.models]
+        duplicated = {n for n in names if names.count(n) > 1}
+        if duplicated:
+            raise ValueError(f"model names must be unique: {sorted(duplicated)}")
+        if self.default_model not in names:
+            raise ValueError(f"default_model {self.default_model!r} is not in models {names}")
+        if not self.dev_mode:
+            for project, secrets in self.webhooks.secrets.items():
+                if any(s in PLACEHOLDER_SECRETS or s.endswith("changeme") for s in secrets):
+                    raise ValueError(f"webhook secret of project {project!r} is a placeholder")
+            if self.auth.enabled and self.auth.jwt_secret in PLACEHOLDER_SECRETS:
+                raise ValueError("auth.jwt_secret is a placeholder")
+        return self
+
+    def model(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def kafka_client_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka options shared by every producer and consumer of this process."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka.bootstrap_servers,
+            "client.id": f"autoglm-{self.instance_id}",
+        }
+        config.update(self.kafka.client_config)
+        config.update(overrides)
+        return config
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,54 @@
+"""Messages of autoglm-mcp: immutable, versioned, free of I/O."""
+
+from schemas.api import (
+    SubmitRequest,
+    SubmitResponse,
+    TaskLinks,
+    TaskView,
+    WebhookBody,
+    WebhookView,
+)
+from schemas.codec import DecodeError, dumps, loads
+from schemas.envelope import EnvelopeMetadata, MCPEnvelope, MCPResponse
+from schemas.errors import ErrorBody, ErrorDetail
+from schemas.task import (
+    ACTIONS,
+    SCHEMA_VERSION,
+    TERMINAL_STATUSES,
+    AsyncTask,
+    TaskError,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    TraceContext,
+    new_task_id,
+    utcnow,
+)
+
+__all__ = [
+    "ACTIONS",
+    "SCHEMA_VERSION",
+    "TERMINAL_STATUSES",
+    "AsyncTask",
+    "DecodeError",
+    "EnvelopeMetadata",
+    "ErrorBody",
+    "ErrorDetail",
+    "MCPEnvelope",
+    "MCPResponse",
+    "SubmitRequest",
+    "SubmitResponse",
+    "TaskError",
+    "TaskEvent",
+    "TaskLinks",
+    "TaskResult",
+    "TaskStatus",
+    "TaskView",
+    "TraceContext",
+    "WebhookBody",
+    "WebhookView",
+    "dumps",
+    "loads",
+    "new_task_id",
+    "utcnow",
+]

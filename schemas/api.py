@@ -1,0 +1,74 @@
+"""Bodies of the HTTP contract (API.md): submit request, submit answer, poll view, webhook."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, HttpUrl
+
+from schemas.task import Frozen, JsonDict, TaskError, TaskStatus, WebhookEventFilter
+
+WebhookState = Literal["pending", "delivered", "retrying", "failed", "none"]
+WebhookType = Literal[
+    "task.succeeded", "task.failed", "task.cancelled", "task.expired", "task.started", "task.output"
+]
+
+
+class SubmitRequest(Frozen):
+    model: str = Field(min_length=1, max_length=128)
+    action: str = Field(min_length=1, max_length=64)
+    payload: JsonDict = Field(default_factory=dict)
+    callback_url: HttpUrl | None = None
+    webhook_events_filter: tuple[WebhookEventFilter, ...] = ("completed",)
+    timeout_s: float = Field(default=600.0, gt=0, le=86_400)
+    ttl_s: float = Field(default=86_400.0, gt=0, le=7 * 86_400)
+    metadata: JsonDict = Field(default_factory=dict)
+
+
+class TaskLinks(Frozen):
+    self: str
+    cancel: str
+    stream: str
+
+    @classmethod
+    def for_task(cls, task_id: str) -> TaskLinks:
+        base = f"/v1/tasks/{task_id}"
+        return cls(self=base, cancel=f"{base}/cancel", stream=f"{base}/stream")
+
+
+class SubmitResponse(Frozen):
+    task_id: str
+    status: TaskStatus
+    created_at: datetime
+    links: TaskLinks
+
+
+class WebhookView(Frozen):
+    status: WebhookState = "none"
+    attempts: int = 0
+    last_status_code: int | None = None
+    next_attempt_at: datetime | None = None
+
+
+class TaskView(Frozen):
+    """The poll body of `GET /v1/tasks/{id}`; also the `data` of every webhook."""
+
+    task_id: str
+    model: str
+    action: str
+    status: TaskStatus
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: JsonDict | None = None
+    error: TaskError | None = None
+    webhook: WebhookView = Field(default_factory=WebhookView)
+    metadata: JsonDict = Field(default_factory=dict)
+
+
+class WebhookBody(Frozen):
+    type: WebhookType
+    timestamp: datetime
+    data: Any

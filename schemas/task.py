@@ -1,0 +1,146 @@
+"""The task as it travels through Kafka: submitted, tracked, finished."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+SCHEMA_VERSION = 1
+
+JsonDict = dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class TaskStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def rank(self) -> int:
+        """Order of the lifecycle: a transition never goes to a lower rank."""
+        return 2 if self.terminal else (1 if self is TaskStatus.RUNNING else 0)
+
+
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
+)
+
+Action = Literal["generate", "embed", "classify", "phone_step"]
+ACTIONS: tuple[str, ...] = ("generate", "embed", "classify", "phone_step")
+
+WebhookEventFilter = Literal["completed", "started", "output"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class TraceContext(Frozen):
+    """W3C trace context carried from the submitting request to every later hop."""
+
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+class TaskError(Frozen):
+    code: str
+    message: str
+    details: Any = None
+
+
+class AsyncTask(Frozen):
+    """A task accepted by the API; the value of a record in `tasks.<model>`."""
+
+    schema_version: int = SCHEMA_VERSION
+    task_id: str = Field(default_factory=new_task_id, min_length=1, max_length=128)
+    model: str = Field(min_length=1, max_length=128)
+    action: str = Field(min_length=1, max_length=64)
+    payload: JsonDict = Field(default_factory=dict)
+    callback_url: HttpUrl | None = None
+    webhook_events_filter: tuple[WebhookEventFilter, ...] = ("completed",)
+    created_at: datetime = Field(default_factory=utcnow)
+    timeout_s: float = Field(default=600.0, gt=0, le=86_400)
+    ttl_s: float = Field(default=86_400.0, gt=0, le=7 * 86_400)
+    attempt: int = Field(default=0, ge=0)
+    project: str = Field(default="default", min_length=1, max_length=128)
+    metadata: JsonDict = Field(default_factory=dict)
+    trace: TraceContext = Field(default_factory=TraceContext)
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @property
+    def expires_at(self) -> datetime:
+        """After this instant a task still queued is `expired` instead of run."""
+        return self.created_at + timedelta(seconds=self.ttl_s)
+
+    def wants(self, event: WebhookEventFilter) -> bool:
+        return event in self.webhook_events_filter
+
+
+class TaskEvent(Frozen):
+    """One lifecycle transition; the value of a record in `task-events`."""
+
+    schema_version: int = SCHEMA_VERSION
+    task_id: str
+    status: TaskStatus
+    at: datetime = Field(default_factory=utcnow)
+    attempt: int = 0
+    model: str | None = None
+    action: str | None = None
+    project: str | None = None
+    worker_id: str | None = None
+    # The first event of a task carries the task itself so that a replay can rebuild everything.
+    task: AsyncTask | None = None
+    result: JsonDict | None = None
+    error: TaskError | None = None
+    cancel_requested: bool = False
+
+
+class TaskResult(Frozen):
+    """The single outcome of a task; the value of its one record in `task-results`."""
+
+    schema_version: int = SCHEMA_VERSION
+    task_id: str
+    status: TaskStatus
+    model: str
+    action: str
+    project: str = "default"
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+    result: JsonDict | None = None
+    error: TaskError | None = None
+    callback_url: HttpUrl | None = None
+    webhook_events_filter: tuple[WebhookEventFilter, ...] = ("completed",)
+    metadata: JsonDict = Field(default_factory=dict)
+    worker_id: str | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _terminal(cls, value: TaskStatus) -> TaskStatus:
+        if not value.terminal:
+            raise ValueError(f"a result needs a terminal status, not {value.value!r}")
+        return value

@@ -1,0 +1,74 @@
+"""Shared fixtures. Integration tests need real Kafka and Redis: `make test` starts them.
+
+A missing service is a failure, never a skip: the promises are only proven against the real thing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+import redis
+
+from mcp.settings import Settings
+
+KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
+REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    host, port = KAFKA.rsplit(":", 1)
+    if not _reachable(host, int(port)):
+        pytest.fail(f"Kafka is not reachable at {KAFKA}; run `make test` (it starts it)")
+    return KAFKA
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    parsed = urlparse(REDIS)
+    if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        pytest.fail(f"Redis is not reachable at {REDIS}; run `make test` (it starts it)")
+    return REDIS
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh prefix for topics, groups and keys, so tests never see each other's data."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, redis_url: str, namespace: str) -> Settings:
+    return make_settings(kafka_bootstrap, redis_url, namespace)
+
+
+def make_settings(kafka: str, redis_url: str, namespace: str, **overrides: object) -> Settings:
+    data: dict[str, object] = {
+        "dev_mode": True,
+        "instance_id": namespace.rstrip("."),
+        "kafka": {"bootstrap_servers": kafka, "topic_prefix": namespace, "partitions": 2},
+        "redis": {"url": redis_url, "key_prefix": namespace},
+        "webhooks": {"allow_networks": ["127.0.0.0/8", "::1/128"]},
+    }
+    data.update(overrides)
+    return Settings.model_validate(data)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

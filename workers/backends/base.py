@@ -1,0 +1,52 @@
+"""The seam between the worker and a model: a backend sees a validated batch, returns results."""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.settings import ModelSpec
+from schemas import AsyncTask
+
+Result = dict[str, Any]
+
+
+@dataclass
+class TaskContext:
+    """What a backend may know about one task of its batch."""
+
+    task: AsyncTask
+    attempt: int = 1
+    deadline: float = float("inf")  # time.monotonic() instant
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    on_token: Callable[[str], None] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.task.payload
+
+    def cancelled(self) -> bool:
+        """True once the task was cancelled or ran past its deadline; long loops should check."""
+        return self.cancel_event.is_set() or time.monotonic() > self.deadline
+
+
+class Backend(ABC):
+    """A model behind the worker. Retries, deadlines and metrics are the worker's business."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def load(self) -> None:  # noqa: B027 - loading is optional
+        """Load weights; called once in the worker process before the first batch."""
+
+    def batch_key(self, action: str, payload: dict[str, Any]) -> Hashable:
+        """Tasks whose keys are equal may run in one batch (same action, same sampling)."""
+        return action
+
+    @abstractmethod
+    def run_batch(self, action: str, batch: list[TaskContext]) -> list[Result | BaseException]:
+        """One result (or the exception that failed that task alone) per task, in order."""
