@@ -104,3 +104,15 @@ class ModelLoadError(BackendError):
     """A model checkpoint could not be loaded."""
 
     code = "model_load_failed"
+
+
+class WebhookError(AutoGLMError):
+    """Base for failures of webhook delivery."""
+
+    code = "webhook_error"
+
+
+class InvalidWebhookSecret(WebhookError):
+    """A configured webhook secret is not `whsec_` followed by base64 key bytes."""
+
+    code = "invalid_webhook_secret"

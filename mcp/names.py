@@ -79,6 +79,26 @@ class Keys:
     def rate(self) -> str:
         return f"{self.prefix}rate"
 
+    def webhook_inflight(self, slot: str) -> str:
+        """Deliveries a dispatcher slot has claimed and not yet finished."""
+        return f"{self.prefix}webhook:inflight:{slot}"
+
+    def task_webhooks(self, task_id: str) -> str:
+        """Webhook type -> webhook id of a task's latest delivery of that type."""
+        return f"{self.prefix}webhook:task:{task_id}"
+
+    def webhook_target(self, task_id: str) -> str:
+        """Callback URL and event filter of a running task (for started/output webhooks)."""
+        return f"{self.prefix}webhook:target:{task_id}"
+
+    def webhook_watch(self, slot: str) -> str:
+        """Tasks whose output a dispatcher slot forwards as `task.output` webhooks."""
+        return f"{self.prefix}webhook:watch:{slot}"
+
+    def webhook_secret(self, project: str) -> str:
+        """The generated signing secret of a project that has none configured."""
+        return f"{self.prefix}webhook:secret:{project}"
+
     @classmethod
     def of(cls, settings: Settings) -> Keys:
         return cls(settings.redis.key_prefix)

@@ -1,0 +1,328 @@
+"""The durable side of webhooks in Redis: the retry schedule, each delivery's state, dead letters.
+
+A delivery is a hash `webhook:<webhook-id>` (body, url, attempts, status, last status code, next
+attempt). The ZSET `webhook:schedule` holds every delivery still to send, scored by when it is
+due; a dispatcher claims due ones by pushing their score a lease ahead, so a crashed dispatcher's
+claims fall due again. `webhook:dead` lists deliveries given up on; `redeliver` revives one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from mcp.names import Keys
+from mcp.settings import Settings
+from schemas.api import WebhookState, WebhookView
+
+TERMINAL_TYPES = ("task.succeeded", "task.failed", "task.cancelled", "task.expired")
+
+# KEYS: delivery hash, schedule, task index. ARGV: id, due, type, index ttl, field pairs.
+# A delivery is created once: a result consumed again after a crash changes nothing.
+_SCHEDULE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return 1
+"""
+
+# KEYS: schedule, inflight set of the slot. ARGV: now, lease end, limit.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+  redis.call('SADD', KEYS[2], id)
+end
+return ids
+"""
+
+# KEYS: delivery hash, schedule, dead. ARGV: now, id.
+# A finished delivery starts its schedule again; one still retrying is brought forward.
+_REDELIVER = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'delivered' or status == 'failed' then
+  redis.call('HSET', KEYS[1], 'status', 'pending', 'step', 0, 'next_attempt_at', ARGV[1])
+  redis.call('PERSIST', KEYS[1])
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[1])
+  redis.call('ZADD', KEYS[2], 'LT', ARGV[1], ARGV[2])
+end
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A webhook to send: its body is fixed now, so every attempt sends the same bytes."""
+
+    webhook_id: str
+    task_id: str
+    project: str
+    type: str
+    url: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery claimed for an attempt."""
+
+    webhook_id: str
+    task_id: str
+    project: str
+    type: str
+    url: str
+    body: bytes
+    attempts: int
+    step: int
+    status: str
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decoded(raw: dict[Any, Any]) -> dict[str, Any]:
+    return {_text(k): v for k, v in raw.items()}
+
+
+def _instant(value: Any) -> datetime | None:
+    text = _text(value) if value is not None else ""
+    return datetime.fromtimestamp(float(text), UTC) if text else None
+
+
+class WebhookStore:
+    """Webhook deliveries in Redis. Works with clients with or without `decode_responses`."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys.of(settings)
+        self._schedule = redis.register_script(_SCHEDULE)
+        self._claim = redis.register_script(_CLAIM)
+        self._redeliver = redis.register_script(_REDELIVER)
+
+    @property
+    def retention_s(self) -> int:
+        return self.settings.redis.task_retention_s
+
+    async def schedule(self, deliveries: Sequence[NewDelivery], due: float | None = None) -> int:
+        """Record new deliveries, due at `due` (now by default); returns how many were new."""
+        if not deliveries:
+            return 0
+        at = time.time() if due is None else due
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d in deliveries:
+                fields = {
+                    "webhook_id": d.webhook_id,
+                    "task_id": d.task_id,
+                    "project": d.project,
+                    "type": d.type,
+                    "url": d.url,
+                    "status": "pending",
+                    "attempts": 0,
+                    "step": 0,
+                    "created_at": at,
+                    "next_attempt_at": at,
+                }
+                args: list[Any] = [d.webhook_id, at, d.type, self.retention_s]
+                for name, value in fields.items():
+                    args += [name, value]
+                args += ["body", d.body]
+                keys = [
+                    self.keys.delivery(d.webhook_id),
+                    self.keys.webhook_schedule,
+                    self.keys.task_webhooks(d.task_id),
+                ]
+                await self._schedule(keys=keys, args=args, client=pipe)
+            created = await pipe.execute()
+        return sum(int(n) for n in created)
+
+    async def claim(self, slot: str, limit: int, lease_s: float) -> list[Delivery]:
+        """Take up to `limit` due deliveries for an attempt; unfinished claims fall due after
+        `lease_s`, or at once when the same slot starts again (`recover`)."""
+        if limit <= 0:
+            return []
+        now = time.time()
+        keys = [self.keys.webhook_schedule, self.keys.webhook_inflight(slot)]
+        ids = [_text(i) for i in await self._claim(keys=keys, args=[now, now + lease_s, limit])]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for webhook_id in ids:
+                pipe.hgetall(self.keys.delivery(webhook_id))
+            rows = await pipe.execute()
+        claimed: list[Delivery] = []
+        for webhook_id, raw in zip(ids, rows, strict=True):
+            row = _decoded(raw)
+            if "body" not in row:
+                await self._forget(slot, webhook_id)
+                continue
+            body = row["body"]
+            claimed.append(
+                Delivery(
+                    webhook_id=webhook_id,
+                    task_id=_text(row["task_id"]),
+                    project=_text(row["project"]),
+                    type=_text(row["type"]),
+                    url=_text(row["url"]),
+                    body=body if isinstance(body, bytes) else str(body).encode(),
+                    attempts=int(_text(row.get("attempts", 0))),
+                    step=int(_text(row.get("step", 0))),
+                    status=_text(row.get("status", "pending")),
+                )
+            )
+        return claimed
+
+    async def _forget(self, slot: str, webhook_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.webhook_schedule, webhook_id)
+            pipe.srem(self.keys.webhook_inflight(slot), webhook_id)
+            await pipe.execute()
+
+    async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
+        key = self.keys.delivery(d.webhook_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "status": "delivered",
+                    "attempts": d.attempts + 1,
+                    "last_status_code": status_code,
+                    "last_error": "",
+                    "next_attempt_at": "",
+                    "finished_at": time.time(),
+                },
+            )
+            pipe.expire(key, self.retention_s)
+            pipe.zrem(self.keys.webhook_schedule, d.webhook_id)
+            pipe.zrem(self.keys.webhook_dead, d.webhook_id)
+            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+            await pipe.execute()
+
+    async def retry_at(
+        self, d: Delivery, slot: str, at: float, status_code: int | None, error: str
+    ) -> None:
+        """Record a failed attempt; the next one is due at `at` (unix seconds)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.keys.delivery(d.webhook_id),
+                mapping={
+                    "status": "retrying",
+                    "attempts": d.attempts + 1,
+                    "step": d.step + 1,
+                    "last_status_code": "" if status_code is None else status_code,
+                    "last_error": error,
+                    "next_attempt_at": at,
+                },
+            )
+            pipe.zadd(self.keys.webhook_schedule, {d.webhook_id: at})
+            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+            await pipe.execute()
+
+    async def give_up(self, d: Delivery, slot: str, status_code: int | None, error: str) -> None:
+        """Record a last failed attempt: the delivery is `failed` and listed as dead."""
+        key = self.keys.delivery(d.webhook_id)
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "status": "failed",
+                    "attempts": d.attempts + 1,
+                    "last_status_code": "" if status_code is None else status_code,
+                    "last_error": error,
+                    "next_attempt_at": "",
+                    "finished_at": now,
+                },
+            )
+            pipe.expire(key, self.retention_s)
+            pipe.zrem(self.keys.webhook_schedule, d.webhook_id)
+            pipe.zadd(self.keys.webhook_dead, {d.webhook_id: now})
+            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+            await pipe.execute()
+
+    async def defer(self, deliveries: Sequence[Delivery], slot: str, at: float) -> None:
+        """Hand claimed deliveries back without an attempt (their host is busy)."""
+        if not deliveries:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.webhook_schedule, {d.webhook_id: at for d in deliveries})
+            pipe.srem(self.keys.webhook_inflight(slot), *[d.webhook_id for d in deliveries])
+            await pipe.execute()
+
+    async def recover(self, slot: str) -> int:
+        """Make the claims of a previous process of this slot due now; returns how many."""
+        inflight = self.keys.webhook_inflight(slot)
+        ids = [_text(i) for i in await self.redis.smembers(inflight)]
+        if ids:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(self.keys.webhook_schedule, dict.fromkeys(ids, time.time()), xx=True)
+                pipe.delete(inflight)
+                await pipe.execute()
+        return len(ids)
+
+    async def next_due(self) -> float | None:
+        """When the earliest scheduled delivery is due (unix seconds), if any."""
+        first = await self.redis.zrange(self.keys.webhook_schedule, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def state(self, webhook_id: str) -> dict[str, str]:
+        """Every field of one delivery except its body (for operators and tests)."""
+        row = _decoded(await self.redis.hgetall(self.keys.delivery(webhook_id)))
+        return {name: _text(value) for name, value in row.items() if name != "body"}
+
+    async def dead(self, limit: int = 100) -> list[str]:
+        """Webhook ids given up on, oldest first."""
+        return [_text(i) for i in await self.redis.zrange(self.keys.webhook_dead, 0, limit - 1)]
+
+    async def final_webhook_id(self, task_id: str) -> str | None:
+        """The id of the task's completion webhook, once its result was consumed."""
+        index = _decoded(await self.redis.hgetall(self.keys.task_webhooks(task_id)))
+        for kind in TERMINAL_TYPES:
+            if kind in index:
+                return _text(index[kind])
+        return None
+
+    async def view(self, task_id: str) -> WebhookView:
+        """The `webhook` object of the poll body: the state of the task's completion webhook."""
+        webhook_id = await self.final_webhook_id(task_id)
+        if webhook_id is None:
+            return WebhookView()
+        fields = ("status", "attempts", "last_status_code", "next_attempt_at")
+        raw = await self.redis.hmget(self.keys.delivery(webhook_id), fields)
+        status, attempts, code, next_at = (_text(v) if v is not None else "" for v in raw)
+        if not status:
+            return WebhookView()
+        state: WebhookState = status if status in _STATES else "pending"  # type: ignore[assignment]
+        return WebhookView(
+            status=state,
+            attempts=int(attempts or 0),
+            last_status_code=int(code) if code else None,
+            next_attempt_at=_instant(next_at) if state in ("pending", "retrying") else None,
+        )
+
+    async def redeliver(self, task_id: str) -> bool:
+        """Queue the task's completion webhook again (same webhook-id); False if it has none."""
+        webhook_id = await self.final_webhook_id(task_id)
+        if webhook_id is None:
+            return False
+        keys = [
+            self.keys.delivery(webhook_id),
+            self.keys.webhook_schedule,
+            self.keys.webhook_dead,
+        ]
+        return bool(await self._redeliver(keys=keys, args=[time.time(), webhook_id]))
+
+
+_STATES = frozenset({"pending", "delivered", "retrying", "failed"})
