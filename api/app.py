@@ -1,0 +1,48 @@
+"""The FastAPI application of autoglm-mcp."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
+
+from api import errors
+from api.limits import BodySizeLimit
+from api.routes import infer, stream, system, tasks
+from api.services import Services
+from api.submit import Submitter
+from mcp.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings)
+        app.state.services = services
+        app.state.submitter = Submitter(services)
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="autoglm-mcp",
+        version="1",
+        description="Asynchronous inference for GLM-family models.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(tasks.router)
+    if settings.server.streaming:
+        app.include_router(stream.router)
+    app.include_router(infer.router)
+    app.include_router(system.router)
+    if settings.server.compression == "gzip":
+        app.add_middleware(GZipMiddleware, minimum_size=settings.server.compression_min_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    return app

@@ -1,0 +1,27 @@
+"""`autoglm api`: serve the HTTP API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from mcp.settings import get_settings
+
+
+def run(host: str | None = None, port: int | None = None) -> int:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+    return 0

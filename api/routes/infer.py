@@ -1,0 +1,93 @@
+"""`POST /v1/infer`: submit and wait a little for the answer (`Prefer: wait=N`).
+
+Takes the submit body or the MCP envelope (`request_id` acts as the idempotency key and
+`payload.model`, or the default model, selects the model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from api.routes.tasks import Project, find_task, json_response, services_of
+from api.submit import Submitter
+from mcp.errors import ValidationFailed
+from schemas import MCPEnvelope, SubmitRequest
+
+router = APIRouter(tags=["infer"])
+
+DEFAULT_WAIT_S = 30.0
+MAX_WAIT_S = 300.0
+_WAIT = re.compile(r"wait\s*=\s*(\d+(?:\.\d+)?)")
+
+
+def wait_seconds(prefer: str | None) -> float:
+    match = _WAIT.search(prefer or "")
+    return min(float(match.group(1)), MAX_WAIT_S) if match else DEFAULT_WAIT_S
+
+
+def _parse(
+    body: dict[str, Any], default_model: str
+) -> tuple[SubmitRequest, str | None, str | None]:
+    """(submit request, idempotency key, envelope request_id)."""
+    try:
+        if "request_id" in body:
+            envelope = MCPEnvelope.model_validate(body)
+            payload = dict(envelope.payload)
+            model = str(payload.pop("model", default_model))
+            options = {
+                k: payload.pop(k) for k in ("callback_url", "timeout_s", "ttl_s") if k in payload
+            }
+            request = SubmitRequest.model_validate(
+                {
+                    "model": model,
+                    "action": envelope.action,
+                    "payload": payload,
+                    "metadata": {**envelope.metadata.model_dump(mode="json")},
+                    **options,
+                }
+            )
+            return request, envelope.request_id, envelope.request_id
+        return SubmitRequest.model_validate(body), None, None
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise ValidationFailed("the request does not fit the schema", details) from exc
+
+
+@router.post("/v1/infer")
+async def infer(
+    request: Request,
+    project: Project,
+    body: Annotated[dict[str, Any], Body()],
+    prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    services = services_of(request)
+    submit_body, envelope_key, request_id = _parse(body, services.settings.default_model)
+    submitter: Submitter = request.app.state.submitter
+    _, accepted = await submitter.submit(submit_body, project, envelope_key or idempotency_key)
+    deadline = time.monotonic() + wait_seconds(prefer)
+    delay = 0.002
+    while time.monotonic() < deadline:
+        view = await services.store.view(accepted.task_id)
+        if view is not None and view.status.terminal:
+            full = await find_task(services, accepted.task_id, project)
+            answer = full.model_dump(mode="json")
+            if request_id is not None:
+                answer["request_id"] = request_id
+            return json_response(200, answer)
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.1)
+    answer = accepted.model_dump(mode="json")
+    if request_id is not None:
+        answer["request_id"] = request_id
+    return json_response(202, answer)

@@ -1,0 +1,76 @@
+"""`GET /v1/tasks/{id}/stream`: token deltas and lifecycle events as Server-Sent Events.
+
+Entries come from the task's Redis Stream; each SSE `id` is the entry id, so a client that
+reconnects with `Last-Event-ID` resumes right after the last entry it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from api.routes.tasks import Project, find_task, services_of
+from api.services import Services
+from mcp.names import Keys
+
+router = APIRouter(prefix="/v1/tasks", tags=["stream"])
+
+BLOCK_MS = 1000
+KEEPALIVE_EVERY = 15
+
+
+def sse(entry_id: str, event: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"id: {entry_id}\nevent: {event}\n{lines}\n".encode()
+
+
+async def _events(
+    services: Services, task_id: str, project: str, last_id: str, request: Request
+) -> AsyncIterator[bytes]:
+    key = Keys.of(services.settings).stream(task_id)
+    quiet = 0
+    while not await request.is_disconnected():
+        reply = await services.store.redis.xread({key: last_id}, count=256, block=BLOCK_MS)
+        if not reply:
+            view = await find_task(services, task_id, project)
+            if view.status.terminal and not await services.store.redis.exists(key):
+                # A task without a token stream still ends its stream with its final state.
+                body = {"status": view.status.value, "attempt": view.attempts}
+                yield sse(f"{last_id}-end", "end", orjson.dumps(body).decode())
+                return
+            quiet += 1
+            if quiet % KEEPALIVE_EVERY == 0:
+                yield b": keep-alive\n\n"
+            continue
+        for _stream, entries in reply:
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode()
+                kind = fields.get(b"type", b"token").decode()
+                data = fields.get(b"data", b"").decode()
+                last_id = entry_id
+                yield sse(entry_id, kind, data)
+                if kind == "end":
+                    return
+
+
+@router.get("/{task_id}/stream")
+async def stream(
+    task_id: str,
+    request: Request,
+    project: Project,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    services = services_of(request)
+    await find_task(services, task_id, project)
+    start = last_event_id if last_event_id and "-" in last_event_id else "0-0"
+    if start.endswith("-end"):
+        start = start[: -len("-end")]
+    return StreamingResponse(
+        _events(services, task_id, project, start, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,92 @@
+"""Tasks: submit, poll, cancel, redeliver the webhook."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+
+from api.auth import caller_project
+from api.services import Services
+from api.submit import Submitter
+from mcp.errors import TaskNotFound
+from mcp.producer import Record
+from mcp.store import view_of
+from schemas import SubmitRequest, TaskEvent, TaskStatus, TaskView, dumps
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+Project = Annotated[str, Depends(caller_project)]
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def json_response(status: int, body: object) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def find_task(services: Services, task_id: str, project: str) -> TaskView:
+    """The caller's task, with its webhook state; another project's task does not exist."""
+    data = await services.store.get(task_id)
+    view = view_of(data) if data else None
+    if view is None or data is None or data.get("project", "default") != project:
+        raise TaskNotFound(f"no task {task_id!r}", {"task_id": task_id})
+    webhook = await services.webhooks.view(task_id)
+    return view.model_copy(update={"webhook": webhook})
+
+
+@router.post("", status_code=202)
+async def submit(
+    body: SubmitRequest,
+    request: Request,
+    project: Project,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+    traceparent: Annotated[str | None, Header(max_length=256)] = None,
+) -> Response:
+    submitter: Submitter = request.app.state.submitter
+    status, answer = await submitter.submit(body, project, idempotency_key, traceparent)
+    return json_response(status, answer.model_dump(mode="json"))
+
+
+@router.get("/{task_id}")
+async def get_task(task_id: str, request: Request, project: Project) -> Response:
+    view = await find_task(services_of(request), task_id, project)
+    return json_response(200, view.model_dump(mode="json"))
+
+
+@router.post("/{task_id}/cancel")
+async def cancel(task_id: str, request: Request, project: Project) -> Response:
+    services = services_of(request)
+    view = await find_task(services, task_id, project)
+    if not view.status.terminal:
+        # The request is durable in task-events first, so a replay restores it.
+        event = TaskEvent(
+            task_id=task_id,
+            status=TaskStatus.QUEUED,
+            model=view.model,
+            action=view.action,
+            project=project,
+            cancel_requested=True,
+        )
+        record = Record(services.topics.events, task_id.encode(), dumps(event))
+        await services.producer.publish([record])
+        await services.store.cancel(task_id, services.settings.redis.task_retention_s)
+        view = await find_task(services, task_id, project)
+    return json_response(200, view.model_dump(mode="json"))
+
+
+@router.post("/{task_id}/webhook/redeliver", status_code=202)
+async def redeliver(task_id: str, request: Request, project: Project) -> Response:
+    services = services_of(request)
+    view = await find_task(services, task_id, project)
+    if not await services.webhooks.redeliver(task_id):
+        raise TaskNotFound(
+            f"task {task_id!r} has no final webhook to redeliver yet",
+            {"task_id": task_id, "status": view.status.value},
+        )
+    view = await find_task(services, task_id, project)
+    return json_response(202, view.model_dump(mode="json"))

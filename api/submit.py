@@ -1,0 +1,159 @@
+"""Accepting a task: validate, guard, record durably in Kafka, then make it visible in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import orjson
+
+from api.metrics import REFUSED, SUBMIT_SECONDS, SUBMITTED
+from api.services import Services
+from mcp.errors import AutoGLMError, BrokerUnavailable, IdempotencyConflict
+from mcp.kafka import ensure_topics
+from mcp.producer import Record
+from mcp.ssrf import check_callback_url
+from schemas import (
+    AsyncTask,
+    SubmitRequest,
+    SubmitResponse,
+    TaskEvent,
+    TaskLinks,
+    TaskStatus,
+    TraceContext,
+    dumps,
+    utcnow,
+)
+
+TOPIC_RETRY_S = 2.0
+
+
+def fingerprint(body: SubmitRequest) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], TaskEvent]:
+    """The task for its model's topic and its `queued` event: one transaction, both or neither."""
+    key = task.task_id.encode()
+    headers: tuple[tuple[str, bytes], ...] = (("schema", b"AsyncTask/1"),)
+    if task.trace.traceparent:
+        headers += (("traceparent", task.trace.traceparent.encode()),)
+    event = TaskEvent(
+        task_id=task.task_id,
+        status=TaskStatus.QUEUED,
+        at=task.created_at,
+        model=task.model,
+        action=task.action,
+        project=task.project,
+        task=task,
+    )
+    records = [
+        Record(services.topics.tasks(task.model), key, dumps(task), headers),
+        Record(services.topics.events, key, dumps(event)),
+    ]
+    return records, event
+
+
+class Submitter:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._topics_checked_at = 0.0
+
+    async def submit(
+        self,
+        body: SubmitRequest,
+        project: str,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> tuple[int, SubmitResponse]:
+        """(HTTP status, answer): 202 for a new task, 200 for an idempotent repeat."""
+        started = time.perf_counter()
+        try:
+            return await self._submit(body, project, idempotency_key, traceparent, started)
+        except AutoGLMError as exc:
+            REFUSED.labels(exc.code).inc()
+            raise
+
+    async def _submit(
+        self,
+        body: SubmitRequest,
+        project: str,
+        idempotency_key: str | None,
+        traceparent: str | None,
+        started: float,
+    ) -> tuple[int, SubmitResponse]:
+        services = self.services
+        services.limiter.check(project)
+        spec = services.registry.resolve(body.model, body.action)
+        services.registry.validate_payload(spec, body.action, body.payload)
+        if body.callback_url is not None:
+            await asyncio.to_thread(check_callback_url, str(body.callback_url), services.settings)
+        await self._ensure_topics()
+        task = AsyncTask(
+            model=body.model,
+            action=body.action,
+            payload=body.payload,
+            callback_url=body.callback_url,
+            webhook_events_filter=body.webhook_events_filter,
+            timeout_s=body.timeout_s,
+            ttl_s=body.ttl_s,
+            project=project,
+            metadata=body.metadata,
+            trace=TraceContext(traceparent=traceparent),
+        )
+        if idempotency_key:
+            repeat = await self._repeat(body, project, idempotency_key, task.task_id)
+            if repeat is not None:
+                return 200, repeat
+        records, event = task_records(services, task)
+        try:
+            await services.producer.publish(records, note=event)
+        except BrokerUnavailable:
+            if idempotency_key:
+                await services.store.forget_idempotency(project, idempotency_key)
+            raise
+        SUBMITTED.labels(task.model, task.action).inc()
+        SUBMIT_SECONDS.observe(time.perf_counter() - started)
+        return 202, SubmitResponse(
+            task_id=task.task_id,
+            status=TaskStatus.QUEUED,
+            created_at=task.created_at,
+            links=TaskLinks.for_task(task.task_id),
+        )
+
+    async def _repeat(
+        self, body: SubmitRequest, project: str, key: str, task_id: str
+    ) -> SubmitResponse | None:
+        fp = fingerprint(body)
+        existing = await self.services.store.remember_idempotency(project, key, fp, task_id)
+        if existing is None:
+            return None
+        old_fp, old_task_id = existing
+        if old_fp != fp:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used with a different body",
+                {"idempotency_key": key, "task_id": old_task_id},
+            )
+        view = await self.services.store.view(old_task_id)
+        return SubmitResponse(
+            task_id=old_task_id,
+            status=view.status if view else TaskStatus.QUEUED,
+            created_at=view.created_at if view else utcnow(),
+            links=TaskLinks.for_task(old_task_id),
+        )
+
+    async def _ensure_topics(self) -> None:
+        services = self.services
+        if services.topics_ready:
+            return
+        now = time.monotonic()
+        if now - self._topics_checked_at < TOPIC_RETRY_S:
+            raise BrokerUnavailable("Kafka is not reachable")
+        self._topics_checked_at = now
+        try:
+            await asyncio.to_thread(ensure_topics, services.settings, None, 5.0)
+        except Exception as exc:
+            raise BrokerUnavailable(f"Kafka is not reachable: {exc}") from exc
+        services.topics_ready = True

@@ -1,0 +1,62 @@
+"""Redis scripts that make task state transitions atomic and monotonic."""
+
+# KEYS[1] task hash. ARGV: status, rank, attempt, ttl_s, then field/value pairs.
+# A transition applies when it moves up the lifecycle (queued < running < terminal), or is a
+# newer attempt of running. A stale event only fills fields still missing: a late `running`
+# never overwrites `succeeded`, yet a replayed `queued` still restores the task's description.
+APPLY_EVENT = """
+local key = KEYS[1]
+local rank = tonumber(ARGV[2])
+local attempt = tonumber(ARGV[3])
+local cur = redis.call('HMGET', key, 'rank', 'attempts')
+local cur_rank = tonumber(cur[1] or '-1')
+local cur_attempts = tonumber(cur[2] or '0')
+local applied = 0
+if rank > cur_rank or (rank == 1 and cur_rank == 1 and attempt > cur_attempts) then
+  redis.call('HSET', key, 'status', ARGV[1], 'rank', rank)
+  for i = 5, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+  applied = 1
+else
+  for i = 5, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
+end
+if attempt > cur_attempts then redis.call('HSET', key, 'attempts', attempt) end
+redis.call('EXPIRE', key, tonumber(ARGV[4]))
+return applied
+"""
+
+# KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, ttl_s, worker_id, then base field pairs.
+# Returns {verdict, attempt}: verdict is run | cancelled | terminal. `run` counts the attempt,
+# so attempts survive a crashed worker.
+CLAIM = """
+local key = KEYS[1]
+for i = 4, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
+local cur = redis.call('HMGET', key, 'rank', 'attempts')
+local attempts = tonumber(cur[2] or '0')
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', attempts} end
+if tonumber(cur[1] or '-1') == 2 then return {'terminal', attempts} end
+attempts = redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('HSET', key, 'status', 'running', 'rank', 1, 'worker_id', ARGV[3])
+redis.call('HSETNX', key, 'started_at', ARGV[1])
+redis.call('EXPIRE', key, tonumber(ARGV[2]))
+return {'run', attempts}
+"""
+
+# KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, flag ttl_s.
+# Returns the status after the request: a queued task is cancelled at once; a running one gets
+# the flag its worker polls; a finished one is left as it is.
+CANCEL = """
+local key = KEYS[1]
+local cur = redis.call('HMGET', key, 'rank', 'status')
+if not cur[1] then
+  redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
+  return 'unknown'
+end
+local rank = tonumber(cur[1])
+if rank == 2 then return cur[2] end
+redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
+if rank == 0 then
+  redis.call('HSET', key, 'status', 'cancelled', 'rank', 2, 'finished_at', ARGV[1])
+  return 'cancelled'
+end
+return 'running'
+"""

@@ -1,0 +1,68 @@
+"""Rebuild Redis task state from `task-events` after Redis lost its data."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from mcp.kafka import consumer_config
+from mcp.names import Keys, Topics
+from mcp.projector import decode_events
+from mcp.settings import Settings, get_settings
+from mcp.store import SyncTaskStore
+
+log = logging.getLogger(__name__)
+
+
+def flush_tasks(settings: Settings) -> int:
+    store = SyncTaskStore(settings)
+    pattern = Keys.of(settings).task("*")
+    deleted = 0
+    for key in store.redis.scan_iter(match=pattern, count=1000):
+        deleted += int(store.redis.delete(key))
+    return deleted
+
+
+def replay(settings: Settings, timeout_s: float = 300.0) -> int:
+    """Apply every committed task event from the beginning; returns how many were applied."""
+    topics = Topics.of(settings)
+    store = SyncTaskStore(settings)
+    group = topics.group(f"replay-{uuid.uuid4().hex[:8]}")
+    consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
+    metadata = consumer.list_topics(topics.events, timeout=30)
+    partitions = sorted(metadata.topics[topics.events].partitions)
+    consumer.assign([TopicPartition(topics.events, p, OFFSET_BEGINNING) for p in partitions])
+    remaining = set(partitions)
+    applied = 0
+    deadline = time.monotonic() + timeout_s
+    while remaining and time.monotonic() < deadline:
+        messages = consumer.consume(1000, 0.5)
+        values = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(msg.partition())
+                continue
+            values.append(msg.value())
+        events = decode_events(values)
+        store.apply_events(events)
+        applied += len(events)
+    consumer.close()
+    if remaining:
+        raise TimeoutError(f"replay did not reach the end of partitions {sorted(remaining)}")
+    return applied
+
+
+def run(flush: bool = False) -> int:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level)
+    if flush:
+        print(f"replay: deleted {flush_tasks(settings)} task keys")
+    started = time.monotonic()
+    applied = replay(settings)
+    print(f"replay: applied {applied} task events in {time.monotonic() - started:.1f} s")
+    return 0

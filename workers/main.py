@@ -1,0 +1,61 @@
+"""`autoglm worker --model NAME`: one inference worker process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from mcp.heartbeat import Heartbeat
+from mcp.kafka import ensure_topics
+from mcp.settings import ModelSpec, Settings, get_settings
+from workers.backends.base import Backend
+from workers.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+
+def load_backend(spec: ModelSpec, settings: Settings) -> Backend:
+    if spec.backend == "echo":
+        from workers.backends.echo import EchoBackend
+
+        backend: Backend = EchoBackend(spec)
+    else:
+        from workers.backends import make_backend  # type: ignore[attr-defined]
+
+        backend = make_backend(spec, settings)
+    backend.load()
+    return backend
+
+
+def run(model: str, slot: str = "0", burst: bool = False) -> int:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    spec = settings.model(model)
+    if spec is None:
+        print(f"worker: unknown model {model!r}; known: {[m.name for m in settings.models]}")
+        return 2
+    ensure_topics(settings, [model])
+    backend = load_backend(spec, settings)
+    worker = InferenceWorker(settings, spec, backend, slot=slot, burst=burst)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: draining in-flight work, then leaving the group", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    heartbeat = Heartbeat(settings, worker.worker_id, worker.info)
+    heartbeat.start()
+    log.info("worker %s ready", worker.worker_id)
+    try:
+        worker.run()
+    finally:
+        heartbeat.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1] if len(sys.argv) > 1 else "echo"))

@@ -1,0 +1,67 @@
+"""Token streams: a capped Redis Stream per task, read by the SSE endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+import redis
+
+from mcp.names import Keys
+from mcp.settings import Settings
+from schemas import TaskStatus
+from workers.backends.base import TaskContext
+from workers.outcome import Outcome
+
+
+class TokenStreams:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.keys = Keys.of(settings)
+        self.redis = client
+        self.maxlen = settings.redis.stream_maxlen
+        self.ttl = settings.redis.stream_ttl_s
+
+    def writer(self, task_id: str) -> Callable[[str], None]:
+        key = self.keys.stream(task_id)
+
+        def write(delta: str) -> None:
+            self._add(key, {"type": "token", "data": delta})
+
+        return write
+
+    def _add(
+        self, key: str, fields: dict[str, str], pipe: redis.client.Pipeline | None = None
+    ) -> None:
+        target = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        target.xadd(key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+        target.expire(key, self.ttl)
+        if pipe is None:
+            target.execute()
+
+    def status(self, contexts: list[TaskContext], status: TaskStatus) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for ctx in contexts:
+            if ctx.on_token is not None:
+                body = {"status": status.value, "attempt": ctx.attempt}
+                self._add(
+                    self.keys.stream(ctx.task.task_id),
+                    {"type": "status", "data": orjson.dumps(body).decode()},
+                    pipe,
+                )
+        pipe.execute()
+
+    def finish(self, outcomes: list[Outcome]) -> None:
+        """The terminal entry, written once the outcome is committed."""
+        pipe = self.redis.pipeline(transaction=False)
+        for o in outcomes:
+            if o.task.action != "generate" or not o.task.payload.get("stream", True):
+                continue
+            body = {"status": o.status.value, "attempt": o.attempt}
+            if o.error is not None:
+                body["error"] = o.error.model_dump()
+            self._add(
+                self.keys.stream(o.task.task_id),
+                {"type": "end", "data": orjson.dumps(body).decode()},
+                pipe,
+            )
+        pipe.execute()

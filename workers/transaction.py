@@ -1,0 +1,113 @@
+"""The worker's side of exactly-once: results, events and consumed offsets in one transaction.
+
+Error classes (librdkafka): a retriable error retries the call; one that requires an abort
+aborts and makes the worker rewind to its committed offsets; a fatal one (or a fenced
+producer) replaces the producer, which aborts whatever the old one left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from mcp.kafka import kafka_error, producer_config
+from mcp.producer import Record
+from mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRIES = 5
+
+
+class Rewind(Exception):
+    """The open transaction was lost; the consumer must go back to its committed offsets."""
+
+
+class WorkerTransaction:
+    def __init__(self, settings: Settings, transactional_id: str) -> None:
+        self.settings = settings
+        self.transactional_id = transactional_id
+        self.timeout = settings.kafka.request_timeout_s
+        self.producer = self._new_producer()
+        self.open = False
+        self.began_at = 0.0
+        self.commits = 0
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(producer_config(self.settings, self.transactional_id))
+        producer.init_transactions(max(self.timeout, 30))
+        return producer
+
+    def produce(self, records: list[Record]) -> None:
+        if not records:
+            return
+        self._begin()
+        for r in records:
+            self.producer.produce(r.topic, r.value, r.key, headers=list(r.headers))
+        self.producer.poll(0)
+
+    def _begin(self) -> None:
+        if not self.open:
+            self.producer.begin_transaction()
+            self.open = True
+            self.began_at = time.monotonic()
+
+    def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+        """Commit the open transaction together with `offsets`; raise Rewind when it is lost."""
+        if not self.open and not offsets:
+            return
+        self._begin()
+        try:
+            if offsets:
+                self._retry(
+                    lambda: self.producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), self.timeout
+                    )
+                )
+            self._retry(lambda: self.producer.commit_transaction(self.timeout))
+        except KafkaException as exc:
+            self._fail(exc)
+            raise Rewind(str(exc)) from exc
+        self.open = False
+        self.commits += 1
+
+    def abort(self) -> None:
+        if not self.open:
+            return
+        try:
+            self.producer.abort_transaction(self.timeout)
+        except KafkaException as exc:
+            self._fail(exc)
+        self.open = False
+
+    def _retry(self, call: object) -> None:
+        assert callable(call)
+        for attempt in range(RETRIES):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = kafka_error(exc)
+                if err is None or not err.retriable() or attempt == RETRIES - 1:
+                    raise
+                log.info("retrying a retriable transaction call: %s", err)
+                time.sleep(0.05 * (attempt + 1))
+
+    def _fail(self, exc: KafkaException) -> None:
+        err = kafka_error(exc)
+        log.warning("transaction lost: %s", exc)
+        self.open = False
+        if err is not None and err.txn_requires_abort() and not err.fatal():
+            try:
+                self.producer.abort_transaction(self.timeout)
+                return
+            except KafkaException as abort_exc:
+                log.warning("abort failed: %s", abort_exc)
+        # Fatal or fenced: a producer with the same transactional.id takes over cleanly.
+        self.producer = self._new_producer()
+
+    def close(self) -> None:
+        self.abort()
+        self.producer.flush(5)
