@@ -115,8 +115,8 @@ def refusal_reason(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str
         ("link-local", effective.is_link_local),
         ("multicast", effective.is_multicast),
         ("unspecified", effective.is_unspecified),
-        ("private", effective.is_private),
         ("reserved", effective.is_reserved),
+        ("private", effective.is_private),
         ("not globally routable", not effective.is_global),
     )
     for name, hit in checks:

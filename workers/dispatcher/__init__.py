@@ -1,0 +1,1 @@
+"""The webhook dispatcher: task results and lifecycle events become signed, retried POSTs."""

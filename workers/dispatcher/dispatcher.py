@@ -1,0 +1,60 @@
+"""The dispatcher process: intake (Kafka → Redis schedule), delivery pool, output watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+
+from mcp.kafka import ensure_topics
+from mcp.settings import Settings
+from mcp.webhook_secrets import WebhookSecrets, validate_configured
+from mcp.webhook_store import WebhookStore
+from workers.dispatcher.intake import Intake
+from workers.dispatcher.output import OutputWatcher
+from workers.dispatcher.policy import RetryPolicy
+from workers.dispatcher.pool import DeliveryPool
+from workers.dispatcher.sender import WebhookSender
+from workers.dispatcher.targets import TargetStore
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, slot: str = "0") -> None:
+        validate_configured(settings)
+        hooks = settings.webhooks
+        self.settings = settings
+        self.slot = slot
+        self.redis = aioredis.Redis.from_url(settings.redis.url)
+        self.store = WebhookStore(self.redis, settings)
+        self.sender = WebhookSender(settings, WebhookSecrets(self.redis, settings))
+        self.pool = DeliveryPool(
+            settings, self.store, self.sender, RetryPolicy(hooks.schedule_s, hooks.jitter), slot
+        )
+        self.watcher = OutputWatcher(self.redis, settings, self.store, slot, self.pool.wake)
+        self.intake = Intake(
+            settings, self.store, TargetStore(self.redis, settings), self.watcher, self.pool.wake
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(ensure_topics, self.settings, [])
+        await self.watcher.load()
+        log.info("dispatcher slot %s started", self.slot)
+        parts = [
+            asyncio.create_task(self.intake.run(stop), name="intake"),
+            asyncio.create_task(self.pool.run(stop), name="pool"),
+            asyncio.create_task(self.watcher.run(stop), name="output"),
+        ]
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    stop.set()
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            await asyncio.gather(*parts, return_exceptions=True)
+            await self.sender.aclose()
+            await self.redis.aclose()

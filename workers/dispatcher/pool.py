@@ -1,0 +1,156 @@
+"""Attempts deliveries that are due, with bounded concurrency overall and per destination host.
+
+Due deliveries are claimed from Redis only as far as there are free slots. A delivery whose
+host already has `per_host_concurrency` attempts in flight is handed back for a little later
+instead of waiting here, so a hanging receiver holds at most its own slots and never anyone
+else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+from mcp.settings import Settings
+from mcp.webhook_store import Delivery, WebhookStore
+from workers.dispatcher.policy import RetryPolicy
+from workers.dispatcher.sender import Attempt, WebhookSender
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 1.0
+BUSY_HOST_DELAY_S = (0.2, 0.6)
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
+
+
+class DeliveryPool:
+    def __init__(
+        self,
+        settings: Settings,
+        store: WebhookStore,
+        sender: WebhookSender,
+        policy: RetryPolicy,
+        slot: str,
+    ) -> None:
+        hooks = settings.webhooks
+        self.store = store
+        self.sender = sender
+        self.policy = policy
+        self.slot = slot
+        self.max_concurrency = max(1, hooks.max_concurrency)
+        self.per_host = max(1, hooks.per_host_concurrency)
+        # A claim outlives an attempt; after that a crashed dispatcher's claim falls due again.
+        self.lease_s = hooks.timeout_s + hooks.connect_timeout_s + 10
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.host_load: Counter[str] = Counter()
+        self.attempted = 0
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        recovered = await self.store.recover(self.slot)
+        if recovered:
+            log.info("re-queued %d deliveries claimed before a restart", recovered)
+        while not stop.is_set():
+            try:
+                more = await self._claim_and_start()
+            except Exception:
+                log.exception("claiming due webhooks failed")
+                more = False
+            if not more:
+                await self._wait(stop)
+        await self._finish_in_flight()
+
+    async def _claim_and_start(self) -> bool:
+        """Start attempts for due deliveries; True when more may be due right now."""
+        self._wake.clear()
+        free = self.max_concurrency - len(self.in_flight)
+        if free <= 0:
+            return False
+        claimed = await self.store.claim(self.slot, free, self.lease_s)
+        busy: list[Delivery] = []
+        for delivery in claimed:
+            host = host_of(delivery.url)
+            if self.host_load[host] >= self.per_host:
+                busy.append(delivery)
+                continue
+            self.host_load[host] += 1
+            task = asyncio.create_task(self._attempt(delivery, host))
+            self.in_flight.add(task)
+            task.add_done_callback(self._done)
+        if busy:
+            await self.store.defer(
+                busy, self.slot, time.time() + random.uniform(*BUSY_HOST_DELAY_S)
+            )
+        return len(claimed) == free
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self._wake.set()
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        timeout = IDLE_POLL_S
+        if len(self.in_flight) < self.max_concurrency:
+            try:
+                due = await self.store.next_due()
+            except Exception:
+                log.exception("reading the webhook schedule failed")
+                due = None
+            if due is not None:
+                timeout = min(IDLE_POLL_S, max(0.0, due - time.time()))
+        if timeout <= 0:
+            return
+        waiters = {asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())}
+        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        for waiter in pending:
+            waiter.cancel()
+
+    async def _attempt(self, delivery: Delivery, host: str) -> None:
+        try:
+            attempt = await self.sender.send(delivery)
+            self.attempted += 1
+            await self._record(delivery, attempt)
+        except Exception:
+            log.exception("attempt of webhook %s failed unexpectedly", delivery.webhook_id)
+        finally:
+            self.host_load[host] -= 1
+            if self.host_load[host] <= 0:
+                del self.host_load[host]
+
+    async def _record(self, delivery: Delivery, attempt: Attempt) -> None:
+        if attempt.outcome == "delivered":
+            await self.store.delivered(delivery, self.slot, attempt.status_code or 200)
+            return
+        log.info(
+            "webhook %s attempt %d to %s failed: %s",
+            delivery.webhook_id,
+            delivery.attempts + 1,
+            delivery.url,
+            attempt.error,
+        )
+        at = None
+        if attempt.outcome == "retry":
+            at = self.policy.next_attempt_at(delivery.step, time.time(), attempt.retry_after)
+        if at is None:
+            await self.store.give_up(delivery, self.slot, attempt.status_code, attempt.error)
+        else:
+            await self.store.retry_at(delivery, self.slot, at, attempt.status_code, attempt.error)
+
+    async def _finish_in_flight(self, grace_s: float = 5.0) -> None:
+        """Let running attempts end briefly; unfinished claims are recovered on restart."""
+        if not self.in_flight:
+            return
+        _, pending = await asyncio.wait(set(self.in_flight), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

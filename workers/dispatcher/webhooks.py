@@ -1,0 +1,104 @@
+"""What a webhook says: its type, its stable id and its body (the poll view of the task)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mcp.webhook_store import NewDelivery
+from schemas import TaskResult, TaskView, WebhookBody, WebhookView, dumps
+from schemas.api import WebhookType
+from schemas.task import TaskStatus
+from workers.dispatcher.targets import WebhookTarget
+
+COMPLETION_TYPES: dict[TaskStatus, WebhookType] = {
+    TaskStatus.SUCCEEDED: "task.succeeded",
+    TaskStatus.FAILED: "task.failed",
+    TaskStatus.CANCELLED: "task.cancelled",
+    TaskStatus.EXPIRED: "task.expired",
+}
+
+
+def webhook_id(task_id: str, kind: str, seq: int | None = None) -> str:
+    """Stable per task and event type, so a receiver can de-duplicate retries."""
+    name = kind.removeprefix("task.")
+    return f"msg_{task_id}_{name}" if seq is None else f"msg_{task_id}_{name}_{seq}"
+
+
+def _body(kind: WebhookType, at: datetime, view: TaskView) -> bytes:
+    return dumps(WebhookBody(type=kind, timestamp=at, data=view.model_dump(mode="json")))
+
+
+def completion(result: TaskResult) -> NewDelivery | None:
+    """The `task.<terminal status>` webhook of a result, when the task asked for one."""
+    if result.callback_url is None or "completed" not in result.webhook_events_filter:
+        return None
+    kind = COMPLETION_TYPES[result.status]
+    view = TaskView(
+        task_id=result.task_id,
+        model=result.model,
+        action=result.action,
+        status=result.status,
+        attempts=result.attempts,
+        created_at=result.created_at,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        result=result.result,
+        error=result.error,
+        webhook=WebhookView(status="pending"),
+        metadata=result.metadata,
+    )
+    return NewDelivery(
+        webhook_id=webhook_id(result.task_id, kind),
+        task_id=result.task_id,
+        project=result.project,
+        type=kind,
+        url=str(result.callback_url),
+        body=_body(kind, result.finished_at, view),
+    )
+
+
+def _running_view(target: WebhookTarget, attempt: int, started_at: datetime) -> TaskView:
+    return TaskView(
+        task_id=target.task_id,
+        model=target.model,
+        action=target.action,
+        status=TaskStatus.RUNNING,
+        attempts=attempt,
+        created_at=target.created_at,
+        started_at=started_at,
+        metadata=target.metadata,
+    )
+
+
+def started(target: WebhookTarget, attempt: int, at: datetime) -> NewDelivery:
+    """`task.started`: the worker began an attempt (one webhook per attempt)."""
+    view = _running_view(target, attempt, at)
+    return NewDelivery(
+        webhook_id=webhook_id(target.task_id, "task.started", attempt if attempt > 1 else None),
+        task_id=target.task_id,
+        project=target.project,
+        type="task.started",
+        url=target.url,
+        body=_body("task.started", at, view),
+    )
+
+
+def output(
+    target: WebhookTarget,
+    seq: int,
+    at: datetime,
+    started_at: datetime,
+    attempt: int,
+    chunk: dict[str, Any],
+) -> NewDelivery:
+    """`task.output` number `seq`: the output produced since the previous one, in `result`."""
+    view = _running_view(target, attempt, started_at).model_copy(update={"result": chunk})
+    return NewDelivery(
+        webhook_id=webhook_id(target.task_id, "task.output", seq),
+        task_id=target.task_id,
+        project=target.project,
+        type="task.output",
+        url=target.url,
+        body=_body("task.output", at, view),
+    )
