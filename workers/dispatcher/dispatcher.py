@@ -43,7 +43,7 @@ class Dispatcher:
         await self.watcher.load()
         log.info("dispatcher slot %s started", self.slot)
         parts = [
-            asyncio.create_task(self.intake.run(stop), name="intake"),
+            asyncio.create_task(self.intake.run(stop, self.slot), name="intake"),
             asyncio.create_task(self.pool.run(stop), name="pool"),
             asyncio.create_task(self.watcher.run(stop), name="output"),
         ]

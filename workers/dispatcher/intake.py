@@ -57,14 +57,23 @@ class Intake:
         self.on_scheduled = on_scheduled
         self.consumed = 0
 
-    def _consumer(self) -> Consumer:
-        config = consumer_config(self.settings, self.topics.group("dispatcher"))
+    def _consumer(self, slot: str) -> Consumer:
+        # Static membership: a restarted slot takes its partitions back at once instead of
+        # waiting for the group to time out the process it replaces.
+        config = consumer_config(
+            self.settings,
+            self.topics.group("dispatcher"),
+            **{
+                "group.instance.id": f"{self.settings.instance_id}.dispatcher.{slot}",
+                "session.timeout.ms": self.settings.worker.session_timeout_ms,
+            },
+        )
         consumer = Consumer(config)
         consumer.subscribe([self.topics.results, self.topics.events])
         return consumer
 
-    async def run(self, stop: asyncio.Event) -> None:
-        consumer = await asyncio.to_thread(self._consumer)
+    async def run(self, stop: asyncio.Event, slot: str) -> None:
+        consumer = await asyncio.to_thread(self._consumer, slot)
         try:
             while not stop.is_set():
                 messages = await asyncio.to_thread(consumer.consume, BATCH, POLL_S)
