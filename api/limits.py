@@ -29,19 +29,28 @@ class BodySizeLimit:
                 await self._refuse(scope, receive, send)
                 return
         seen = 0
+        too_large = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise BodyTooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # The app may turn the interrupted read into its own error; ours replaces it.
+            if not too_large:
+                await send(message)
+
         try:
-            await self.app(scope, counted, send)
+            await self.app(scope, counted, guarded_send)
         except BodyTooLarge:
+            pass
+        if too_large:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

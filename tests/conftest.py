@@ -9,12 +9,14 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import redis
 
 from mcp.settings import Settings
+from tests.harness import Platform
 
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
@@ -72,3 +74,24 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def platform(
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Platform]:
+    """API, workers and dispatcher as real processes on this test's own namespace."""
+    plat = Platform(settings, tmp_path)
+    yield plat
+    plat.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for proc in plat.procs:
+            print(f"===== {proc.name} =====\n{proc.log()[-6000:]}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

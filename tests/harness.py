@@ -1,0 +1,227 @@
+"""Real processes for integration tests: API, workers and dispatcher, killable with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from mcp.names import Topics
+from mcp.settings import Settings
+from schemas import TaskResult, loads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment that makes a child process use exactly these settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AUTOGLM_DEV_MODE": "true",
+            "AUTOGLM_INSTANCE_ID": settings.instance_id,
+            "AUTOGLM_CACHE_DIR": settings.cache_dir,
+            "AUTOGLM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "AUTOGLM_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "AUTOGLM_KAFKA__PARTITIONS": str(settings.kafka.partitions),
+            "AUTOGLM_REDIS__URL": settings.redis.url,
+            "AUTOGLM_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+            "AUTOGLM_WORKER": settings.worker.model_dump_json(),
+            "AUTOGLM_WEBHOOKS": settings.webhooks.model_dump_json(),
+            "AUTOGLM_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "autoglm", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no goodbye, exactly like a crash."""
+        if self.popen is not None and self.alive:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int | None:
+        if self.popen is None:
+            return None
+        if self.alive:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                return self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.popen.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Platform:
+    """The API, workers and dispatcher of one test, on a namespace of their own."""
+
+    def __init__(self, settings: Settings, log_dir: Path, **env: str) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.env = settings_env(settings, **env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.procs: list[Proc] = []
+        self._count = 0
+
+    def _proc(self, name: str, args: list[str], **env: str) -> Proc:
+        self._count += 1
+        proc = Proc(f"{self._count:02d}-{name}", args, {**self.env, **env}, self.log_dir)
+        self.procs.append(proc)
+        return proc.start()
+
+    def api(self, probe: str = "/readyz", **env: str) -> Proc:
+        proc = self._proc("api", ["api", "--port", str(self.port)], **env)
+        self.wait_ready(proc, probe=probe)
+        return proc
+
+    def worker(self, model: str = "echo", slot: str = "0", *extra: str, **env: str) -> Proc:
+        proc = self._proc(
+            f"worker-{model}-{slot}", ["worker", "--model", model, "--slot", slot, *extra], **env
+        )
+        wait_for(lambda: "ready" in proc.log() or not proc.alive, 120, f"worker {model}")
+        assert proc.alive, proc.log()
+        return proc
+
+    def dispatcher(self, slot: str = "0", **env: str) -> Proc:
+        return self._proc(f"dispatcher-{slot}", ["dispatcher", "--slot", slot], **env)
+
+    def wait_ready(self, proc: Proc, timeout: float = 60, probe: str = "/readyz") -> None:
+        def ready() -> bool:
+            if not proc.alive:
+                raise AssertionError(f"{proc.name} exited:\n{proc.log()}")
+            try:
+                return httpx.get(f"{self.url}{probe}", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout, "API ready")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.kill()
+
+
+def wait_for(check: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_statuses(
+    client: httpx.Client, task_ids: Iterable[str], statuses: set[str], timeout: float = 120
+) -> dict[str, dict[str, Any]]:
+    """Poll until every task has one of `statuses`; returns the last poll bodies."""
+    remaining = set(task_ids)
+    seen: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while remaining and time.monotonic() < deadline:
+        for task_id in list(remaining):
+            response = client.get(f"/v1/tasks/{task_id}")
+            if response.status_code == 200:
+                body = response.json()
+                seen[task_id] = body
+                if body["status"] in statuses:
+                    remaining.discard(task_id)
+        if remaining:
+            time.sleep(0.1)
+    assert not remaining, f"{len(remaining)} task(s) never reached {statuses}: " + str(
+        {t: seen.get(t, {}).get("status") for t in list(remaining)[:5]}
+    )
+    return seen
+
+
+def scan(
+    settings: Settings, topic: str, idle_s: float = 2.0
+) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Every committed record of a topic, read_committed, from the beginning to the end."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"scan-{time.monotonic_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=30)
+    partitions = list(metadata.topics[topic].partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    out = []
+    at_end: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(at_end) < len(partitions) and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(msg.partition())
+            continue
+        at_end.discard(msg.partition())
+        out.append((msg.key(), msg.value(), list(msg.headers() or [])))
+    consumer.close()
+    return out
+
+
+def committed_results(settings: Settings) -> list[TaskResult]:
+    return [loads(TaskResult, value) for _, value, _ in scan(settings, Topics.of(settings).results)]
+
+
+def submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return client.post(
+        "/v1/tasks",
+        content=orjson.dumps(body),
+        headers={"content-type": "application/json", **headers},
+    )
