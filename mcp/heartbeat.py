@@ -76,7 +76,9 @@ class Heartbeat:
 
 async def list_workers(settings: Settings, client: aioredis.Redis) -> list[dict[str, Any]]:
     keys = Keys.of(settings)
-    ids = sorted(m.decode() for m in await client.smembers(keys.workers))
+    ids = sorted(
+        m.decode() if isinstance(m, bytes) else str(m) for m in await client.smembers(keys.workers)
+    )
     if not ids:
         return []
     values = await client.mget([keys.worker(w) for w in ids])
