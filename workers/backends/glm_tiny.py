@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 RECIPE_VERSION = 1
@@ -18,6 +19,8 @@ PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
 VOCAB_SIZE = 640
 SEED = 1234
+# Weights come from torch's global generator: two builds in one process must not interleave.
+_BUILD_LOCK = threading.RLock()
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -63,22 +66,29 @@ def ensure_glm_tiny(cache_dir: str | os.PathLike[str]) -> Path:
     target = glm_tiny_dir(cache_dir)
     if _is_current(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".glm-tiny-", dir=target.parent))
-    try:
-        build_glm_tiny(staging)
-        _publish(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with _BUILD_LOCK:
+        if _is_current(target):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".glm-tiny-", dir=target.parent))
+        try:
+            build_glm_tiny(staging)
+            _publish(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
 def build_glm_tiny(out_dir: str | os.PathLike[str]) -> None:
     """Write tokenizer, config and seeded random weights to `out_dir` (deterministic)."""
+    with _BUILD_LOCK:
+        _build(Path(out_dir))
+
+
+def _build(out: Path) -> None:
     import torch
     from transformers import GenerationConfig, GlmConfig, GlmForCausalLM
 
-    out = Path(out_dir)
     tokenizer = _train_tokenizer()
     tokenizer.save_pretrained(out)
     config = GlmConfig(

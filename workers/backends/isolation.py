@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcp.errors import AutoGLMError, BackendError
+from mcp.errors import AutoGLMError, BackendError, TaskCancelled, TaskTimeout
 from workers.backends.base import Result, TaskContext
 
 BatchRunner = Callable[[list[TaskContext]], list[Result | BaseException]]
@@ -37,3 +37,10 @@ def _run_alone(runner: BatchRunner, ctx: TaskContext) -> Result | BaseException:
         return runner([ctx])[0]
     except Exception as exc:
         return as_task_error(exc)
+
+
+def stopped_early(ctx: TaskContext) -> BaseException:
+    """The error of a task that stopped because it was cancelled or ran out of time."""
+    if ctx.cancel_event.is_set():
+        return TaskCancelled("the task was cancelled while it ran")
+    return TaskTimeout("the task ran past its deadline")

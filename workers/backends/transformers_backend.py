@@ -7,34 +7,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mcp.errors import BackendError, InvalidPayload, TaskCancelled, TaskTimeout, UnknownAction
+from mcp.errors import BackendError, InvalidPayload, UnknownAction
 from mcp.settings import ModelSpec, Settings
 from schemas.payloads import PAYLOADS, Payload
 from workers.backends.base import Backend, Result, TaskContext
 from workers.backends.checkpoint import Checkpoint, load_checkpoint
 from workers.backends.generation import GenerationOutput, GenerationRequest, generate_batch
-from workers.backends.isolation import run_isolated
+from workers.backends.isolation import run_isolated, stopped_early
+from workers.backends.sampling import sampling_key
 from workers.backends.scoring import classify_with_head, classify_with_lm, embed_texts
 from workers.backends.text_inputs import chat_ids, prompt_ids
 from workers.phone import build_phone_messages, parse_phone_answer
 
 Outcome = Result | BaseException
-
-
-def max_tokens_bucket(max_tokens: int) -> int:
-    """Tasks asking for similar lengths share a batch: 1-16, 17-32, 33-64, ..."""
-    bucket = 16
-    while bucket < max_tokens:
-        bucket *= 2
-    return bucket
-
-
-def sampling_key(action: str, payload: dict[str, Any]) -> Hashable:
-    temperature = float(payload.get("temperature", 0.0) or 0.0)
-    top_p = float(payload.get("top_p", 1.0) or 1.0) if temperature > 0 else 1.0
-    default_max = 256 if action == "phone_step" else 64
-    max_tokens = int(payload.get("max_tokens", default_max) or default_max)
-    return (action, round(temperature, 4), round(top_p, 4), max_tokens_bucket(max_tokens))
 
 
 class TransformersBackend(Backend):
@@ -134,6 +119,9 @@ class TransformersBackend(Backend):
         outcomes: list[Outcome | None] = [None] * len(batch)
         ready: list[tuple[int, Any, GenerationRequest, list[Any] | None]] = []
         for index, ctx in enumerate(batch):
+            if ctx.cancelled():
+                outcomes[index] = stopped_early(ctx)
+                continue
             try:
                 payload = self._validated(action, ctx)
                 request, messages = prepare(ctx, payload)
@@ -145,7 +133,7 @@ class TransformersBackend(Backend):
             for (index, payload, _, _), output in zip(ready, outputs, strict=True):
                 ctx = batch[index]
                 if output.finish_reason == "cancelled":
-                    outcomes[index] = _stopped_early(ctx)
+                    outcomes[index] = stopped_early(ctx)
                 else:
                     outcomes[index] = finish(ctx, payload, output)
         return [o if o is not None else BackendError("task produced no result") for o in outcomes]
@@ -205,9 +193,3 @@ class TransformersBackend(Backend):
             first = errors[0]
             where = ".".join(str(part) for part in first["loc"]) or "payload"
             raise InvalidPayload(f"{action} payload: {where}: {first['msg']}", errors) from None
-
-
-def _stopped_early(ctx: TaskContext) -> BaseException:
-    if ctx.cancel_event.is_set():
-        return TaskCancelled("the task was cancelled while it ran")
-    return TaskTimeout("the task ran past its deadline")
