@@ -254,7 +254,7 @@ def _checked(action: str, key: str, kind: str, value: Any) -> Any:
         ):
             raise MalformedAnswer(f"{action}: {key} must be [x, y]")
         if not all(0 <= c <= MAX_COORDINATE for c in value):
-            raise MalformedAnswer(f"{action}: {key} {list(value)} is outside 0..999")
+            raise MalformedAnswer(f"{action}: {key} {list(value)} is outside 0..{MAX_COORDINATE}")
         return [int(c) if float(c).is_integer() else c for c in value]
     if kind == "duration":
         if isinstance(value, bool) or not isinstance(value, str | int | float):
