@@ -99,6 +99,10 @@ class Keys:
         """The generated signing secret of a project that has none configured."""
         return f"{self.prefix}webhook:secret:{project}"
 
+    def webhook_due(self, destination: str) -> str:
+        """Deliveries to one destination (`host:port`), scored by when each is due."""
+        return f"{self.prefix}webhook:due:{destination}"
+
     @classmethod
     def of(cls, settings: Settings) -> Keys:
         return cls(settings.redis.key_prefix)

@@ -1,64 +1,37 @@
 """The durable side of webhooks in Redis: the retry schedule, each delivery's state, dead letters.
 
 A delivery is a hash `webhook:<webhook-id>` (body, url, attempts, status, last status code, next
-attempt). The ZSET `webhook:schedule` holds every delivery still to send, scored by when it is
-due; a dispatcher claims due ones by pushing their score a lease ahead, so a crashed dispatcher's
-claims fall due again. `webhook:dead` lists deliveries given up on; `redeliver` revives one.
+attempt). Deliveries still to send wait in a ZSET per destination, scored by when they are due
+(see `mcp.webhook_scripts`). A dispatcher claims due ones by pushing their score a lease ahead,
+so a crashed dispatcher's claims fall due again. `webhook:dead` lists deliveries given up on;
+`redeliver` revives one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
+from mcp import webhook_scripts
 from mcp.names import Keys
 from mcp.settings import Settings
 from schemas.api import WebhookState, WebhookView
 
 TERMINAL_TYPES = ("task.succeeded", "task.failed", "task.cancelled", "task.expired")
 
-# KEYS: delivery hash, schedule, task index. ARGV: id, due, type, index ttl, field pairs.
-# A delivery is created once: a result consumed again after a crash changes nothing.
-_SCHEDULE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
-return 1
-"""
 
-# KEYS: schedule, inflight set of the slot. ARGV: now, lease end, limit.
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[1], ARGV[2], id)
-  redis.call('SADD', KEYS[2], id)
-end
-return ids
-"""
-
-# KEYS: delivery hash, schedule, dead. ARGV: now, id.
-# A finished delivery starts its schedule again; one still retrying is brought forward.
-_REDELIVER = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-if status == 'delivered' or status == 'failed' then
-  redis.call('HSET', KEYS[1], 'status', 'pending', 'step', 0, 'next_attempt_at', ARGV[1])
-  redis.call('PERSIST', KEYS[1])
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-else
-  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[1])
-  redis.call('ZADD', KEYS[2], 'LT', ARGV[1], ARGV[2])
-end
-redis.call('ZREM', KEYS[3], ARGV[2])
-return 1
-"""
+def destination(url: str) -> str:
+    """The `host:port` a delivery goes to; concurrency limits and due queues are per destination."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +60,17 @@ class Delivery:
     step: int
     status: str
 
+    @property
+    def destination(self) -> str:
+        return destination(self.url)
+
+
+@dataclass(frozen=True)
+class Claim:
+    deliveries: list[Delivery]
+    next_due: float | None
+    """When the next delivery to a destination with free slots is due, as far as is known."""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -108,9 +92,11 @@ class WebhookStore:
         self.redis = redis
         self.settings = settings
         self.keys = Keys.of(settings)
-        self._schedule = redis.register_script(_SCHEDULE)
-        self._claim = redis.register_script(_CLAIM)
-        self._redeliver = redis.register_script(_REDELIVER)
+        self.due_prefix = self.keys.webhook_due("")
+        self._schedule = redis.register_script(webhook_scripts.SCHEDULE)
+        self._claim = redis.register_script(webhook_scripts.CLAIM)
+        self._place = redis.register_script(webhook_scripts.PLACE)
+        self._redeliver = redis.register_script(webhook_scripts.REDELIVER)
 
     @property
     def retention_s(self) -> int:
@@ -129,13 +115,21 @@ class WebhookStore:
                     "project": d.project,
                     "type": d.type,
                     "url": d.url,
+                    "host": destination(d.url),
                     "status": "pending",
                     "attempts": 0,
                     "step": 0,
                     "created_at": at,
                     "next_attempt_at": at,
                 }
-                args: list[Any] = [d.webhook_id, at, d.type, self.retention_s]
+                args: list[Any] = [
+                    d.webhook_id,
+                    at,
+                    d.type,
+                    self.retention_s,
+                    self.due_prefix,
+                    destination(d.url),
+                ]
                 for name, value in fields.items():
                     args += [name, value]
                 args += ["body", d.body]
@@ -148,16 +142,40 @@ class WebhookStore:
             created = await pipe.execute()
         return sum(int(n) for n in created)
 
-    async def claim(self, slot: str, limit: int, lease_s: float) -> list[Delivery]:
-        """Take up to `limit` due deliveries for an attempt; unfinished claims fall due after
-        `lease_s`, or at once when the same slot starts again (`recover`)."""
+    async def claim(
+        self,
+        slot: str,
+        limit: int,
+        lease_s: float,
+        busy: Mapping[str, int],
+        per_destination: int,
+    ) -> Claim:
+        """Take up to `limit` due deliveries for an attempt, at most `per_destination` minus
+        `busy[destination]` (attempts already in flight) per destination.
+
+        Unfinished claims fall due again after `lease_s`, or at once when the same slot starts
+        again (`recover`).
+        """
         if limit <= 0:
-            return []
+            return Claim([], None)
         now = time.time()
+        free = {host: max(0, per_destination - n) for host, n in busy.items()}
+        args: list[Any] = [
+            now,
+            now + lease_s,
+            limit,
+            self.due_prefix,
+            per_destination,
+            limit + len(free) + 1,
+        ]
+        for host, slots in free.items():
+            args += [host, slots]
         keys = [self.keys.webhook_schedule, self.keys.webhook_inflight(slot)]
-        ids = [_text(i) for i in await self._claim(keys=keys, args=[now, now + lease_s, limit])]
+        first, *rest = await self._claim(keys=keys, args=args)
+        next_due = float(_text(first)) if _text(first) else None
+        ids = [_text(i) for i in rest]
         if not ids:
-            return []
+            return Claim([], next_due)
         async with self.redis.pipeline(transaction=False) as pipe:
             for webhook_id in ids:
                 pipe.hgetall(self.keys.delivery(webhook_id))
@@ -166,7 +184,7 @@ class WebhookStore:
         for webhook_id, raw in zip(ids, rows, strict=True):
             row = _decoded(raw)
             if "body" not in row:
-                await self._forget(slot, webhook_id)
+                await self.redis.srem(self.keys.webhook_inflight(slot), webhook_id)
                 continue
             body = row["body"]
             claimed.append(
@@ -182,13 +200,12 @@ class WebhookStore:
                     status=_text(row.get("status", "pending")),
                 )
             )
-        return claimed
+        return Claim(claimed, next_due)
 
-    async def _forget(self, slot: str, webhook_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.webhook_schedule, webhook_id)
-            pipe.srem(self.keys.webhook_inflight(slot), webhook_id)
-            await pipe.execute()
+    async def _placed(self, pipe: Any, d: Delivery, at: float, mode: str) -> None:
+        """Queue a PLACE call on `pipe` (see `webhook_scripts.PLACE`)."""
+        args: list[Any] = [self.due_prefix, d.destination, d.webhook_id, at, mode]
+        await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
 
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
         key = self.keys.delivery(d.webhook_id)
@@ -205,7 +222,7 @@ class WebhookStore:
                 },
             )
             pipe.expire(key, self.retention_s)
-            pipe.zrem(self.keys.webhook_schedule, d.webhook_id)
+            await self._placed(pipe, d, 0, "remove")
             pipe.zrem(self.keys.webhook_dead, d.webhook_id)
             pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()
@@ -226,7 +243,7 @@ class WebhookStore:
                     "next_attempt_at": at,
                 },
             )
-            pipe.zadd(self.keys.webhook_schedule, {d.webhook_id: at})
+            await self._placed(pipe, d, at, "set")
             pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()
 
@@ -247,35 +264,36 @@ class WebhookStore:
                 },
             )
             pipe.expire(key, self.retention_s)
-            pipe.zrem(self.keys.webhook_schedule, d.webhook_id)
+            await self._placed(pipe, d, 0, "remove")
             pipe.zadd(self.keys.webhook_dead, {d.webhook_id: now})
             pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
-            await pipe.execute()
-
-    async def defer(self, deliveries: Sequence[Delivery], slot: str, at: float) -> None:
-        """Hand claimed deliveries back without an attempt (their host is busy)."""
-        if not deliveries:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self.keys.webhook_schedule, {d.webhook_id: at for d in deliveries})
-            pipe.srem(self.keys.webhook_inflight(slot), *[d.webhook_id for d in deliveries])
             await pipe.execute()
 
     async def recover(self, slot: str) -> int:
         """Make the claims of a previous process of this slot due now; returns how many."""
         inflight = self.keys.webhook_inflight(slot)
         ids = [_text(i) for i in await self.redis.smembers(inflight)]
-        if ids:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(self.keys.webhook_schedule, dict.fromkeys(ids, time.time()), xx=True)
-                pipe.delete(inflight)
-                await pipe.execute()
+        if not ids:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for webhook_id in ids:
+                pipe.hget(self.keys.delivery(webhook_id), "host")
+            hosts = await pipe.execute()
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for webhook_id, host in zip(ids, hosts, strict=True):
+                if host is not None:
+                    args: list[Any] = [
+                        self.due_prefix,
+                        _text(host),
+                        webhook_id,
+                        now,
+                        "if-scheduled",
+                    ]
+                    await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
+            pipe.delete(inflight)
+            await pipe.execute()
         return len(ids)
-
-    async def next_due(self) -> float | None:
-        """When the earliest scheduled delivery is due (unix seconds), if any."""
-        first = await self.redis.zrange(self.keys.webhook_schedule, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
 
     async def state(self, webhook_id: str) -> dict[str, str]:
         """Every field of one delivery except its body (for operators and tests)."""
@@ -322,7 +340,8 @@ class WebhookStore:
             self.keys.webhook_schedule,
             self.keys.webhook_dead,
         ]
-        return bool(await self._redeliver(keys=keys, args=[time.time(), webhook_id]))
+        args: list[Any] = [time.time(), webhook_id, self.due_prefix]
+        return bool(await self._redeliver(keys=keys, args=args))
 
 
 _STATES = frozenset({"pending", "delivered", "retrying", "failed"})

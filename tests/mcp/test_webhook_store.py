@@ -22,13 +22,15 @@ async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
     await client.aclose()
 
 
-def _delivery(task_id: str, kind: str = "task.succeeded") -> NewDelivery:
+def _delivery(
+    task_id: str, kind: str = "task.succeeded", url: str = "http://127.0.0.1:9/hook"
+) -> NewDelivery:
     return NewDelivery(
         webhook_id=f"msg_{task_id}_{kind.removeprefix('task.')}",
         task_id=task_id,
         project="default",
         type=kind,
-        url="http://127.0.0.1:9/hook",
+        url=url,
         body=b'{"type":"%s","data":{"snow":"\xe2\x9d\x84"}}' % kind.encode(),
     )
 
@@ -39,14 +41,33 @@ async def test_scheduling_is_idempotent_and_claims_are_exclusive(store: WebhookS
     assert await store.schedule([first]) == 0
     assert await store.schedule([_delivery("later")], due=time.time() + 3600) == 1
 
-    claimed = await store.claim("s1", 10, lease_s=60)
+    claim = await store.claim("s1", 10, 60, {}, 8)
+    claimed = claim.deliveries
     assert sorted(d.webhook_id for d in claimed) == [first.webhook_id, second.webhook_id]
     assert {d.body for d in claimed} == {first.body, second.body}
-    assert await store.claim("s2", 10, lease_s=60) == []
+    assert claim.next_due is not None and claim.next_due > time.time() + 30  # the lease
+    assert (await store.claim("s2", 10, 60, {}, 8)).deliveries == []
 
     assert await store.recover("s1") == 2
-    again = await store.claim("s2", 1, lease_s=60)
+    again = (await store.claim("s2", 1, 60, {}, 8)).deliveries
     assert len(again) == 1 and again[0].attempts == 0 and again[0].step == 0
+
+
+async def test_claims_respect_free_slots_per_destination(store: WebhookStore) -> None:
+    a, b = "http://a.example/hook", "https://b.example:8443/hook"
+    await store.schedule([_delivery(f"a{i}", url=a) for i in range(5)])
+    await store.schedule([_delivery(f"b{i}", url=b) for i in range(2)])
+
+    busy = {"a.example:80": 2, "b.example:8443": 0}
+    claim = await store.claim("s", 10, 60, busy, per_destination=2)
+    assert [d.destination for d in claim.deliveries] == ["b.example:8443"] * 2
+    assert claim.next_due is None
+
+    claim = await store.claim("s", 10, 60, {"a.example:80": 1}, per_destination=2)
+    assert [d.destination for d in claim.deliveries] == ["a.example:80"]
+    claim = await store.claim("s", 2, 60, {}, per_destination=8)
+    assert len(claim.deliveries) == 2
+    assert claim.next_due is not None and claim.next_due <= time.time()
 
 
 async def test_views_follow_the_delivery(store: WebhookStore) -> None:
@@ -55,15 +76,17 @@ async def test_views_follow_the_delivery(store: WebhookStore) -> None:
     view = await store.view("t")
     assert view.status == "pending" and view.attempts == 0 and view.next_attempt_at is not None
 
-    [d, _] = sorted(await store.claim("s", 10, 60), key=lambda d: d.type != "task.succeeded")
+    claimed = (await store.claim("s", 10, 60, {}, 8)).deliveries
+    [d, _] = sorted(claimed, key=lambda d: d.type != "task.succeeded")
     at = time.time() + 30
     await store.retry_at(d, "s", at, 503, "the receiver answered 503")
     view = await store.view("t")
     assert (view.status, view.attempts, view.last_status_code) == ("retrying", 1, 503)
     assert view.next_attempt_at is not None and abs(view.next_attempt_at.timestamp() - at) < 0.01
 
-    await store.redis.zadd(store.keys.webhook_schedule, {d.webhook_id: 0})
-    [d] = [c for c in await store.claim("s", 10, 60) if c.webhook_id == d.webhook_id]
+    assert (await store.claim("s", 10, 60, {}, 8)).deliveries == []
+    await store.redeliver("t")
+    [d] = (await store.claim("s", 10, 60, {}, 8)).deliveries
     assert (d.attempts, d.step, d.status) == (1, 1, "retrying")
     await store.delivered(d, "s", 204)
     view = await store.view("t")
@@ -75,17 +98,17 @@ async def test_views_follow_the_delivery(store: WebhookStore) -> None:
 
 async def test_dead_deliveries_can_be_redelivered(store: WebhookStore) -> None:
     await store.schedule([_delivery("d")])
-    [d] = await store.claim("s", 10, 60)
+    [d] = (await store.claim("s", 10, 60, {}, 8)).deliveries
     await store.give_up(d, "s", 410, "the receiver answered 410 Gone")
     view = await store.view("d")
     assert (view.status, view.attempts, view.last_status_code) == ("failed", 1, 410)
     assert await store.dead() == [d.webhook_id]
-    assert await store.claim("s", 10, 60) == []
+    assert (await store.claim("s", 10, 60, {}, 8)).deliveries == []
 
     assert await store.redeliver("d") is True
     assert await store.dead() == []
     assert (await store.view("d")).status == "pending"
-    [again] = await store.claim("s", 10, 60)
+    [again] = (await store.claim("s", 10, 60, {}, 8)).deliveries
     assert (again.webhook_id, again.step, again.attempts) == (d.webhook_id, 0, 1)
     assert await store.redeliver("unknown-task") is False
 

@@ -1,19 +1,17 @@
-"""Attempts deliveries that are due, with bounded concurrency overall and per destination host.
+"""Attempts deliveries that are due, with bounded concurrency overall and per destination.
 
-Due deliveries are claimed from Redis only as far as there are free slots. A delivery whose
-host already has `per_host_concurrency` attempts in flight is handed back for a little later
-instead of waiting here, so a hanging receiver holds at most its own slots and never anyone
-else's.
+Due deliveries are claimed from Redis only as far as there are free slots, overall and for
+their destination (`host:port`). A destination whose `per_host_concurrency` attempts are all in
+flight is skipped by the claim as a whole, so a hanging receiver holds its own slots and never
+anyone else's, and its backlog waits in Redis untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
-from urllib.parse import urlsplit
 
 from mcp.settings import Settings
 from mcp.webhook_store import Delivery, WebhookStore
@@ -23,12 +21,6 @@ from workers.dispatcher.sender import Attempt, WebhookSender
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0
-BUSY_HOST_DELAY_S = (0.2, 0.6)
-
-
-def host_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
 
 
 class DeliveryPool:
@@ -52,6 +44,7 @@ class DeliveryPool:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.host_load: Counter[str] = Counter()
         self.attempted = 0
+        self.next_due: float | None = None
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -76,23 +69,17 @@ class DeliveryPool:
         self._wake.clear()
         free = self.max_concurrency - len(self.in_flight)
         if free <= 0:
+            self.next_due = None
             return False
-        claimed = await self.store.claim(self.slot, free, self.lease_s)
-        busy: list[Delivery] = []
-        for delivery in claimed:
-            host = host_of(delivery.url)
-            if self.host_load[host] >= self.per_host:
-                busy.append(delivery)
-                continue
+        claim = await self.store.claim(self.slot, free, self.lease_s, self.host_load, self.per_host)
+        self.next_due = claim.next_due
+        for delivery in claim.deliveries:
+            host = delivery.destination
             self.host_load[host] += 1
             task = asyncio.create_task(self._attempt(delivery, host))
             self.in_flight.add(task)
             task.add_done_callback(self._done)
-        if busy:
-            await self.store.defer(
-                busy, self.slot, time.time() + random.uniform(*BUSY_HOST_DELAY_S)
-            )
-        return len(claimed) == free
+        return len(claim.deliveries) == free
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.discard(task)
@@ -100,14 +87,8 @@ class DeliveryPool:
 
     async def _wait(self, stop: asyncio.Event) -> None:
         timeout = IDLE_POLL_S
-        if len(self.in_flight) < self.max_concurrency:
-            try:
-                due = await self.store.next_due()
-            except Exception:
-                log.exception("reading the webhook schedule failed")
-                due = None
-            if due is not None:
-                timeout = min(IDLE_POLL_S, max(0.0, due - time.time()))
+        if self.next_due is not None:
+            timeout = min(IDLE_POLL_S, max(0.0, self.next_due - time.time()))
         if timeout <= 0:
             return
         waiters = {asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())}
@@ -116,16 +97,25 @@ class DeliveryPool:
             waiter.cancel()
 
     async def _attempt(self, delivery: Delivery, host: str) -> None:
+        released = False
         try:
             attempt = await self.sender.send(delivery)
             self.attempted += 1
+            # The destination is free once it answered; recording the outcome needs only Redis.
+            self._release(host)
+            released = True
+            self._wake.set()
             await self._record(delivery, attempt)
         except Exception:
             log.exception("attempt of webhook %s failed unexpectedly", delivery.webhook_id)
         finally:
-            self.host_load[host] -= 1
-            if self.host_load[host] <= 0:
-                del self.host_load[host]
+            if not released:
+                self._release(host)
+
+    def _release(self, host: str) -> None:
+        self.host_load[host] -= 1
+        if self.host_load[host] <= 0:
+            del self.host_load[host]
 
     async def _record(self, delivery: Delivery, attempt: Attempt) -> None:
         if attempt.outcome == "delivered":
