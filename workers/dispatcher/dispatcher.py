@@ -50,9 +50,9 @@ class Dispatcher:
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
-                if task.exception() is not None:
-                    stop.set()
-                    raise task.exception()  # type: ignore[misc]
+                error = task.exception()
+                if error is not None:
+                    raise error
         finally:
             stop.set()
             await asyncio.gather(*parts, return_exceptions=True)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from redis.exceptions import RedisError
 
 from mcp.kafka import consumer_config
 from mcp.names import Topics
@@ -80,7 +81,8 @@ class Intake:
                 records = [m for m in messages if _usable(m)]
                 if not records:
                     continue
-                await self.handle(records)
+                if not await self._handle_until_done(records, stop):
+                    break
                 try:
                     await asyncio.to_thread(
                         consumer.commit, offsets=next_offsets(records), asynchronous=False
@@ -91,6 +93,17 @@ class Intake:
                 self.consumed += len(records)
         finally:
             await asyncio.to_thread(consumer.close)
+
+    async def _handle_until_done(self, records: list[Message], stop: asyncio.Event) -> bool:
+        """Schedule a batch, waiting out Redis outages; False if stopped before it was done."""
+        while not stop.is_set():
+            try:
+                await self.handle(records)
+                return True
+            except (RedisError, OSError) as exc:
+                log.warning("cannot schedule webhooks yet (%s); retrying the batch", exc)
+                await asyncio.sleep(1.0)
+        return False
 
     async def handle(self, records: list[Message]) -> None:
         deliveries: list[NewDelivery] = []

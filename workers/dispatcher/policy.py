@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 MAX_RETRY_AFTER_S = 86_400.0
@@ -53,7 +53,3 @@ class RetryPolicy:
         if retry_after is not None:
             delay = max(delay, retry_after)
         return now + max(0.0, delay)
-
-
-def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
