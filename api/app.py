@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description="Asynchronous inference for GLM-family models.",
         lifespan=lifespan,
+        # Tracing context is carried in the task itself; per-request OTel lookups cost CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
     app.include_router(tasks.router)

@@ -1,26 +1,30 @@
 """Redis scripts that make task state transitions atomic and monotonic."""
 
-# KEYS[1] task hash. ARGV: status, rank, attempt, ttl_s, then field/value pairs.
+# KEYS: task hashes. ARGV[1]: a JSON array aligned with KEYS of
+# [status, rank, attempt, ttl_s, {field: value}]. One call applies a whole batch.
 # A transition applies when it moves up the lifecycle (queued < running < terminal), or is a
 # newer attempt of running. A stale event only fills fields still missing: a late `running`
 # never overwrites `succeeded`, yet a replayed `queued` still restores the task's description.
-APPLY_EVENT = """
-local key = KEYS[1]
-local rank = tonumber(ARGV[2])
-local attempt = tonumber(ARGV[3])
-local cur = redis.call('HMGET', key, 'rank', 'attempts')
-local cur_rank = tonumber(cur[1] or '-1')
-local cur_attempts = tonumber(cur[2] or '0')
+APPLY_EVENTS = """
+local items = cjson.decode(ARGV[1])
 local applied = 0
-if rank > cur_rank or (rank == 1 and cur_rank == 1 and attempt > cur_attempts) then
-  redis.call('HSET', key, 'status', ARGV[1], 'rank', rank)
-  for i = 5, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-  applied = 1
-else
-  for i = 5, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
+for i, item in ipairs(items) do
+  local key = KEYS[i]
+  local rank = tonumber(item[2])
+  local attempt = tonumber(item[3])
+  local cur = redis.call('HMGET', key, 'rank', 'attempts')
+  local cur_rank = tonumber(cur[1] or '-1')
+  local cur_attempts = tonumber(cur[2] or '0')
+  if rank > cur_rank or (rank == 1 and cur_rank == 1 and attempt > cur_attempts) then
+    redis.call('HSET', key, 'status', item[1], 'rank', rank)
+    for name, value in pairs(item[5]) do redis.call('HSET', key, name, value) end
+    applied = applied + 1
+  else
+    for name, value in pairs(item[5]) do redis.call('HSETNX', key, name, value) end
+  end
+  if attempt > cur_attempts then redis.call('HSET', key, 'attempts', attempt) end
+  redis.call('EXPIRE', key, tonumber(item[4]))
 end
-if attempt > cur_attempts then redis.call('HSET', key, 'attempts', attempt) end
-redis.call('EXPIRE', key, tonumber(ARGV[4]))
 return applied
 """
 

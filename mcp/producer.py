@@ -41,7 +41,9 @@ class Record:
 class _Pending:
     records: Sequence[Record]
     note: Any = None
-    future: Future[None] = field(default_factory=Future)
+    # A request on an event loop waits on an asyncio future; other callers on a thread future.
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[None] | Future[None] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -49,8 +51,21 @@ class _Pending:
 AfterCommit = Callable[[list[Any]], None]
 
 
+class _Lane:
+    """One committer thread with a producer of its own (and so a transactional.id of its own)."""
+
+    def __init__(self, transactional_id: str) -> None:
+        self.transactional_id = transactional_id
+        self.producer: Producer | None = None
+        self.thread: threading.Thread | None = None
+
+
 class TaskProducer:
-    """Group-committing transactional producer owned by one process slot."""
+    """Group-committing transactional producer owned by one process slot.
+
+    Several lanes pull from one queue, so that while one lane waits for its commit the next
+    batch is already gathering and producing in another: commits overlap instead of queueing.
+    """
 
     def __init__(
         self,
@@ -59,62 +74,74 @@ class TaskProducer:
         after_commit: AfterCommit | None = None,
     ) -> None:
         self._settings = settings
-        self._transactional_id = transactional_id
         self._after_commit = after_commit
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
-        self._producer: Producer | None = None
-        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        lanes = max(1, settings.kafka.group_commit_lanes)
+        self._lanes = [_Lane(f"{transactional_id}.{i}") for i in range(lanes)]
         self._stopping = False
         self.transactions = 0
         self.records = 0
 
     def start(self) -> None:
-        self._thread.start()
+        for i, lane in enumerate(self._lanes):
+            lane.thread = threading.Thread(
+                target=self._run, args=(lane,), name=f"group-commit-{i}", daemon=True
+            )
+            lane.thread.start()
 
     @property
     def ready(self) -> bool:
-        return self._producer is not None
+        return any(lane.producer is not None for lane in self._lanes)
 
     def submit(self, records: Sequence[Record], note: Any = None) -> Future[None]:
         """Queue records for the next transaction; the future resolves once it committed."""
-        pending = _Pending(records, note)
-        if self._stopping:
-            pending.future.set_exception(BrokerUnavailable("the producer is shutting down"))
-        else:
-            self._queue.put(pending)
-        return pending.future
+        future: Future[None] = Future()
+        self._enqueue(_Pending(records, note, None, future))
+        return future
 
     async def publish(self, records: Sequence[Record], note: Any = None) -> None:
         """Await the commit of a transaction holding `records`, within the request timeout."""
-        future = asyncio.wrap_future(self.submit(records, note))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._enqueue(_Pending(records, note, loop, waiter))
+        timer = loop.call_later(self._settings.kafka.request_timeout_s, _expire, waiter)
         try:
-            await asyncio.wait_for(future, timeout=self._settings.kafka.request_timeout_s)
-        except TimeoutError as exc:
-            raise BrokerUnavailable("Kafka did not commit the task in time") from exc
+            await waiter
+        finally:
+            timer.cancel()
+
+    def _enqueue(self, pending: _Pending) -> None:
+        if self._stopping:
+            _settle([pending], BrokerUnavailable("the producer is shutting down"))
+        else:
+            self._queue.put(pending)
 
     def close(self, timeout: float = 10.0) -> None:
         self._stopping = True
         self._queue.put(None)
-        self._thread.join(timeout)
+        for lane in self._lanes:
+            if lane.thread is not None:
+                lane.thread.join(timeout)
 
-    # -- committer thread -------------------------------------------------------------------
+    # -- committer threads ------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
         try:
-            self._ensure_producer()
+            self._ensure_producer(lane)
         except KafkaException as exc:
             log.warning("Kafka not reachable at start (%s); retrying on the first submission", exc)
         while True:
             batch = self._gather()
             if batch is None:
                 break
-            self._commit(batch)
-        if self._producer is not None:
-            self._producer.flush(5)
+            self._commit(lane, batch)
+        if lane.producer is not None:
+            lane.producer.flush(5)
 
     def _gather(self) -> list[_Pending] | None:
         first = self._queue.get()
         if first is None:
+            self._queue.put(None)  # the other lanes stop too
             return None
         batch = [first]
         count = len(first.records)
@@ -132,36 +159,35 @@ class TaskProducer:
             count += len(item.records)
         return batch
 
-    def _ensure_producer(self) -> Producer:
-        if self._producer is None:
-            producer = Producer(producer_config(self._settings, self._transactional_id))
+    def _ensure_producer(self, lane: _Lane) -> Producer:
+        if lane.producer is None:
+            producer = Producer(producer_config(self._settings, lane.transactional_id))
             producer.init_transactions(self._settings.kafka.request_timeout_s)
-            self._producer = producer
-        return self._producer
+            lane.producer = producer
+        return lane.producer
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, lane: _Lane, batch: list[_Pending]) -> None:
         timeout = self._settings.kafka.request_timeout_s
         # Requests that waited past their own deadline have been answered 503 already.
         live = [p for p in batch if time.monotonic() - p.enqueued < timeout]
-        for p in batch:
-            if p not in live:
-                p.future.set_exception(BrokerUnavailable("timed out waiting for Kafka"))
+        if len(live) < len(batch):
+            late = [p for p in batch if p not in live]
+            _settle(late, BrokerUnavailable("timed out waiting for Kafka"))
         if not live:
             return
         try:
-            producer = self._ensure_producer()
+            producer = self._ensure_producer(lane)
             producer.begin_transaction()
             for pending in live:
                 for r in pending.records:
                     producer.produce(r.topic, r.value, r.key, headers=list(r.headers))
             producer.commit_transaction(timeout)
         except Exception as exc:
-            self._recover(exc)
+            self._recover(lane, exc)
             error: Exception = BrokerUnavailable(f"Kafka transaction failed: {exc}")
             if isinstance(exc, ProducerFenced):
                 error = exc
-            for p in live:
-                p.future.set_exception(error)
+            _settle(live, error)
             return
         self.transactions += 1
         self.records += sum(len(p.records) for p in live)
@@ -170,14 +196,13 @@ class TaskProducer:
                 self._after_commit([p.note for p in live if p.note is not None])
             except Exception:
                 log.exception("after-commit hook failed; the projector will catch up")
-        for p in live:
-            p.future.set_result(None)
+        _settle(live, None)
 
-    def _recover(self, exc: BaseException) -> None:
+    def _recover(self, lane: _Lane, exc: BaseException) -> None:
         """Abort what can be aborted; drop a producer that can no longer be trusted."""
         err = kafka_error(exc)
         log.warning("transaction failed: %s", exc)
-        producer = self._producer
+        producer = lane.producer
         if producer is None:
             return
         if err is not None and err.txn_requires_abort() and not err.fatal():
@@ -188,6 +213,41 @@ class TaskProducer:
                 log.warning("abort failed: %s", abort_exc)
         # Fatal, or an abort that did not go through: a new producer with the same
         # transactional.id fences this one and aborts its open transaction on init.
-        self._producer = None
+        lane.producer = None
         with contextlib.suppress(KafkaException):
             producer.purge()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(BrokerUnavailable("Kafka did not commit the task in time"))
+
+
+def _resolve(waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
+
+
+def _settle(batch: list[_Pending], error: BaseException | None) -> None:
+    """Wake every waiter of a batch; one hop per event loop, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for p in batch:
+        if p.loop is None:
+            assert isinstance(p.waiter, Future)
+            if error is None:
+                p.waiter.set_result(None)
+            else:
+                p.waiter.set_exception(error)
+        else:
+            assert isinstance(p.waiter, asyncio.Future)
+            by_loop.setdefault(p.loop, []).append(p.waiter)
+    for loop, waiters in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, waiters, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass

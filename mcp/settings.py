@@ -44,6 +44,8 @@ class KafkaSettings(BaseModel):
     # Group commit in the API: a transaction closes after this many tasks or this many ms.
     group_commit_max_messages: int = 512
     group_commit_max_ms: float = 2.0
+    # Committer threads, each with its own transactional.id: commits overlap instead of queueing.
+    group_commit_lanes: int = 2
     transaction_timeout_ms: int = 30_000
     request_timeout_s: float = 10.0
 

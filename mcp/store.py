@@ -13,7 +13,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from mcp.lua import APPLY_EVENT, CANCEL, CLAIM
+from mcp.lua import APPLY_EVENTS, CANCEL, CLAIM
 from mcp.names import Keys
 from mcp.settings import Settings
 from schemas import AsyncTask, TaskError, TaskEvent, TaskResult, TaskStatus, TaskView, utcnow
@@ -53,8 +53,16 @@ def task_fields(task: AsyncTask) -> dict[str, Any]:
     }
 
 
-def event_args(event: TaskEvent, ttl_s: int) -> list[str]:
-    """ARGV of APPLY_EVENT for one lifecycle event."""
+Item = list[Any]
+
+
+def _field_map(mapping: dict[str, Any]) -> dict[str, str]:
+    pairs = _fields(mapping)
+    return dict(zip(pairs[::2], pairs[1::2], strict=True))
+
+
+def event_item(event: TaskEvent, ttl_s: int) -> Item:
+    """One entry of APPLY_EVENTS for a lifecycle event."""
     fields: dict[str, Any] = {}
     if event.task is not None:
         fields.update(task_fields(event.task))
@@ -66,16 +74,11 @@ def event_args(event: TaskEvent, ttl_s: int) -> list[str]:
         fields["finished_at"] = event.at
         fields["result"] = event.result
         fields["error"] = event.error.model_dump() if event.error else None
-    return [
-        event.status.value,
-        str(event.status.rank),
-        str(event.attempt),
-        str(ttl_s),
-        *_fields(fields),
-    ]
+    status = event.status
+    return [status.value, status.rank, event.attempt, ttl_s, _field_map(fields)]
 
 
-def result_args(result: TaskResult, ttl_s: int) -> list[str]:
+def result_item(result: TaskResult, ttl_s: int) -> Item:
     fields = {
         "task_id": result.task_id,
         "model": result.model,
@@ -88,7 +91,7 @@ def result_args(result: TaskResult, ttl_s: int) -> list[str]:
         "error": result.error.model_dump() if result.error else None,
     }
     status = result.status
-    return [status.value, str(status.rank), str(result.attempts), str(ttl_s), *_fields(fields)]
+    return [status.value, status.rank, result.attempts, ttl_s, _field_map(fields)]
 
 
 def _text(raw: dict[Any, Any]) -> dict[str, str]:
@@ -126,7 +129,7 @@ class TaskStore:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.redis = client or aioredis.Redis.from_url(settings.redis.url)
-        self._apply = self.redis.register_script(APPLY_EVENT)
+        self._apply = self.redis.register_script(APPLY_EVENTS)
         self._cancel = self.redis.register_script(CANCEL)
 
     @property
@@ -142,8 +145,9 @@ class TaskStore:
         return view_of(raw) if raw else None
 
     async def apply(self, event: TaskEvent) -> bool:
+        item = event_item(event, self.ttl)
         applied = await self._apply(
-            keys=[self.keys.task(event.task_id)], args=event_args(event, self.ttl)
+            keys=[self.keys.task(event.task_id)], args=[orjson.dumps([item])]
         )
         return bool(applied)
 
@@ -187,7 +191,7 @@ class SyncTaskStore:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.redis = client or redis.Redis.from_url(settings.redis.url)
-        self._apply = self.redis.register_script(APPLY_EVENT)
+        self._apply = self.redis.register_script(APPLY_EVENTS)
         self._claim = self.redis.register_script(CLAIM)
         self._cancel = self.redis.register_script(CANCEL)
 
@@ -198,30 +202,29 @@ class SyncTaskStore:
     def apply_events(self, events: list[TaskEvent]) -> None:
         if not events:
             return
+        keys = [self.keys.task(e.task_id) for e in events]
+        items = [event_item(e, self.ttl) for e in events]
+        cancels = [e for e in events if e.cancel_requested]
+        if not cancels:
+            self._apply(keys=keys, args=[orjson.dumps(items)])
+            return
         pipe = self.redis.pipeline(transaction=False)
-        for event in events:
-            key = self.keys.task(event.task_id)
-            self._apply(keys=[key], args=event_args(event, self.ttl), client=pipe)
-            if event.cancel_requested:
-                flag_ttl = int(event.task.ttl_s) if event.task else self.ttl
-                self._cancel(
-                    keys=[key, self.keys.cancel(event.task_id)],
-                    args=[event.at.isoformat(), str(flag_ttl)],
-                    client=pipe,
-                )
+        self._apply(keys=keys, args=[orjson.dumps(items)], client=pipe)
+        for event in cancels:
+            flag_ttl = int(event.task.ttl_s) if event.task else self.ttl
+            self._cancel(
+                keys=[self.keys.task(event.task_id), self.keys.cancel(event.task_id)],
+                args=[event.at.isoformat(), str(flag_ttl)],
+                client=pipe,
+            )
         pipe.execute()
 
     def apply_results(self, results: list[TaskResult]) -> None:
         if not results:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for result in results:
-            self._apply(
-                keys=[self.keys.task(result.task_id)],
-                args=result_args(result, self.ttl),
-                client=pipe,
-            )
-        pipe.execute()
+        keys = [self.keys.task(r.task_id) for r in results]
+        items = [result_item(r, self.ttl) for r in results]
+        self._apply(keys=keys, args=[orjson.dumps(items)])
 
     def claim(self, tasks: list[AsyncTask], worker_id: str) -> list[tuple[str, int]]:
         """Start an attempt of each task: (verdict, attempt) per task, in order."""

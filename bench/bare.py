@@ -1,0 +1,38 @@
+"""The ceiling: a bare FastAPI endpoint that takes the same body and answers like submit."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from schemas import SubmitRequest, TaskLinks, new_task_id, utcnow
+
+app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+
+
+@app.post("/v1/tasks")
+async def submit(body: SubmitRequest) -> Response:
+    task_id = new_task_id()
+    answer = {
+        "task_id": task_id,
+        "status": "queued",
+        "created_at": utcnow().isoformat(),
+        "links": TaskLinks.for_task(task_id).model_dump(),
+    }
+    return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
