@@ -64,6 +64,8 @@ class TransformersBackend(Backend):
     def _generate(self, batch: list[TaskContext]) -> list[Outcome]:
         def prepare(ctx: TaskContext, payload: Any) -> tuple[GenerationRequest, list[Any] | None]:
             messages = [m.model_dump() for m in payload.messages] if payload.messages else None
+            if messages is None and self.checkpoint.kind == "vision_lm":
+                messages = [{"role": "user", "content": payload.prompt}]
             return self._request(ctx, payload, messages, payload.prompt), messages
 
         def finish(ctx: TaskContext, payload: Any, output: GenerationOutput) -> Result:
