@@ -25,7 +25,7 @@ class TokenStreams:
         key = self.keys.stream(task_id)
 
         def write(delta: str) -> None:
-            self._add(key, {"type": "token", "data": delta})
+            self._add(key, {"type": "token", "delta": delta})
 
         return write
 

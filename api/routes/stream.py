@@ -50,7 +50,11 @@ async def _events(
             for raw_id, fields in entries:
                 entry_id = raw_id.decode()
                 kind = fields.get(b"type", b"token").decode()
-                data = fields.get(b"data", b"").decode()
+                if kind == "token":
+                    delta = fields.get(b"delta", b"").decode()
+                    data = orjson.dumps({"delta": delta}).decode()
+                else:
+                    data = fields.get(b"data", b"{}").decode()
                 last_id = entry_id
                 yield sse(entry_id, kind, data)
                 if kind == "end":
