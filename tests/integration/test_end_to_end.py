@@ -1,0 +1,102 @@
+"""The whole path: submit -> Kafka -> worker -> task-results -> signed webhook; and SSE."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.harness import Platform, submit, wait_for, wait_statuses
+from tests.workers.dispatcher.conftest import SECRET, Receiver, verify
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def signed(platform: Platform) -> Platform:
+    """The test platform with a configured webhook secret."""
+    settings = platform.settings
+    webhooks = settings.webhooks.model_copy(
+        update={"secrets": {"default": [SECRET]}, "schedule_s": [0.0, 0.2, 0.5]}
+    )
+    return Platform(settings.model_copy(update={"webhooks": webhooks}), platform.log_dir)
+
+
+def test_submit_to_signed_webhook(signed: Platform) -> None:
+    receiver = Receiver()
+    try:
+        signed.api()
+        signed.worker("echo", "0")
+        signed.dispatcher()
+        with signed.client() as client:
+            body = {
+                "model": "echo",
+                "action": "generate",
+                "payload": {"prompt": "hello webhook"},
+                "callback_url": receiver.url("/hook"),
+                "webhook_events_filter": ["completed", "started"],
+                "metadata": {"order": 42},
+            }
+            task_id = submit(client, body).json()["task_id"]
+            wait_for(lambda: len(receiver.on("/hook")) >= 2, 60, "two webhooks")
+            wait_for(
+                lambda: (
+                    client.get(f"/v1/tasks/{task_id}").json()["webhook"]["status"] == "delivered"
+                ),
+                30,
+                "webhook delivered",
+            )
+            view = client.get(f"/v1/tasks/{task_id}").json()
+        events = [verify(r) for r in receiver.on("/hook")]
+        types = [e["type"] for e in events]
+        assert types == ["task.started", "task.succeeded"]
+        final = events[-1]["data"]
+        assert final["task_id"] == task_id and final["status"] == "succeeded"
+        assert final["result"] == {"echo": {"prompt": "hello webhook"}}
+        assert final["metadata"] == {"order": 42}
+        assert view["webhook"]["attempts"] == 1 and view["webhook"]["last_status_code"] == 200
+        ids = [r.webhook_id for r in receiver.on("/hook")]
+        assert len(set(ids)) == 2
+    finally:
+        receiver.close()
+        signed.stop()
+
+
+def _sse(response: httpx.Response) -> list[tuple[str, str, str]]:
+    events: list[tuple[str, str, str]] = []
+    entry: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            if entry:
+                events.append((entry.get("id", ""), entry.get("event", ""), entry.get("data", "")))
+            entry = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(": ")
+        entry[name] = value
+    return events
+
+
+def test_sse_stream_resumes_from_last_event_id(platform: Platform) -> None:
+    platform.api()
+    platform.worker("echo", "0")
+    words = [f"w{i}" for i in range(30)]
+    with platform.client() as client:
+        task_id = submit(
+            client, {"model": "echo", "action": "generate", "payload": {"prompt": " ".join(words)}}
+        ).json()["task_id"]
+        wait_statuses(client, [task_id], {"succeeded"})
+        with client.stream("GET", f"/v1/tasks/{task_id}/stream") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            full = _sse(response)
+        cut = 12
+        resume_from = full[cut][0]
+        with client.stream(
+            "GET", f"/v1/tasks/{task_id}/stream", headers={"Last-Event-ID": resume_from}
+        ) as response:
+            rest = _sse(response)
+    kinds = [kind for _, kind, _ in full]
+    assert kinds[0] == "status" and kinds[-1] == "end"
+    assert kinds.count("token") == len(words)
+    assert rest == full[cut + 1 :]  # no gap, no repeat
+    assert '"succeeded"' in full[-1][2]
