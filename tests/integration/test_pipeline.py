@@ -232,3 +232,31 @@ def test_undecodable_message_goes_to_dlq_without_stalling(platform: Platform) ->
     garbage = [h for k, v, h in dlq if v == b"\x00not a task"]
     assert len(garbage) == platform.settings.kafka.partitions
     assert ("error", b"undecodable") in garbage[0]
+
+
+def test_sigterm_drains_in_flight_work_and_leaves_the_group(platform: Platform) -> None:
+    platform.api()
+    worker = platform.worker("echo", "0")
+    with platform.client() as client:
+        task_ids = [
+            submit(client, {**ECHO, "payload": {"n": i, "sleep_ms": 200}}).json()["task_id"]
+            for i in range(15)
+        ]
+        running: list[str] = []
+
+        def one_running() -> bool:
+            for t in task_ids:
+                if client.get(f"/v1/tasks/{t}").json()["status"] == "running":
+                    running.append(t)
+                    return True
+            return False
+
+        wait_for(one_running, 60, "a running task", interval=0.01)
+        assert worker.terminate(timeout=60) == 0, worker.log()
+        # Drained: the task that was running finished in the stopping worker, once.
+        assert client.get(f"/v1/tasks/{running[0]}").json()["status"] == "succeeded"
+        platform.worker("echo", "1")  # another slot takes the partitions at once
+        bodies = wait_statuses(client, task_ids, {"succeeded"}, timeout=60)
+    assert bodies[running[0]]["attempts"] == 1
+    assert all(b["attempts"] == 1 for b in bodies.values())
+    assert_one_result_each(platform, task_ids)
