@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 RECIPE_VERSION = 1
 MARKER_FILE = "autoglm-build.json"
@@ -120,7 +121,7 @@ def _build(out: Path) -> None:
     (out / MARKER_FILE).write_text(json.dumps({"recipe": RECIPE_VERSION, "seed": SEED}))
 
 
-def _train_tokenizer():  # type: ignore[no-untyped-def]
+def _train_tokenizer() -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -26,6 +26,7 @@ from workers.backends.sampling import sampling_key
 from workers.phone import build_phone_messages, parse_phone_answer
 
 Outcome = Result | BaseException
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 4
 BACKOFF_BASE_S = 0.2
@@ -209,8 +210,8 @@ class OpenAIBackend(Backend):
         return self._with_retries(ctx, once)
 
     def _with_retries(
-        self, ctx: TaskContext, attempt: Callable[[], Any], started: Callable[[], bool] = bool
-    ) -> Any:
+        self, ctx: TaskContext, attempt: Callable[[], T], started: Callable[[], bool] = bool
+    ) -> T:
         for number in range(1, MAX_ATTEMPTS + 1):
             try:
                 return attempt()
@@ -252,7 +253,7 @@ def _timeout(ctx: TaskContext) -> httpx.Timeout:
 def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(retry_after, BACKOFF_MAX_S)
-    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1))
     return delay * random.uniform(0.8, 1.2)
 
 

@@ -16,8 +16,10 @@ ROWS_PER_FORWARD = 64
 CLASSIFY_PROMPT = "Text: {text}\nLabel:"
 
 
-def embed_texts(checkpoint: Checkpoint, texts: Sequence[str]) -> tuple[list[list[float]], int]:
-    """(L2-normalised mean-pooled vectors, tokens read) for the texts, in order."""
+def embed_texts(
+    checkpoint: Checkpoint, texts: Sequence[str]
+) -> tuple[list[list[float]], list[int]]:
+    """(L2-normalised mean-pooled vectors, tokens read per text) for the texts, in order."""
     limit = max_input_tokens(checkpoint)
     rows = [plain_ids(checkpoint, text, limit) for text in texts]
     vectors: list[list[float]] = []
@@ -31,7 +33,7 @@ def embed_texts(checkpoint: Checkpoint, texts: Sequence[str]) -> tuple[list[list
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
             vectors.extend(F.normalize(pooled, p=2, dim=-1).cpu().tolist())
-    return vectors, sum(len(r) for r in rows)
+    return vectors, [len(r) for r in rows]
 
 
 def classify_with_head(

@@ -158,13 +158,13 @@ class TransformersBackend(Backend):
     def _embed(self, batch: list[TaskContext]) -> list[Outcome]:
         payloads = [self._validated("embed", ctx) for ctx in batch]
         texts = [[p.input] if isinstance(p.input, str) else list(p.input) for p in payloads]
-        vectors, _ = embed_texts(self.checkpoint, [t for group in texts for t in group])
+        vectors, token_counts = embed_texts(self.checkpoint, [t for group in texts for t in group])
         outcomes: list[Outcome] = []
         cursor = 0
         for group in texts:
             mine = vectors[cursor : cursor + len(group)]
+            tokens = sum(token_counts[cursor : cursor + len(group)])
             cursor += len(group)
-            tokens = sum(len(self.checkpoint.tokenizer(t)["input_ids"]) for t in group)
             outcomes.append(
                 {
                     "embeddings": mine,

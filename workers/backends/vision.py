@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mcp.errors import InvalidPayload
+from mcp.errors import BackendError, InvalidPayload
 from workers.backends.checkpoint import Checkpoint
 from workers.backends.generation import GenerationOutput, GenerationRequest
 
@@ -83,6 +83,8 @@ def generate_with_processor(
 ) -> GenerationOutput:
     from transformers import StoppingCriteriaList
 
+    if checkpoint.processor is None:
+        raise BackendError("this vision checkpoint has no processor")
     inputs = checkpoint.processor.apply_chat_template(
         _processor_messages(messages),
         tokenize=True,

@@ -118,7 +118,7 @@ def fake_server() -> Iterator[tuple[str, FakeServerState]]:
     state = FakeServerState()
     handler = type("Handler", (FakeOpenAIHandler,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
     server.shutdown()
