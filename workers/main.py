@@ -9,21 +9,14 @@ import sys
 from mcp.heartbeat import Heartbeat
 from mcp.kafka import ensure_topics
 from mcp.settings import ModelSpec, Settings, get_settings
-from workers.backends.base import Backend
+from workers.backends import Backend, make_backend
 from workers.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
 
 def load_backend(spec: ModelSpec, settings: Settings) -> Backend:
-    if spec.backend == "echo":
-        from workers.backends.echo import EchoBackend
-
-        backend: Backend = EchoBackend(spec)
-    else:
-        from workers.backends import make_backend  # type: ignore[attr-defined]
-
-        backend = make_backend(spec, settings)
+    backend = make_backend(spec, settings)
     backend.load()
     return backend
 
