@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcp.errors import AutoGLMError, BackendError, TaskCancelled, TaskTimeout
+from mcp.errors import AutoGLMError, BackendError, TaskCancelled, TaskTimeout, ValidationFailed
 from workers.backends.base import Result, TaskContext
 
 BatchRunner = Callable[[list[TaskContext]], list[Result | BaseException]]
 
 
 def as_task_error(exc: BaseException) -> BaseException:
-    """Platform errors pass through; anything else becomes a `BackendError` that keeps its cause."""
+    """Platform errors pass through; anything else becomes a `BackendError` that keeps its cause.
+
+    Refused input is marked `permanent`: running the same payload again cannot succeed.
+    """
+    if isinstance(exc, ValidationFailed):
+        exc.permanent = True  # type: ignore[attr-defined]
     if isinstance(exc, AutoGLMError) or not isinstance(exc, Exception):
         return exc
     error = BackendError(f"{type(exc).__name__}: {exc}")

@@ -266,10 +266,12 @@ def _raise_for_status(response: httpx.Response, read_body: bool) -> None:
         retry_after = response.headers.get("retry-after")
         seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
         raise _Retryable(f"HTTP {response.status_code}", seconds)
-    raise UpstreamError(
+    error = UpstreamError(
         f"HTTP {response.status_code} from {response.request.url.path}",
         {"status": response.status_code, "body": response.text[:2000]},
     )
+    error.permanent = True  # type: ignore[attr-defined]  # a 4xx repeats on every attempt
+    raise error
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

@@ -225,6 +225,7 @@ def test_client_errors_are_not_retried(fake_server: tuple[str, FakeServerState])
     task = make_context("m", "generate", {"prompt": "hi", "stream": False})
     result = _backend(url).run_batch("generate", [task])[0]
     assert isinstance(result, UpstreamError) and result.details["status"] == 400
+    assert getattr(result, "permanent", False)
     assert len(state.requests) == 1
 
 
