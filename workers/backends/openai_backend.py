@@ -96,7 +96,7 @@ class OpenAIBackend(Backend):
         runner = one.get(action)
         if runner is None:
             error = UnknownAction(f"the openai backend does not offer {action!r}")
-            return [error] * len(batch)
+            return [as_task_error(error) for _ in batch]
         if self._pool is None:
             raise BackendError(f"model {self.spec.name!r} is not loaded; call load() first")
         futures = [self._pool.submit(runner, ctx) for ctx in batch]

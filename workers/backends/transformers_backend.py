@@ -13,13 +13,20 @@ from schemas.payloads import PAYLOADS, Payload
 from workers.backends.base import Backend, Result, TaskContext
 from workers.backends.checkpoint import Checkpoint, load_checkpoint
 from workers.backends.generation import GenerationOutput, GenerationRequest, generate_batch
-from workers.backends.isolation import run_isolated, stopped_early
+from workers.backends.isolation import as_task_error, run_isolated, stopped_early
 from workers.backends.sampling import sampling_key
 from workers.backends.scoring import classify_with_head, classify_with_lm, embed_texts
 from workers.backends.text_inputs import chat_ids, prompt_ids
 from workers.phone import build_phone_messages, parse_phone_answer
 
 Outcome = Result | BaseException
+
+ACTIONS_BY_KIND: dict[str, frozenset[str]] = {
+    "causal_lm": frozenset({"generate", "embed", "classify", "phone_step"}),
+    "vision_lm": frozenset({"generate", "phone_step"}),
+    "sequence_classifier": frozenset({"embed", "classify"}),
+    "encoder": frozenset({"embed"}),
+}
 
 
 class TransformersBackend(Backend):
@@ -53,10 +60,10 @@ class TransformersBackend(Backend):
             "phone_step": self._phone_step,
         }
         runner = runners.get(action)
-        if runner is None:
-            return [UnknownAction(f"model {self.spec.name!r} has no action {action!r}")] * len(
-                batch
-            )
+        if runner is None or action not in ACTIONS_BY_KIND[self.checkpoint.kind]:
+            kind = self.checkpoint.kind
+            error = UnknownAction(f"model {self.spec.name!r} ({kind}) cannot run {action!r}")
+            return [as_task_error(error) for _ in batch]
         return run_isolated(runner, batch)
 
     # ------------------------------------------------------------ generate / phone_step

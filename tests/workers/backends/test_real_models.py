@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mcp.errors import UnknownAction
 from mcp.settings import ModelSpec, Settings
 from tests.workers.backends.conftest import make_context
 from workers.backends import make_backend
@@ -104,6 +105,10 @@ def test_minilm_embeddings_place_similar_sentences_closer() -> None:
 
     assert cosine(guitar, guitar_too) > cosine(guitar, stocks) + 0.3
     assert cosine(guitar_too, guitar) > cosine(guitar_too, stocks) + 0.3
+    refused = backend.run_batch(
+        "generate", [make_context("minilm-l6", "generate", {"prompt": "x"})]
+    )
+    assert isinstance(refused[0], UnknownAction) and getattr(refused[0], "permanent", False)
 
 
 def test_minilm_matches_the_sentence_transformers_reference() -> None:
