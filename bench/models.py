@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from mcp.packaged_models import builtin_specs
 from mcp.settings import ModelSpec, Settings
 from schemas import AsyncTask
 from workers.backends import TaskContext, make_backend
-from workers.backends.builtin import builtin_specs
 from workers.backends.transformers_backend import TransformersBackend
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from mcp.names import Topics
+from mcp.registry import ModelRegistry
 from mcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,9 @@ def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: 
         topics.results: partitions,
         topics.dlq: 1,
     }
-    for name in models if models is not None else [m.name for m in settings.models]:
-        spec = settings.model(name)
+    registry = ModelRegistry(settings)
+    for name in models if models is not None else list(registry.specs):
+        spec = registry.get(name)
         wanted[topics.tasks(name)] = (spec.partitions if spec else None) or partitions
     admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=timeout).topics)

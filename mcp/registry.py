@@ -7,13 +7,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from mcp.errors import InvalidPayload, UnknownAction, UnknownModel
+from mcp.packaged_models import builtin_specs as packaged_specs
 from mcp.settings import ModelSpec, Settings
 from schemas.payloads import PAYLOADS
 
 
 class ModelRegistry:
+    """The configured models plus the real small models whose PyPI packages are installed."""
+
     def __init__(self, settings: Settings) -> None:
-        self.specs: dict[str, ModelSpec] = {m.name: m for m in settings.models}
+        specs = [*settings.models, *packaged_specs(settings)]
+        self.specs: dict[str, ModelSpec] = {m.name: m for m in specs}
+
+    def get(self, model: str) -> ModelSpec | None:
+        return self.specs.get(model)
 
     def resolve(self, model: str, action: str) -> ModelSpec:
         spec = self.specs.get(model)

@@ -8,6 +8,7 @@ import sys
 
 from mcp.heartbeat import Heartbeat
 from mcp.kafka import ensure_topics
+from mcp.registry import ModelRegistry
 from mcp.settings import ModelSpec, Settings, get_settings
 from workers.backends import Backend, make_backend
 from workers.worker import InferenceWorker
@@ -26,9 +27,10 @@ def run(model: str, slot: str = "0", burst: bool = False) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    spec = settings.model(model)
+    registry = ModelRegistry(settings)
+    spec = registry.get(model)
     if spec is None:
-        print(f"worker: unknown model {model!r}; known: {[m.name for m in settings.models]}")
+        print(f"worker: unknown model {model!r}; known: {sorted(registry.specs)}")
         return 2
     ensure_topics(settings, [model])
     backend = load_backend(spec, settings)

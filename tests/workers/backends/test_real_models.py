@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from mcp.errors import UnknownAction
+from mcp.packaged_models import builtin_specs, minilm_dir, smollm2_gguf_path
 from mcp.settings import ModelSpec, Settings
 from tests.workers.backends.conftest import make_context
 from workers.backends import make_backend
-from workers.backends.builtin import builtin_specs, minilm_dir, smollm2_gguf_path
 from workers.backends.transformers_backend import TransformersBackend
 
 pytestmark = pytest.mark.slow
