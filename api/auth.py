@@ -40,7 +40,7 @@ def project_from_jwt(token: str, secret: str) -> str | None:
     return str(project) if project else None
 
 
-def caller_project(request: Request) -> str:
+async def caller_project(request: Request) -> str:
     settings: Settings = request.app.state.services.settings
     if not settings.auth.enabled:
         return DEFAULT_PROJECT

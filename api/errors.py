@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mcp.errors import (
     AutoGLMError,
     BrokerError,
     IdempotencyConflict,
+    InvalidJSON,
     StoreError,
     TaskNotFound,
     ValidationFailed,
@@ -21,6 +23,7 @@ from mcp.errors import (
 from schemas import ErrorBody
 
 STATUS: list[tuple[type[AutoGLMError], int]] = [
+    (InvalidJSON, 400),
     (ValidationFailed, 422),
     (IdempotencyConflict, 409),
     (TaskNotFound, 404),
@@ -41,6 +44,26 @@ HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(schema: type[M], raw: bytes) -> M:
+    """Validate a JSON body with the same error shapes FastAPI's own parsing produces."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        details = [{"loc": ["body", exc.pos], "msg": "JSON decode error", "type": "json_invalid"}]
+        raise InvalidJSON("the body is not valid JSON", details) from exc
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise ValidationFailed("the request does not fit the schema", details) from exc
 
 
 class RateLimited(Exception):

@@ -22,6 +22,12 @@ class ValidationFailed(AutoGLMError):
     code = "invalid_request"
 
 
+class InvalidJSON(ValidationFailed):
+    """The body is not JSON at all."""
+
+    code = "invalid_json"
+
+
 class UnknownModel(ValidationFailed):
     """The task names a model that is not in the registry."""
 

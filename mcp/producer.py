@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class _Pending:
 
 
 # Called in the committer thread with the notes of a committed transaction's submissions.
+SWEEP_S = 0.25
 AfterCommit = Callable[[list[Any]], None]
 
 
@@ -79,6 +81,8 @@ class TaskProducer:
         lanes = max(1, settings.kafka.group_commit_lanes)
         self._lanes = [_Lane(f"{transactional_id}.{i}") for i in range(lanes)]
         self._stopping = False
+        self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._sweeper: asyncio.Task[None] | None = None
         self.transactions = 0
         self.records = 0
 
@@ -104,11 +108,20 @@ class TaskProducer:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._enqueue(_Pending(records, note, loop, waiter))
-        timer = loop.call_later(self._settings.kafka.request_timeout_s, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
+        # One sweeper per loop expires late waiters: cheaper than a timer per request.
+        self._deadlines.append((loop.time() + self._settings.kafka.request_timeout_s, waiter))
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = loop.create_task(self._sweep(loop))
+        await waiter
+
+    async def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._deadlines or not self._stopping:
+            await asyncio.sleep(SWEEP_S)
+            now = loop.time()
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _expire(self._deadlines.popleft()[1])
+            while self._deadlines and self._deadlines[0][1].done():
+                self._deadlines.popleft()
 
     def _enqueue(self, pending: _Pending) -> None:
         if self._stopping:
