@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import RateLimited, error_response
@@ -25,8 +26,11 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_bytes:
+                    await self._refuse(scope, receive, send)
+                else:  # the server delivers no more than the announced length
+                    await self.app(scope, receive, send)
                 return
         seen = 0
         too_large = False
@@ -81,3 +85,19 @@ class RateLimiter:
             self._buckets[project] = (tokens, now)
             raise RateLimited((1 - tokens) / self.per_s)
         self._buckets[project] = (tokens - 1, now)
+
+
+class CompressResponses:
+    """gzip for clients that ask for it; everyone else pays nothing for the feature."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", []):
+                if name == b"accept-encoding" and b"gzip" in value:
+                    await self.gzip(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -1,7 +1,7 @@
 """Redis scripts that make task state transitions atomic and monotonic."""
 
 # KEYS: task hashes. ARGV[1]: a JSON array aligned with KEYS of
-# [status, rank, attempt, ttl_s, {field: value}]. One call applies a whole batch.
+# [status, rank, attempt, ttl_s, [field, value, field, value, ...]]. One call applies a batch.
 # A transition applies when it moves up the lifecycle (queued < running < terminal), or is a
 # newer attempt of running. A stale event only fills fields still missing: a late `running`
 # never overwrites `succeeded`, yet a replayed `queued` still restores the task's description.
@@ -16,11 +16,16 @@ for i, item in ipairs(items) do
   local cur_rank = tonumber(cur[1] or '-1')
   local cur_attempts = tonumber(cur[2] or '0')
   if rank > cur_rank or (rank == 1 and cur_rank == 1 and attempt > cur_attempts) then
-    redis.call('HSET', key, 'status', item[1], 'rank', rank)
-    for name, value in pairs(item[5]) do redis.call('HSET', key, name, value) end
+    local fields = item[5]
+    fields[#fields + 1] = 'status'
+    fields[#fields + 1] = item[1]
+    fields[#fields + 1] = 'rank'
+    fields[#fields + 1] = rank
+    redis.call('HSET', key, unpack(fields))
     applied = applied + 1
   else
-    for name, value in pairs(item[5]) do redis.call('HSETNX', key, name, value) end
+    local fields = item[5]
+    for j = 1, #fields, 2 do redis.call('HSETNX', key, fields[j], fields[j + 1]) end
   end
   if attempt > cur_attempts then redis.call('HSET', key, 'attempts', attempt) end
   redis.call('EXPIRE', key, tonumber(item[4]))

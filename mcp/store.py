@@ -56,11 +56,6 @@ def task_fields(task: AsyncTask) -> dict[str, Any]:
 Item = list[Any]
 
 
-def _field_map(mapping: dict[str, Any]) -> dict[str, str]:
-    pairs = _fields(mapping)
-    return dict(zip(pairs[::2], pairs[1::2], strict=True))
-
-
 def event_item(event: TaskEvent, ttl_s: int) -> Item:
     """One entry of APPLY_EVENTS for a lifecycle event."""
     fields: dict[str, Any] = {}
@@ -75,7 +70,7 @@ def event_item(event: TaskEvent, ttl_s: int) -> Item:
         fields["result"] = event.result
         fields["error"] = event.error.model_dump() if event.error else None
     status = event.status
-    return [status.value, status.rank, event.attempt, ttl_s, _field_map(fields)]
+    return [status.value, status.rank, event.attempt, ttl_s, _fields(fields)]
 
 
 def result_item(result: TaskResult, ttl_s: int) -> Item:
@@ -91,7 +86,7 @@ def result_item(result: TaskResult, ttl_s: int) -> Item:
         "error": result.error.model_dump() if result.error else None,
     }
     status = result.status
-    return [status.value, status.rank, result.attempts, ttl_s, _field_map(fields)]
+    return [status.value, status.rank, result.attempts, ttl_s, _fields(fields)]
 
 
 def _text(raw: dict[Any, Any]) -> dict[str, str]:

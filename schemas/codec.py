@@ -21,7 +21,7 @@ class DecodeError(ValueError):
 
 
 def dumps(message: BaseModel) -> bytes:
-    return orjson.dumps(message.model_dump(mode="json", exclude_none=False))
+    return type(message).__pydantic_serializer__.to_json(message)
 
 
 def loads(schema: type[M], raw: bytes | str) -> M:
