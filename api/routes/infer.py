@@ -49,7 +49,7 @@ def _parse(
                     "model": model,
                     "action": envelope.action,
                     "payload": payload,
-                    "metadata": {**envelope.metadata.model_dump(mode="json")},
+                    "metadata": envelope.metadata.model_dump(mode="json", exclude_unset=True),
                     **options,
                 }
             )

@@ -56,6 +56,14 @@ def test_submit_to_signed_webhook(signed: Platform) -> None:
         assert view["webhook"]["attempts"] == 1 and view["webhook"]["last_status_code"] == 200
         ids = [r.webhook_id for r in receiver.on("/hook")]
         assert len(set(ids)) == 2
+
+        with signed.client() as client:
+            again = client.post(f"/v1/tasks/{task_id}/webhook/redeliver")
+            assert again.status_code == 202
+            wait_for(lambda: len(receiver.on("/hook")) >= 3, 30, "redelivered webhook")
+        redelivered = receiver.on("/hook")[2]
+        assert redelivered.webhook_id == ids[1]  # the same event, so the same id
+        assert verify(redelivered)["type"] == "task.succeeded"
     finally:
         receiver.close()
         signed.stop()
@@ -100,3 +108,57 @@ def test_sse_stream_resumes_from_last_event_id(platform: Platform) -> None:
     assert kinds.count("token") == len(words)
     assert rest == full[cut + 1 :]  # no gap, no repeat
     assert '"succeeded"' in full[-1][2]
+
+
+def test_infer_waits_for_the_answer_and_takes_the_mcp_envelope(platform: Platform) -> None:
+    platform.api()
+    platform.worker("echo", "0")
+    with platform.client() as client:
+        plain = client.post(
+            "/v1/infer",
+            json={"model": "echo", "action": "generate", "payload": {"prompt": "now"}},
+            headers={"Prefer": "wait=20"},
+        )
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["status"] == "succeeded"
+        assert plain.json()["result"] == {"echo": {"prompt": "now"}}
+
+        envelope = {
+            "request_id": "req-7",
+            "action": "generate",
+            "payload": {"prompt": "enveloped"},
+            "metadata": {"source": "sdk"},
+        }
+        first = client.post("/v1/infer", json=envelope, headers={"Prefer": "wait=20"})
+        again = client.post("/v1/infer", json=envelope, headers={"Prefer": "wait=20"})
+        assert first.status_code == 200 and first.json()["request_id"] == "req-7"
+        assert first.json()["model"] == "echo"  # the default model
+        assert again.json().get("task_id") == first.json()["task_id"], again.text
+
+        slow = client.post(
+            "/v1/infer",
+            json={"model": "echo", "action": "generate", "payload": {"sleep_ms": 3000}},
+            headers={"Prefer": "wait=0.2"},
+        )
+        assert slow.status_code == 202 and slow.json()["status"] == "queued"
+
+        workers = client.get("/v1/workers").json()["workers"]
+        assert [w["worker_id"] for w in workers] == ["echo.0"]
+        assert workers[0]["state"] == "alive"
+        metrics = client.get("/metrics").text
+        assert 'autoglm_tasks_submitted_total{action="generate",model="echo"}' in metrics
+
+
+def test_burst_worker_exits_once_the_queue_is_drained(platform: Platform) -> None:
+    platform.api()
+    with platform.client() as client:
+        task_ids = [
+            submit(client, {"model": "echo", "action": "generate", "payload": {"n": i}}).json()[
+                "task_id"
+            ]
+            for i in range(20)
+        ]
+        burst = platform._proc("burst", ["worker", "--model", "echo", "--burst"])
+        assert burst.popen is not None and burst.popen.wait(60) == 0, burst.log()
+        bodies = wait_statuses(client, task_ids, {"succeeded"}, timeout=5)
+    assert len(bodies) == 20
