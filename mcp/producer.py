@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -53,6 +52,42 @@ SWEEP_S = 0.25
 AfterCommit = Callable[[list[Any]], None]
 
 
+_EMPTY: Any = object()
+
+
+class _Handoff:
+    """A queue from the event loop to the committer threads that costs the loop almost nothing.
+
+    `queue.Queue` takes a lock and notifies a condition on every put; under load the committers
+    are busy anyway, so a put is a deque append and only wakes a committer that sleeps.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._wakeup = threading.Event()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def get(self, timeout: float | None) -> Any:
+        """The next item, or _EMPTY when none came within `timeout` (None: wait for ever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self._items.popleft()
+            except IndexError:
+                pass
+            self._wakeup.clear()
+            if self._items:  # appended between the pop and the clear
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return _EMPTY
+            self._wakeup.wait(remaining)
+
+
 class _Lane:
     """One committer thread with a producer of its own (and so a transactional.id of its own)."""
 
@@ -77,7 +112,7 @@ class TaskProducer:
     ) -> None:
         self._settings = settings
         self._after_commit = after_commit
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._queue = _Handoff()
         lanes = max(1, settings.kafka.group_commit_lanes)
         self._lanes = [_Lane(f"{transactional_id}.{i}") for i in range(lanes)]
         self._stopping = False
@@ -152,7 +187,7 @@ class TaskProducer:
             lane.producer.flush(5)
 
     def _gather(self) -> list[_Pending] | None:
-        first = self._queue.get()
+        first = self._queue.get(None)
         if first is None:
             self._queue.put(None)  # the other lanes stop too
             return None
@@ -161,9 +196,8 @@ class TaskProducer:
         limit = self._settings.kafka.group_commit_max_messages
         deadline = time.monotonic() + self._settings.kafka.group_commit_max_ms / 1000
         while count < limit:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
+            item = self._queue.get(max(0.0, deadline - time.monotonic()))
+            if item is _EMPTY:
                 break
             if item is None:
                 self._queue.put(None)
