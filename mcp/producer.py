@@ -71,6 +71,9 @@ class _Handoff:
         if not self._wakeup.is_set():
             self._wakeup.set()
 
+    def pending(self) -> int:
+        return len(self._items)
+
     def get(self, timeout: float | None) -> Any:
         """The next item, or _EMPTY when none came within `timeout` (None: wait for ever)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -192,11 +195,14 @@ class TaskProducer:
             self._queue.put(None)  # the other lanes stop too
             return None
         batch = [first]
-        count = len(first.records)
         limit = self._settings.kafka.group_commit_max_messages
-        deadline = time.monotonic() + self._settings.kafka.group_commit_max_ms / 1000
+        if not self._queue.pending():
+            # Alone: give concurrent requests the window to join. One sleep, not a wake-up per
+            # arrival; under load the queue already holds the next batch and nobody waits.
+            time.sleep(self._settings.kafka.group_commit_max_ms / 1000)
+        count = len(first.records)
         while count < limit:
-            item = self._queue.get(max(0.0, deadline - time.monotonic()))
+            item = self._queue.get(0)
             if item is _EMPTY:
                 break
             if item is None:

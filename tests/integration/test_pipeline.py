@@ -68,21 +68,26 @@ def test_sigkill_worker_mid_batch_loses_nothing_and_duplicates_nothing(platform:
             for i in range(40)
         ]
         # Kill while a task is running, with earlier ones done and later ones still queued.
+        done_before: set[str] = set()
         victim: list[str] = []
 
-        def one_running() -> bool:
-            for t in task_ids[5:]:
-                if client.get(f"/v1/tasks/{t}").json()["status"] == "running":
-                    victim.append(t)
-                    return True
+        def some_done_one_running() -> bool:
+            statuses = {t: client.get(f"/v1/tasks/{t}").json()["status"] for t in task_ids}
+            running = [t for t, s in statuses.items() if s == "running"]
+            done = {t for t, s in statuses.items() if s == "succeeded"}
+            if done and running:
+                done_before.update(done)
+                victim.append(running[0])
+                return True
             return False
 
-        wait_for(one_running, 60, "a running task", interval=0.01)
+        wait_for(some_done_one_running, 60, "a finished and a running task", interval=0.01)
         first.kill()
         platform.worker("echo", "0")  # same slot: fences the dead one's transactional.id
         bodies = wait_statuses(client, task_ids, {"succeeded", "failed"}, timeout=120)
-    assert bodies[task_ids[0]]["attempts"] == 1
-    assert bodies[victim[0]]["attempts"] == 2  # inference ran twice, publication once
+    assert all(bodies[t]["attempts"] == 1 for t in done_before)  # committed work stays done
+    # The kill hit work in flight: some task ran twice, and was still published once.
+    assert any(b["attempts"] == 2 for b in bodies.values()), victim
     assert {b["status"] for b in bodies.values()} == {"succeeded"}
     assert_one_result_each(platform, task_ids)
 
