@@ -16,6 +16,7 @@ import time
 import httpx
 
 from mcp.kafka import ensure_topics
+from mcp.registry import ModelRegistry
 from mcp.settings import Settings
 
 HELP = """
@@ -53,7 +54,7 @@ def run(kafka: str, redis: str, port: int) -> int:
     commands = {
         "api": ["api", "--port", str(port)],
         "dispatcher": ["dispatcher"],
-        **{f"worker-{m.name}": ["worker", "--model", m.name] for m in settings.models},
+        **{f"worker-{name}": ["worker", "--model", name] for name in ModelRegistry(settings).specs},
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name, args in commands.items():
@@ -72,7 +73,9 @@ def run(kafka: str, redis: str, port: int) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    # Explicit handlers: a shell may start us with SIGINT ignored, and Ctrl-C must still work.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -85,7 +88,7 @@ def run(kafka: str, redis: str, port: int) -> int:
                 print(f"the API exited; see {logs}/api.log")
                 return 1
             time.sleep(0.3)
-        models = ", ".join(m.name for m in settings.models)
+        models = ", ".join(ModelRegistry(settings).specs)
         print(HELP.format(port=port, models=models, logs=logs), flush=True)
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)

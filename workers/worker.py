@@ -71,6 +71,7 @@ class InferenceWorker:
         self._done: dict[tuple[str, int], int] = {}
         self._after_commit: list[Outcome] = []
         self._pending = 0
+        self._assigned: set[str] = set()
         self.processed = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -81,6 +82,7 @@ class InferenceWorker:
     def run(self) -> None:
         self.consumer.subscribe(
             [self.topics.tasks(self.spec.name)],
+            on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
@@ -275,23 +277,29 @@ class InferenceWorker:
 
     # -- rebalance ---------------------------------------------------------------------------
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {f"{tp.topic}/{tp.partition}" for tp in partitions}
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Work in the open transaction is complete: commit it before the partitions move.
         if self.txn.open or self._done:
             self._commit()
         for tp in partitions:
             self._done.pop((tp.topic, tp.partition), None)
+            self._assigned.discard(f"{tp.topic}/{tp.partition}")
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned -= {f"{tp.topic}/{tp.partition}" for tp in partitions}
         self.txn.abort()
         self._done.clear()
         self._after_commit = []
         self._pending = 0
 
     def info(self) -> dict[str, Any]:
+        """Read by the heartbeat thread: no consumer calls here, they are not thread-safe."""
         return {
             "model": self.spec.name,
             "processed": self.processed,
             "commits": self.txn.commits,
-            "partitions": [f"{tp.topic}/{tp.partition}" for tp in self.consumer.assignment()],
+            "partitions": sorted(self._assigned),
         }

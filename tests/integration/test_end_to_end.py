@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -142,9 +144,13 @@ def test_infer_waits_for_the_answer_and_takes_the_mcp_envelope(platform: Platfor
         )
         assert slow.status_code == 202 and slow.json()["status"] == "queued"
 
+        # Alive for longer than a heartbeat key lives: the worker keeps beating while it polls.
+        time.sleep(platform.settings.worker.heartbeat_interval_s * 3.5)
         workers = client.get("/v1/workers").json()["workers"]
         assert [w["worker_id"] for w in workers] == ["echo.0"]
         assert workers[0]["state"] == "alive"
+        assert workers[0]["processed"] >= 3
+        assert len(workers[0]["partitions"]) == platform.settings.kafka.partitions
         metrics = client.get("/metrics").text
         assert 'autoglm_tasks_submitted_total{action="generate",model="echo"}' in metrics
 
