@@ -40,15 +40,7 @@ def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], Tas
     headers: tuple[tuple[str, bytes], ...] = (("schema", b"AsyncTask/1"),)
     if task.trace.traceparent:
         headers += (("traceparent", task.trace.traceparent.encode()),)
-    event = TaskEvent(
-        task_id=task.task_id,
-        status=TaskStatus.QUEUED,
-        at=task.created_at,
-        model=task.model,
-        action=task.action,
-        project=task.project,
-        task=task,
-    )
+    event = TaskEvent.of(task, TaskStatus.QUEUED, at=task.created_at, task=task)
     records = [
         Record(services.topics.tasks(task.model), key, dumps(task), headers),
         Record(services.topics.events, key, dumps(event)),

@@ -50,20 +50,14 @@ def _free_port() -> int:
 
 
 def _env(prefix: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "AUTOGLM_DEV_MODE": "true",
-            "AUTOGLM_INSTANCE_ID": prefix.rstrip("."),
-            "AUTOGLM_KAFKA__BOOTSTRAP_SERVERS": KAFKA,
-            "AUTOGLM_KAFKA__TOPIC_PREFIX": prefix,
-            "AUTOGLM_REDIS__URL": REDIS,
-            "AUTOGLM_REDIS__KEY_PREFIX": prefix,
-            "AUTOGLM_LOG_LEVEL": "WARNING",
-        }
+    settings = Settings(
+        dev_mode=True,
+        instance_id=prefix.rstrip("."),
+        log_level="WARNING",
+        kafka={"bootstrap_servers": KAFKA, "topic_prefix": prefix},
+        redis={"url": REDIS, "key_prefix": prefix},
     )
-    env.update(extra)
-    return env
+    return {**os.environ, **settings.to_env(), **extra}
 
 
 def _start(

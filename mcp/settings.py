@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from functools import lru_cache
@@ -192,6 +193,19 @@ class Settings(BaseSettings):
             if self.auth.enabled and self.auth.jwt_secret in PLACEHOLDER_SECRETS:
                 raise ValueError("auth.jwt_secret is a placeholder")
         return self
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that give a child process exactly these settings."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            key = f"AUTOGLM_{name.upper()}"
+            if isinstance(value, BaseModel):
+                env[key] = value.model_dump_json()
+            elif isinstance(value, list):
+                env[key] = json.dumps([v.model_dump(mode="json") for v in value])
+            else:
+                env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
 
     def model(self, name: str) -> ModelSpec | None:
         return next((m for m in self.models if m.name == name), None)

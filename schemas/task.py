@@ -124,6 +124,18 @@ class TaskEvent(Frozen):
     error: TaskError | None = None
     cancel_requested: bool = False
 
+    @classmethod
+    def of(cls, source: AsyncTask, status: TaskStatus, **fields: Any) -> TaskEvent:
+        """An event of the task `source`, with the identifying fields every event repeats."""
+        return cls(
+            task_id=source.task_id,
+            status=status,
+            model=source.model,
+            action=source.action,
+            project=source.project,
+            **fields,
+        )
+
 
 class TaskResult(Frozen):
     """The single outcome of a task; the value of its one record in `task-results`."""

@@ -31,25 +31,7 @@ def free_port() -> int:
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that makes a child process use exactly these settings."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "AUTOGLM_DEV_MODE": "true",
-            "AUTOGLM_INSTANCE_ID": settings.instance_id,
-            "AUTOGLM_CACHE_DIR": settings.cache_dir,
-            "AUTOGLM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-            "AUTOGLM_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "AUTOGLM_KAFKA__PARTITIONS": str(settings.kafka.partitions),
-            "AUTOGLM_REDIS__URL": settings.redis.url,
-            "AUTOGLM_REDIS__KEY_PREFIX": settings.redis.key_prefix,
-            "AUTOGLM_WORKER": settings.worker.model_dump_json(),
-            "AUTOGLM_WEBHOOKS": settings.webhooks.model_dump_json(),
-            "AUTOGLM_LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
-    return env
+    return {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1", **extra}
 
 
 class Proc:

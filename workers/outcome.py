@@ -47,15 +47,11 @@ class Outcome:
         )
 
     def event_record(self, worker_id: str) -> TaskEvent:
-        t = self.task
-        return TaskEvent(
-            task_id=t.task_id,
-            status=self.status,
+        return TaskEvent.of(
+            self.task,
+            self.status,
             at=self.finished_at,
             attempt=self.attempt,
-            model=t.model,
-            action=t.action,
-            project=t.project,
             worker_id=worker_id,
             result=self.result,
             error=self.error,

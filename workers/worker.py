@@ -192,17 +192,10 @@ class InferenceWorker:
     # -- records -----------------------------------------------------------------------------
 
     def _running_record(self, ctx: TaskContext) -> Record:
-        t = ctx.task
-        event = TaskEvent(
-            task_id=t.task_id,
-            status=TaskStatus.RUNNING,
-            attempt=ctx.attempt,
-            model=t.model,
-            action=t.action,
-            project=t.project,
-            worker_id=self.worker_id,
+        event = TaskEvent.of(
+            ctx.task, TaskStatus.RUNNING, attempt=ctx.attempt, worker_id=self.worker_id
         )
-        return Record(self.topics.events, t.task_id.encode(), dumps(event))
+        return Record(self.topics.events, ctx.task.task_id.encode(), dumps(event))
 
     def _outcome_records(self, outcome: Outcome) -> list[Record]:
         key = outcome.task.task_id.encode()
