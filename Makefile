@@ -59,9 +59,17 @@ fmt: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: setup test-services-up
-	AUTOGLM_TEST_KAFKA=127.0.0.1:$(TEST_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
-	  $(PY) -m bench $(BENCH_ARGS)
+# Benchmarks get a fresh Kafka and Redis of their own: a broker that carries thousands of test
+# partitions spends CPU on them, and that would be measured too.
+BENCH_KAFKA_PORT ?= 29092
+BENCH_REDIS_PORT ?= 26379
+bench: setup
+	@rm -rf $(STATE)/kafka-data-$(BENCH_KAFKA_PORT)
+	@deploy/kafka/kafka.sh up --port $(BENCH_KAFKA_PORT)
+	@deploy/redis.sh up --port $(BENCH_REDIS_PORT)
+	AUTOGLM_TEST_KAFKA=127.0.0.1:$(BENCH_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(BENCH_REDIS_PORT)/0 \
+	  $(PY) -m bench $(BENCH_ARGS); rc=$$?; \
+	  deploy/kafka/kafka.sh down --port $(BENCH_KAFKA_PORT); deploy/redis.sh down --port $(BENCH_REDIS_PORT); exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 
 from mcp.settings import Settings
 from tests.harness import Platform
@@ -47,14 +48,28 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def namespace() -> str:
+def namespace(kafka_bootstrap: str) -> Iterator[str]:
     """A fresh prefix for topics, groups and keys, so tests never see each other's data."""
-    return f"t{uuid.uuid4().hex[:10]}."
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    drop_topics(kafka_bootstrap, prefix)
 
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, redis_url: str, namespace: str) -> Settings:
     return make_settings(kafka_bootstrap, redis_url, namespace)
+
+
+def drop_topics(bootstrap: str, namespace: str) -> None:
+    """Delete a test's topics, so that a long session does not pile partitions on the broker."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(namespace)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception:  # best effort: a leftover topic costs a little, nothing more
+                pass
 
 
 def make_settings(kafka: str, redis_url: str, namespace: str, **overrides: object) -> Settings:
