@@ -127,3 +127,13 @@ def _existing_topics(platform: Platform) -> set[str]:
 
     admin = AdminClient({"bootstrap.servers": platform.settings.kafka.bootstrap_servers})
     return set(admin.list_topics(timeout=10).topics)
+
+
+def test_redis_unavailable_answers_503_not_500(platform: Platform) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    platform.api(probe="/healthz", AUTOGLM_REDIS__URL=dead)
+    with platform.client() as client:
+        assert_error(client.get("/v1/tasks/any"), 503, "store_unavailable")
+        keyed = submit(client, ECHO, **{"Idempotency-Key": "k-redis"})
+        assert_error(keyed, 503, "store_unavailable")
+        assert client.get("/readyz").status_code == 503
