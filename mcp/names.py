@@ -75,10 +75,6 @@ class Keys:
     def webhook_dead(self) -> str:
         return f"{self.prefix}webhook:dead"
 
-    @property
-    def rate(self) -> str:
-        return f"{self.prefix}rate"
-
     def webhook_inflight(self, slot: str) -> str:
         """Deliveries a dispatcher slot has claimed and not yet finished."""
         return f"{self.prefix}webhook:inflight:{slot}"

@@ -18,12 +18,6 @@ from mcp.names import Keys
 from mcp.settings import Settings
 from schemas import AsyncTask, TaskError, TaskEvent, TaskResult, TaskStatus, TaskView, utcnow
 
-JSON_FIELDS = ("result", "error", "metadata", "payload")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
 
 def _fields(mapping: dict[str, Any]) -> list[str]:
     """Flatten a mapping into Lua's field/value ARGV pairs, JSON-encoding structured values."""
@@ -124,12 +118,7 @@ class TaskStore:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.redis = client or aioredis.Redis.from_url(settings.redis.url)
-        self._apply = self.redis.register_script(APPLY_EVENTS)
         self._cancel = self.redis.register_script(CANCEL)
-
-    @property
-    def ttl(self) -> int:
-        return self.settings.redis.task_retention_s
 
     async def get(self, task_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
@@ -138,13 +127,6 @@ class TaskStore:
     async def view(self, task_id: str) -> TaskView | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
         return view_of(raw) if raw else None
-
-    async def apply(self, event: TaskEvent) -> bool:
-        item = event_item(event, self.ttl)
-        applied = await self._apply(
-            keys=[self.keys.task(event.task_id)], args=[orjson.dumps([item])]
-        )
-        return bool(applied)
 
     async def cancel(self, task_id: str, flag_ttl_s: int) -> str:
         verdict = await self._cancel(

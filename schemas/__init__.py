@@ -12,7 +12,6 @@ from schemas.codec import DecodeError, dumps, loads
 from schemas.envelope import EnvelopeMetadata, MCPEnvelope, MCPResponse
 from schemas.errors import ErrorBody, ErrorDetail
 from schemas.task import (
-    ACTIONS,
     SCHEMA_VERSION,
     TERMINAL_STATUSES,
     AsyncTask,
@@ -26,7 +25,6 @@ from schemas.task import (
 )
 
 __all__ = [
-    "ACTIONS",
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "AsyncTask",

@@ -51,8 +51,6 @@ TERMINAL_STATUSES = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
 )
 
-Action = Literal["generate", "embed", "classify", "phone_step"]
-ACTIONS: tuple[str, ...] = ("generate", "embed", "classify", "phone_step")
 
 WebhookEventFilter = Literal["completed", "started", "output"]
 
