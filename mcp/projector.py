@@ -12,6 +12,7 @@ import signal
 import threading
 
 from confluent_kafka import Consumer, KafkaException
+from redis.exceptions import RedisError
 
 from mcp.kafka import consumer_config, ensure_topics
 from mcp.names import Topics
@@ -61,15 +62,15 @@ class Projector:
                 messages = consumer.consume(self.batch, 0.1)
                 if not messages:
                     continue
-                values = []
+                good = [m for m in messages if not m.error()]
                 for msg in messages:
                     if msg.error():
                         log.warning("projector consume error: %s", msg.error())
-                        continue
-                    values.append(msg.value())
+                events = decode_events([m.value() for m in good])
+                if not self._apply(events):
+                    break  # stopping while Redis is away: these offsets stay uncommitted
+                for msg in good:
                     consumer.store_offsets(msg)
-                events = decode_events(values)
-                self.store.apply_events(events)
                 self.applied += len(events)
                 try:
                     consumer.commit(asynchronous=True)
@@ -79,6 +80,17 @@ class Projector:
             with contextlib.suppress(KafkaException):
                 consumer.commit(asynchronous=False)
             consumer.close()
+
+    def _apply(self, events: list[TaskEvent]) -> bool:
+        """Apply, waiting out a Redis outage; False when asked to stop before it worked."""
+        while True:
+            try:
+                self.store.apply_events(events)
+                return True
+            except RedisError as exc:
+                log.warning("Redis unavailable (%s); retrying in 1 s", exc)
+                if self._stop.wait(1.0):
+                    return False
 
 
 def run() -> int:

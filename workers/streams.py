@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import orjson
@@ -12,6 +13,8 @@ from mcp.settings import Settings
 from schemas import TaskStatus
 from workers.backends.base import TaskContext
 from workers.outcome import Outcome
+
+log = logging.getLogger(__name__)
 
 
 class TokenStreams:
@@ -25,7 +28,11 @@ class TokenStreams:
         key = self.keys.stream(task_id)
 
         def write(delta: str) -> None:
-            self._add(key, {"type": "token", "delta": delta})
+            # Streaming is a courtesy: a Redis hiccup must not fail the task itself.
+            try:
+                self._add(key, {"type": "token", "delta": delta})
+            except redis.RedisError as exc:
+                log.debug("token not streamed: %s", exc)
 
         return write
 

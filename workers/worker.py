@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from redis.exceptions import RedisError
 
 from mcp.kafka import consumer_config
 from mcp.names import Topics
@@ -92,7 +93,11 @@ class InferenceWorker:
                 messages = self._poll()
                 if messages:
                     idle_since = time.monotonic()
-                    self._handle(messages)
+                    try:
+                        self._handle(messages)
+                    except RedisError as exc:
+                        self._wait_out_store_outage(exc)
+                        continue
                 self._maybe_commit(force=not messages)
                 if (
                     self.burst
@@ -251,6 +256,13 @@ class InferenceWorker:
             self.streams.finish(outcomes)
         except Exception:
             log.exception("direct Redis update failed; the projector will catch up")
+
+    def _wait_out_store_outage(self, exc: RedisError) -> None:
+        """Redis is needed to claim tasks: drop the open transaction, wait, read again."""
+        log.warning("Redis unavailable (%s); rewinding and retrying in 1 s", exc)
+        self.txn.abort()
+        self._rewind()
+        self.stopping.wait(1.0)
 
     def _rewind(self) -> None:
         """Forget the lost transaction's work and read again from the committed offsets."""
