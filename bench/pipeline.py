@@ -231,9 +231,6 @@ def run(out: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    results: dict[str, Any] = {}
-    run(results)
-    Path(ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / "pipeline.json").write_bytes(
-        orjson.dumps(results, option=orjson.OPT_INDENT_2)
-    )
+    from bench.__main__ import main
+
+    raise SystemExit(main(["pipeline"]))

@@ -11,7 +11,6 @@ with the dispatcher's per-host concurrency. Needs the test Kafka and Redis
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -34,7 +33,6 @@ from schemas import TaskResult, TaskStatus, dumps, new_task_id, utcnow
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "webhooks.json"
 PER_HOST = 8
 
 
@@ -253,13 +251,7 @@ def run(out: dict[str, Any]) -> None:
         hanging.close()
 
 
-def main() -> None:
-    out: dict[str, Any] = {}
-    run(out)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    from bench.__main__ import main
+
+    raise SystemExit(main(["webhooks"]))

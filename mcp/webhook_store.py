@@ -47,15 +47,9 @@ class NewDelivery:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Delivery(NewDelivery):
     """A delivery claimed for an attempt."""
 
-    webhook_id: str
-    task_id: str
-    project: str
-    type: str
-    url: str
-    body: bytes
     attempts: int
     step: int
     status: str
