@@ -27,7 +27,6 @@ class ServerSettings(BaseModel):
     compression: Literal["none", "gzip"] = "gzip"
     compression_min_bytes: int = 1024
     max_body_bytes: int = 1_048_576
-    workers: int = 1
     # Per-project token bucket on submissions; 0 turns it off.
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 200

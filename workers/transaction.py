@@ -18,7 +18,7 @@ from mcp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RETRIES = 5
+RETRIES = 3
 
 
 class Rewind(Exception):
@@ -36,9 +36,15 @@ class WorkerTransaction:
         self.commits = 0
 
     def _new_producer(self) -> Producer:
-        producer = Producer(producer_config(self.settings, self.transactional_id))
-        producer.init_transactions(max(self.timeout, 30))
-        return producer
+        """A producer that owns the transactional.id, waiting out a broker that is away."""
+        while True:
+            producer = Producer(producer_config(self.settings, self.transactional_id))
+            try:
+                producer.init_transactions(max(self.timeout, 30))
+                return producer
+            except KafkaException as exc:
+                log.warning("cannot take over %s yet: %s", self.transactional_id, exc)
+                time.sleep(1.0)
 
     def produce(self, records: list[Record]) -> None:
         if not records:
@@ -61,10 +67,10 @@ class WorkerTransaction:
         self._begin()
         try:
             if offsets:
-                self._retry(
-                    lambda: self.producer.send_offsets_to_transaction(
-                        offsets, consumer.consumer_group_metadata(), self.timeout
-                    )
+                # Not retried: after a broker restart a retried call can block well past its
+                # timeout while the unpolled consumer cannot rejoin. Abort and rewind instead.
+                self.producer.send_offsets_to_transaction(
+                    offsets, consumer.consumer_group_metadata(), self.timeout
                 )
             self._retry(lambda: self.producer.commit_transaction(self.timeout))
         except KafkaException as exc:
@@ -94,6 +100,8 @@ class WorkerTransaction:
                     raise
                 log.info("retrying a retriable transaction call: %s", err)
                 time.sleep(0.05 * (attempt + 1))
+        # Past the retries the transaction is given up: the caller aborts and rewinds, which
+        # lets the consumer poll again (a consumer that is not polled cannot rejoin its group).
 
     def _fail(self, exc: KafkaException) -> None:
         err = kafka_error(exc)

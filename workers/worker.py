@@ -273,7 +273,14 @@ class InferenceWorker:
         assignment = self.consumer.assignment()
         if not assignment:
             return
-        for tp in self.consumer.committed(assignment, timeout=30):
+        while True:  # without the committed offsets, going on would skip the lost work
+            try:
+                committed = self.consumer.committed(assignment, timeout=10)
+                break
+            except KafkaException as exc:
+                log.warning("cannot read committed offsets yet: %s", exc)
+                time.sleep(1.0)
+        for tp in committed:
             offset = tp.offset if tp.offset >= 0 else 0
             try:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))

@@ -1,0 +1,101 @@
+"""Promise 2 when Kafka itself is SIGKILLed mid-work and comes back: one result per task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT, Platform, committed_results, free_port, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class PrivateKafka:
+    """A broker of this test's own, on its own port and data directory, so it can be killed."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        while self.port >= 65535:  # the controller listens on port + 1
+            self.port = free_port()
+        self.data = data
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def _script(self, command: str) -> None:
+        subprocess.run(
+            [
+                str(ROOT / "deploy" / "kafka" / "kafka.sh"),
+                command,
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.data),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def up(self) -> None:
+        self._script("up")
+
+    def kill(self) -> None:
+        pid = int((self.data / "kafka.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 30, "the broker to die")
+
+    def down(self) -> None:
+        self._script("down")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
+    broker = PrivateKafka(tmp_path / "kafka")
+    broker.up()
+    yield broker
+    broker.down()
+
+
+def test_broker_sigkill_mid_work_keeps_exactly_one_result(
+    platform: Platform, private_kafka: PrivateKafka
+) -> None:
+    settings = platform.settings
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": private_kafka.bootstrap})
+    platform = Platform(settings.model_copy(update={"kafka": kafka}), platform.log_dir)
+    try:
+        platform.api()
+        worker = platform.worker("echo", "0")
+        echo = {"model": "echo", "action": "generate"}
+        with platform.client() as client:
+            task_ids = [
+                submit(client, {**echo, "payload": {"n": i, "sleep_ms": 40}}).json()["task_id"]
+                for i in range(60)
+            ]
+            wait_for(lambda: len(committed_results(platform.settings)) >= 5, 60, "first results")
+            private_kafka.kill()
+            private_kafka.up()
+            wait_for(
+                lambda: len(committed_results(platform.settings)) >= len(task_ids),
+                180,
+                "all results",
+            )
+            assert worker.alive, worker.log()
+            after = submit(client, {**echo, "payload": {"after": True}})
+            assert after.status_code == 202, after.text
+        counts = Counter(r.task_id for r in committed_results(platform.settings))
+        assert set(task_ids) <= set(counts)
+        assert max(counts.values()) == 1, {t: n for t, n in counts.items() if n > 1}
+    finally:
+        platform.stop()
