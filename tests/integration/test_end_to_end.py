@@ -168,3 +168,17 @@ def test_burst_worker_exits_once_the_queue_is_drained(platform: Platform) -> Non
         assert burst.popen is not None and burst.popen.wait(60) == 0, burst.log()
         bodies = wait_statuses(client, task_ids, {"succeeded"}, timeout=5)
     assert len(bodies) == 20
+
+
+def test_large_answers_are_gzipped_for_clients_that_ask(platform: Platform) -> None:
+    platform.api()
+    platform.worker("echo", "0")
+    with platform.client() as client:
+        body = {"model": "echo", "action": "generate", "payload": {"prompt": "word " * 800}}
+        task_id = submit(client, body).json()["task_id"]
+        wait_statuses(client, [task_id], {"succeeded"})
+        zipped = client.get(f"/v1/tasks/{task_id}", headers={"Accept-Encoding": "gzip"})
+        plain = client.get(f"/v1/tasks/{task_id}", headers={"Accept-Encoding": "identity"})
+    assert zipped.headers.get("content-encoding") == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert zipped.json() == plain.json()
