@@ -31,7 +31,8 @@ from workers.transaction import Rewind, WorkerTransaction
 
 log = logging.getLogger(__name__)
 
-BURST_IDLE_S = 1.0
+# Burst mode stops after this long without a message, counted from the latest assignment.
+BURST_IDLE_S = 2.0
 
 
 class InferenceWorker:
@@ -73,6 +74,7 @@ class InferenceWorker:
         self._after_commit: list[Outcome] = []
         self._pending = 0
         self._assigned: set[str] = set()
+        self._assigned_at = 0.0
         self.processed = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -102,8 +104,8 @@ class InferenceWorker:
                 if (
                     self.burst
                     and not messages
-                    and self.consumer.assignment()
-                    and time.monotonic() - idle_since > BURST_IDLE_S
+                    and self._assigned
+                    and time.monotonic() - max(idle_since, self._assigned_at) > BURST_IDLE_S
                 ):
                     log.info("burst: queue drained, exiting")
                     break
@@ -143,8 +145,10 @@ class InferenceWorker:
         outcomes, contexts = self._claim(tasks)
         if contexts:
             self.txn.produce([self._running_record(ctx) for ctx in contexts])
-            if any(ctx.task.wants("started") for ctx in contexts):
-                self._commit()  # `task.started` webhooks should not wait for the result
+            # `task.started` webhooks should not wait for the result. A lost transaction here
+            # abandons the batch: the rewound consumer reads it again.
+            if any(ctx.task.wants("started") for ctx in contexts) and not self._commit():
+                return
             self.streams.status(contexts, TaskStatus.RUNNING)
             outcomes += self.runner.run(contexts)
         for outcome in outcomes:
@@ -236,18 +240,20 @@ class InferenceWorker:
         ):
             self._commit()
 
-    def _commit(self) -> None:
+    def _commit(self) -> bool:
+        """Commit the open transaction; False when it was lost and the consumer rewound."""
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         try:
             self.txn.commit(offsets, self.consumer)
         except Rewind:
             self._rewind()
-            return
+            return False
         self._done.clear()
         self._pending = 0
         outcomes, self._after_commit = self._after_commit, []
         if outcomes:
             self._publish_to_redis(outcomes)
+        return True
 
     def _publish_to_redis(self, outcomes: list[Outcome]) -> None:
         """Fast path for polls; the projector would get there too, a little later."""
@@ -291,6 +297,7 @@ class InferenceWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {f"{tp.topic}/{tp.partition}" for tp in partitions}
+        self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Work in the open transaction is complete: commit it before the partitions move.
