@@ -89,7 +89,19 @@ class Platform:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.procs: list[Proc] = []
+        self.variants: list[Platform] = []
         self._count = 0
+
+    def variant(self, **sections: dict[str, Any]) -> Platform:
+        """A platform on the same namespace with some settings sections changed, stopped with
+        this one: `variant(redis={"url": ...})`."""
+        updates = {
+            name: getattr(self.settings, name).model_copy(update=changes)
+            for name, changes in sections.items()
+        }
+        child = Platform(self.settings.model_copy(update=updates), self.log_dir)
+        self.variants.append(child)
+        return child
 
     def _proc(self, name: str, args: list[str], **env: str) -> Proc:
         self._count += 1
@@ -128,6 +140,8 @@ class Platform:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def stop(self) -> None:
+        for child in self.variants:
+            child.stop()
         for proc in reversed(self.procs):
             proc.kill()
 

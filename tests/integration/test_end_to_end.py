@@ -16,11 +16,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def signed(platform: Platform) -> Platform:
     """The test platform with a configured webhook secret."""
-    settings = platform.settings
-    webhooks = settings.webhooks.model_copy(
-        update={"secrets": {"default": [SECRET]}, "schedule_s": [0.0, 0.2, 0.5]}
+    return platform.variant(
+        webhooks={"secrets": {"default": [SECRET]}, "schedule_s": [0.0, 0.2, 0.5]}
     )
-    return Platform(settings.model_copy(update={"webhooks": webhooks}), platform.log_dir)
 
 
 def test_submit_to_signed_webhook(signed: Platform) -> None:

@@ -71,9 +71,7 @@ def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
 def test_broker_sigkill_mid_work_keeps_exactly_one_result(
     platform: Platform, private_kafka: PrivateKafka
 ) -> None:
-    settings = platform.settings
-    kafka = settings.kafka.model_copy(update={"bootstrap_servers": private_kafka.bootstrap})
-    platform = Platform(settings.model_copy(update={"kafka": kafka}), platform.log_dir)
+    platform = platform.variant(kafka={"bootstrap_servers": private_kafka.bootstrap})
     try:
         platform.api()
         worker = platform.worker("echo", "0")

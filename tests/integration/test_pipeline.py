@@ -112,12 +112,8 @@ def test_api_restart_between_submissions(platform: Platform) -> None:
 
 def test_redis_loss_is_repaired_by_replay(platform: Platform) -> None:
     # A Redis database of its own, so that losing it touches no other test's state.
-    settings = platform.settings
-    own_db = settings.redis.url.rsplit("/", 1)[0] + "/7"
-    platform = Platform(
-        settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": own_db})}),
-        platform.log_dir,
-    )
+    own_db = platform.settings.redis.url.rsplit("/", 1)[0] + "/7"
+    platform = platform.variant(redis={"url": own_db})
     platform.api()
     platform.worker("echo", "0")
     with platform.client() as client:

@@ -69,13 +69,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 def test_worker_and_projector_ride_out_a_redis_crash(
     platform: Platform, private_redis: PrivateRedis
 ) -> None:
-    settings = platform.settings
-    platform = Platform(
-        settings.model_copy(
-            update={"redis": settings.redis.model_copy(update={"url": private_redis.url})}
-        ),
-        platform.log_dir,
-    )
+    platform = platform.variant(redis={"url": private_redis.url})
     try:
         platform.api()
         worker = platform.worker("echo", "0")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mcp.settings import Settings
+from mcp.settings import ModelSpec, Settings
 from schemas import AsyncTask
 from workers.backends import TaskContext, make_backend
 from workers.backends.transformers_backend import TransformersBackend
@@ -46,3 +46,11 @@ def ctx() -> MakeContext:
         return make_context("glm-tiny", action, payload, **fields)
 
     return build
+
+
+def load_transformers(spec: ModelSpec) -> TransformersBackend:
+    """A loaded transformers backend for a spec, through the real make_backend path."""
+    backend = make_backend(spec, Settings.model_validate({"dev_mode": True}))
+    assert isinstance(backend, TransformersBackend)
+    backend.load()
+    return backend

@@ -12,9 +12,7 @@ import pytest
 from mcp.errors import UnknownAction
 from mcp.packaged_models import builtin_specs, minilm_dir, smollm2_gguf_path
 from mcp.settings import ModelSpec, Settings
-from tests.workers.backends.conftest import make_context
-from workers.backends import make_backend
-from workers.backends.transformers_backend import TransformersBackend
+from tests.workers.backends.conftest import load_transformers, make_context
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +22,6 @@ def _spec(name: str) -> ModelSpec:
     if spec is None:
         pytest.skip(f"the package behind {name} is not installed (pip install '.[real-models]')")
     return spec
-
-
-def _load(spec: ModelSpec) -> TransformersBackend:
-    backend = make_backend(spec, Settings.model_validate({"dev_mode": True}))
-    assert isinstance(backend, TransformersBackend)
-    backend.load()
-    return backend
 
 
 def _ok(result: Any) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def test_specs_point_at_installed_files() -> None:
 
 
 def test_smollm2_generates_real_text() -> None:
-    backend = _load(_spec("smollm2-135m"))
+    backend = load_transformers(_spec("smollm2-135m"))
     deltas: list[str] = []
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     batch = [
@@ -88,7 +79,7 @@ def test_smollm2_generates_real_text() -> None:
 
 
 def test_minilm_embeddings_place_similar_sentences_closer() -> None:
-    backend = _load(_spec("minilm-l6"))
+    backend = load_transformers(_spec("minilm-l6"))
     sentences = [
         "A man is playing a guitar.",
         "Someone plays an acoustic guitar on stage.",
@@ -116,9 +107,9 @@ def test_minilm_matches_the_sentence_transformers_reference() -> None:
     reference = pytest.importorskip("sentence_transformers")
     sentences = ["Hello world.", "A much longer sentence about the weather in the mountains."]
     ours = _ok(
-        _load(spec).run_batch("embed", [make_context("minilm-l6", "embed", {"input": sentences})])[
-            0
-        ]
+        load_transformers(spec).run_batch(
+            "embed", [make_context("minilm-l6", "embed", {"input": sentences})]
+        )[0]
     )["embeddings"]
     model = reference.SentenceTransformer(spec.path, device="cpu")
     expected = model.encode(sentences, normalize_embeddings=True).tolist()

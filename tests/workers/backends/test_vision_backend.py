@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from mcp.errors import InvalidPayload, TaskCancelled
-from mcp.settings import ModelSpec, Settings
-from tests.workers.backends.conftest import make_context
+from mcp.settings import ModelSpec
+from tests.workers.backends.conftest import load_transformers, make_context
 from tests.workers.backends.tiny_vision import build_tiny_glm4v, png_base64
-from workers.backends import make_backend
 from workers.backends.transformers_backend import TransformersBackend
 
 pytest.importorskip("torchvision", reason="Glm4v processors need torchvision (worker extra)")
@@ -26,10 +25,7 @@ def vision(tmp_path_factory: pytest.TempPathFactory) -> TransformersBackend:
         path=str(path),
         actions=["phone_step", "generate"],
     )
-    backend = make_backend(spec, Settings.model_validate({"dev_mode": True}))
-    assert isinstance(backend, TransformersBackend)
-    backend.load()
-    return backend
+    return load_transformers(spec)
 
 
 def _ok(result: Any) -> dict[str, Any]:
