@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Platform, committed_results, free_port, submit, wait_for
+from tests.harness import ROOT, Platform, committed_results, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +22,7 @@ class PrivateKafka:
     """A broker of this test's own, on its own port and data directory, so it can be killed."""
 
     def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        while self.port >= 65535:  # the controller listens on port + 1
-            self.port = free_port()
+        self.port = _port_pair()
         self.data = data
         self.bootstrap = f"127.0.0.1:{self.port}"
 
@@ -50,6 +50,26 @@ class PrivateKafka:
 
     def down(self) -> None:
         self._script("down")
+
+
+def _port_pair() -> int:
+    """A port P with P + 1 (the controller's) also free, below the kernel's ephemeral range:
+    there no outgoing connection takes P + 1 in the meantime, nor P while the broker restarts."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(20000, low - 2)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise AssertionError("no free port pair below the ephemeral range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:
