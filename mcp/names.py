@@ -95,6 +95,14 @@ class Keys:
         """The generated signing secret of a project that has none configured."""
         return f"{self.prefix}webhook:secret:{project}"
 
+    def webhook_turn(self, task_id: str) -> str:
+        """The webhook of a task being attempted now; the task's others wait for their turn."""
+        return f"{self.prefix}webhook:turn:{task_id}"
+
+    def webhook_held(self, task_id: str) -> str:
+        """A task's webhooks held back while an earlier one is attempted, with their places."""
+        return f"{self.prefix}webhook:held:{task_id}"
+
     def webhook_due(self, destination: str) -> str:
         """Deliveries to one destination (`host:port`), scored by when each is due."""
         return f"{self.prefix}webhook:due:{destination}"

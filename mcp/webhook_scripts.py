@@ -4,6 +4,12 @@ Deliveries wait in one ZSET per destination (`webhook:due:<host:port>`, scored b
 `webhook:schedule` scores each destination by its earliest entry. A claim walks destinations in
 due order and takes from each only as many deliveries as that destination has free slots, so a
 saturated (hanging) destination is skipped as a whole and its backlog is never touched.
+
+A task's webhooks take turns: while one is claimed (`webhook:turn:<task>` names it, for as long
+as its lease), later ones of the same task are held out of the due set (`webhook:held:<task>`
+keeps their places) and put back when it is delivered, retried later or given up. So a task's
+webhooks are attempted one at a time, in the order they were scheduled; a webhook waiting for a
+retry no longer holds the next ones back.
 """
 
 # Keep a destination's score equal to its earliest delivery, or drop it when it has none.
@@ -33,7 +39,8 @@ return 1
 
 # KEYS: schedule, inflight set of the slot.
 # ARGV: now, lease end, limit, due prefix, free slots of an idle destination, destinations to
-# scan, then destination/free-slots pairs for destinations with attempts in flight.
+# scan, delivery prefix, turn prefix, held prefix, lease in ms, then destination/free-slots pairs
+# for destinations with attempts in flight.
 # Returns {next due time or '', claimed ids...}.
 CLAIM = (
     _RESCORE
@@ -41,8 +48,10 @@ CLAIM = (
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[3])
 local default_free = tonumber(ARGV[5])
+local delivery_prefix, turn_prefix, held_prefix = ARGV[7], ARGV[8], ARGV[9]
+local lease_ms = tonumber(ARGV[10])
 local free = {}
-for i = 7, #ARGV, 2 do free[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for i = 11, #ARGV, 2 do free[ARGV[i]] = tonumber(ARGV[i + 1]) end
 local scan = tonumber(ARGV[6])
 local hosts = redis.call('ZRANGE', KEYS[1], 0, scan - 1, 'WITHSCORES')
 local out = {''}
@@ -54,15 +63,30 @@ for i = 1, #hosts, 2 do
   local slots = free[host] or default_free
   if slots > 0 then
     local due = ARGV[4] .. host
-    local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0,
-      math.min(slots, limit - taken))
-    for _, id in ipairs(ids) do
-      redis.call('ZADD', due, ARGV[2], id)
-      redis.call('SADD', KEYS[2], id)
-      out[#out + 1] = id
+    local want = math.min(slots, limit - taken)
+    local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+      want * 4 + 4)
+    local got = 0
+    for j = 1, #ids, 2 do
+      if got >= want then break end
+      local id = ids[j]
+      local task = redis.call('HGET', delivery_prefix .. id, 'task_id')
+      local turn = task and redis.call('GET', turn_prefix .. task)
+      if turn and turn ~= id then
+        -- An earlier webhook of this task is being attempted: keep this one's place.
+        redis.call('ZADD', held_prefix .. task, ids[j + 1], id)
+        redis.call('PEXPIRE', held_prefix .. task, lease_ms * 2)
+        redis.call('ZADD', due, ARGV[2], id)
+      else
+        if task then redis.call('SET', turn_prefix .. task, id, 'PX', lease_ms) end
+        redis.call('ZADD', due, ARGV[2], id)
+        redis.call('SADD', KEYS[2], id)
+        out[#out + 1] = id
+        got = got + 1
+      end
     end
-    taken = taken + #ids
-    left[host] = slots - #ids
+    taken = taken + got
+    left[host] = slots - got
     rescore(KEYS[1], ARGV[4], host)
   end
 end
@@ -76,6 +100,22 @@ for i = 1, #hosts, 2 do
   end
 end
 return out
+"""
+)
+
+# KEYS: schedule, turn of the task, held webhooks of the task. ARGV: due prefix, host, id.
+# The attempt of `id` ended: the task's next webhooks get their places back.
+RELEASE = (
+    _RESCORE
+    + """
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[2])
+local held = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+local due = ARGV[1] .. ARGV[2]
+for i = 1, #held, 2 do redis.call('ZADD', due, 'XX', held[i + 1], held[i]) end
+redis.call('DEL', KEYS[3])
+rescore(KEYS[1], ARGV[1], ARGV[2])
+return 1
 """
 )
 

@@ -23,6 +23,9 @@ from mcp.names import Keys
 from mcp.settings import Settings
 from schemas.api import WebhookState, WebhookView
 
+ORDER_STEP_S = 1e-6
+"""Deliveries scheduled together are due this far apart, so they keep their order."""
+
 TERMINAL_TYPES = ("task.succeeded", "task.failed", "task.cancelled", "task.expired")
 
 
@@ -91,18 +94,23 @@ class WebhookStore:
         self._claim = redis.register_script(webhook_scripts.CLAIM)
         self._place = redis.register_script(webhook_scripts.PLACE)
         self._redeliver = redis.register_script(webhook_scripts.REDELIVER)
+        self._release = redis.register_script(webhook_scripts.RELEASE)
 
     @property
     def retention_s(self) -> int:
         return self.settings.redis.task_retention_s
 
     async def schedule(self, deliveries: Sequence[NewDelivery], due: float | None = None) -> int:
-        """Record new deliveries, due at `due` (now by default); returns how many were new."""
+        """Record new deliveries, due at `due` (now by default); returns how many were new.
+
+        A task's deliveries are attempted in the order they are scheduled, one at a time.
+        """
         if not deliveries:
             return 0
-        at = time.time() if due is None else due
+        start = time.time() if due is None else due
         async with self.redis.pipeline(transaction=False) as pipe:
-            for d in deliveries:
+            for i, d in enumerate(deliveries):
+                at = start + i * ORDER_STEP_S
                 fields = {
                     "webhook_id": d.webhook_id,
                     "task_id": d.task_id,
@@ -161,6 +169,10 @@ class WebhookStore:
             self.due_prefix,
             per_destination,
             limit + len(free) + 1,
+            self.keys.delivery(""),
+            self.keys.webhook_turn(""),
+            self.keys.webhook_held(""),
+            int(lease_s * 1000),
         ]
         for host, slots in free.items():
             args += [host, slots]
@@ -201,6 +213,16 @@ class WebhookStore:
         args: list[Any] = [self.due_prefix, d.destination, d.webhook_id, at, mode]
         await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
 
+    async def _released(self, pipe: Any, d: Delivery) -> None:
+        """Queue a RELEASE call on `pipe`: the task's next webhooks may be attempted."""
+        keys = [
+            self.keys.webhook_schedule,
+            self.keys.webhook_turn(d.task_id),
+            self.keys.webhook_held(d.task_id),
+        ]
+        args: list[Any] = [self.due_prefix, d.destination, d.webhook_id]
+        await self._release(keys=keys, args=args, client=pipe)
+
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
         key = self.keys.delivery(d.webhook_id)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -217,6 +239,7 @@ class WebhookStore:
             )
             pipe.expire(key, self.retention_s)
             await self._placed(pipe, d, 0, "remove")
+            await self._released(pipe, d)
             pipe.zrem(self.keys.webhook_dead, d.webhook_id)
             pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()
@@ -238,6 +261,7 @@ class WebhookStore:
                 },
             )
             await self._placed(pipe, d, at, "set")
+            await self._released(pipe, d)
             pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()
 
@@ -259,6 +283,7 @@ class WebhookStore:
             )
             pipe.expire(key, self.retention_s)
             await self._placed(pipe, d, 0, "remove")
+            await self._released(pipe, d)
             pipe.zadd(self.keys.webhook_dead, {d.webhook_id: now})
             pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()

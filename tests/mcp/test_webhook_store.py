@@ -72,12 +72,14 @@ async def test_claims_respect_free_slots_per_destination(store: WebhookStore) ->
 
 async def test_views_follow_the_delivery(store: WebhookStore) -> None:
     assert (await store.view("none")).status == "none"
-    await store.schedule([_delivery("t"), _delivery("t", "task.started")])
+    await store.schedule([_delivery("t", "task.started"), _delivery("t")])
     view = await store.view("t")
     assert view.status == "pending" and view.attempts == 0 and view.next_attempt_at is not None
 
-    claimed = (await store.claim("s", 10, 60, {}, 8)).deliveries
-    [d, _] = sorted(claimed, key=lambda d: d.type != "task.succeeded")
+    [started] = (await store.claim("s", 10, 60, {}, 8)).deliveries
+    assert started.type == "task.started"
+    await store.delivered(started, "s", 200)
+    [d] = (await store.claim("s", 10, 60, {}, 8)).deliveries
     at = time.time() + 30
     await store.retry_at(d, "s", at, 503, "the receiver answered 503")
     view = await store.view("t")
@@ -92,8 +94,33 @@ async def test_views_follow_the_delivery(store: WebhookStore) -> None:
     view = await store.view("t")
     assert (view.status, view.attempts, view.last_status_code) == ("delivered", 2, 204)
     assert view.next_attempt_at is None
-    inflight = await store.redis.smembers(store.keys.webhook_inflight("s"))
-    assert {m if isinstance(m, str) else m.decode() for m in inflight} == {"msg_t_started"}
+    assert await store.redis.smembers(store.keys.webhook_inflight("s")) == set()
+
+
+async def test_a_tasks_webhooks_take_turns_in_order(store: WebhookStore) -> None:
+    kinds = ["task.started", "task.output", "task.failed"]
+    await store.schedule([_delivery("o", kind) for kind in kinds] + [_delivery("other")])
+
+    # One webhook of a task at a time, even across dispatcher slots; other tasks go on.
+    first = (await store.claim("s1", 10, 60, {}, 8)).deliveries
+    assert sorted(d.webhook_id for d in first) == ["msg_o_started", "msg_other_succeeded"]
+    assert (await store.claim("s2", 10, 60, {}, 8)).deliveries == []
+
+    started = next(d for d in first if d.type == "task.started")
+    await store.delivered(started, "s1", 200)
+    [output] = (await store.claim("s2", 10, 60, {}, 8)).deliveries
+    assert output.type == "task.output"
+    assert (await store.claim("s1", 10, 60, {}, 8)).deliveries == []
+
+    # A webhook waiting for its retry does not hold the next one back.
+    await store.retry_at(output, "s2", time.time() + 3600, 500, "the receiver answered 500")
+    [final] = (await store.claim("s1", 10, 60, {}, 8)).deliveries
+    assert final.type == "task.failed"
+
+    # A slot that crashed mid-attempt takes its turn again when it restarts.
+    assert await store.recover("s1") == 2
+    again = (await store.claim("s1", 10, 60, {}, 8)).deliveries
+    assert sorted(d.webhook_id for d in again) == ["msg_o_failed", "msg_other_succeeded"]
 
 
 async def test_dead_deliveries_can_be_redelivered(store: WebhookStore) -> None:

@@ -116,9 +116,9 @@ class Intake:
                 if msg.topic() == self.topics.results:
                     result = loads(TaskResult, raw)
                     finished.append(result.task_id)
-                    delivery = webhooks.completion(result)
-                    if delivery is not None:
-                        deliveries.append(delivery)
+                    for delivery in (webhooks.started_of(result), webhooks.completion(result)):
+                        if delivery is not None:
+                            deliveries.append(delivery)
                 else:
                     event = loads(TaskEvent, raw)
                     if event.task is not None:

@@ -84,6 +84,29 @@ def started(target: WebhookTarget, attempt: int, at: datetime) -> NewDelivery:
     )
 
 
+def started_of(result: TaskResult) -> NewDelivery | None:
+    """`task.started` of the attempt a result ends, when the task asked for it.
+
+    Its event usually comes first and schedules it (same webhook id, so this adds nothing);
+    a result read before that event still puts `task.started` ahead of the final webhook.
+    """
+    wanted = "started" in result.webhook_events_filter
+    if result.callback_url is None or not wanted or result.started_at is None:
+        return None
+    target = WebhookTarget(
+        task_id=result.task_id,
+        project=result.project,
+        url=str(result.callback_url),
+        events=result.webhook_events_filter,
+        model=result.model,
+        action=result.action,
+        created_at=result.created_at,
+        timeout_s=0,
+        metadata=result.metadata,
+    )
+    return started(target, max(1, result.attempts), result.started_at)
+
+
 def output(
     target: WebhookTarget,
     seq: int,

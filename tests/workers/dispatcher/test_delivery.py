@@ -74,9 +74,11 @@ def test_completion_webhooks_are_signed_and_shaped_like_the_poll_body(
     dispatcher()
     publisher.results(silent, started_only, succeeded, failed, rotating)
 
-    wait_for(lambda: len(hook.all()) >= 3, what="three webhooks")
+    wait_for(lambda: len(hook.all()) >= 4, what="four webhooks")
     by_path = {r.path: r for r in hook.all()}
-    assert set(by_path) == {"/ok", "/failed", "/rotating"}
+    assert set(by_path) == {"/ok", "/failed", "/rotating", "/started-only"}
+    # The result was read before any `running` event: it still tells that the task started.
+    assert verify(by_path["/started-only"])["type"] == "task.started"
 
     body = verify(by_path["/ok"])
     assert by_path["/ok"].webhook_id == f"msg_{succeeded.task_id}_succeeded"
@@ -98,7 +100,7 @@ def test_completion_webhooks_are_signed_and_shaped_like_the_poll_body(
     shown = view(settings, succeeded.task_id)
     assert (shown.attempts, shown.last_status_code, shown.next_attempt_at) == (1, 200, None)
     assert view(settings, silent.task_id).status == "none"
-    assert len(hook.all()) == 3
+    assert len(hook.all()) == 4
 
 
 def test_failing_three_times_then_succeeding_takes_four_attempts_with_one_id(
