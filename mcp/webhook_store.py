@@ -213,8 +213,10 @@ class WebhookStore:
         args: list[Any] = [self.due_prefix, d.destination, d.webhook_id, at, mode]
         await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
 
-    async def _released(self, pipe: Any, d: Delivery) -> None:
-        """Queue a RELEASE call on `pipe`: the task's next webhooks may be attempted."""
+    async def _ended(self, pipe: Any, d: Delivery, slot: str, at: float, mode: str) -> None:
+        """Queue the end of an attempt on `pipe`: place the delivery (see `_placed`), give the
+        task's next webhooks their turn, and drop the claim."""
+        await self._placed(pipe, d, at, mode)
         keys = [
             self.keys.webhook_schedule,
             self.keys.webhook_turn(d.task_id),
@@ -222,6 +224,7 @@ class WebhookStore:
         ]
         args: list[Any] = [self.due_prefix, d.destination, d.webhook_id]
         await self._release(keys=keys, args=args, client=pipe)
+        pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
 
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
         key = self.keys.delivery(d.webhook_id)
@@ -238,10 +241,8 @@ class WebhookStore:
                 },
             )
             pipe.expire(key, self.retention_s)
-            await self._placed(pipe, d, 0, "remove")
-            await self._released(pipe, d)
+            await self._ended(pipe, d, slot, 0, "remove")
             pipe.zrem(self.keys.webhook_dead, d.webhook_id)
-            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()
 
     async def retry_at(
@@ -260,9 +261,7 @@ class WebhookStore:
                     "next_attempt_at": at,
                 },
             )
-            await self._placed(pipe, d, at, "set")
-            await self._released(pipe, d)
-            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+            await self._ended(pipe, d, slot, at, "set")
             await pipe.execute()
 
     async def give_up(self, d: Delivery, slot: str, status_code: int | None, error: str) -> None:
@@ -282,10 +281,8 @@ class WebhookStore:
                 },
             )
             pipe.expire(key, self.retention_s)
-            await self._placed(pipe, d, 0, "remove")
-            await self._released(pipe, d)
+            await self._ended(pipe, d, slot, 0, "remove")
             pipe.zadd(self.keys.webhook_dead, {d.webhook_id: now})
-            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
             await pipe.execute()
 
     async def recover(self, slot: str) -> int:

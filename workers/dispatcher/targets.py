@@ -15,7 +15,7 @@ from pydantic import Field
 
 from mcp.names import Keys
 from mcp.settings import Settings
-from schemas import AsyncTask
+from schemas import AsyncTask, TaskResult
 from schemas.task import Frozen, JsonDict, WebhookEventFilter
 
 
@@ -31,7 +31,8 @@ class WebhookTarget(Frozen):
     metadata: JsonDict = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, task: AsyncTask) -> WebhookTarget | None:
+    def of(cls, task: AsyncTask | TaskResult) -> WebhookTarget | None:
+        """The target of a task, or of a result read before the task's first event."""
         if task.callback_url is None or not (
             {"started", "output"} & set(task.webhook_events_filter)
         ):
@@ -44,7 +45,7 @@ class WebhookTarget(Frozen):
             model=task.model,
             action=task.action,
             created_at=task.created_at,
-            timeout_s=task.timeout_s,
+            timeout_s=task.timeout_s if isinstance(task, AsyncTask) else 0,
             metadata=task.metadata,
         )
 

@@ -90,20 +90,11 @@ def started_of(result: TaskResult) -> NewDelivery | None:
     Its event usually comes first and schedules it (same webhook id, so this adds nothing);
     a result read before that event still puts `task.started` ahead of the final webhook.
     """
-    wanted = "started" in result.webhook_events_filter
-    if result.callback_url is None or not wanted or result.started_at is None:
+    if result.started_at is None or "started" not in result.webhook_events_filter:
         return None
-    target = WebhookTarget(
-        task_id=result.task_id,
-        project=result.project,
-        url=str(result.callback_url),
-        events=result.webhook_events_filter,
-        model=result.model,
-        action=result.action,
-        created_at=result.created_at,
-        timeout_s=0,
-        metadata=result.metadata,
-    )
+    target = WebhookTarget.of(result)
+    if target is None:
+        return None
     return started(target, max(1, result.attempts), result.started_at)
 
 
