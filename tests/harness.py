@@ -221,3 +221,12 @@ def submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.
         content=orjson.dumps(body),
         headers={"content-type": "application/json", **headers},
     )
+
+
+def submit_echo(client: httpx.Client, count: int, **payload: Any) -> list[str]:
+    """Submit `count` echo tasks with payloads `{"n": i, **payload}`; their task ids in order."""
+    body = {"model": "echo", "action": "generate"}
+    return [
+        submit(client, {**body, "payload": {"n": i, **payload}}).json()["task_id"]
+        for i in range(count)
+    ]

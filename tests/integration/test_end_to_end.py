@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.harness import Platform, submit, wait_for, wait_statuses
+from tests.harness import Platform, submit, submit_echo, wait_for, wait_statuses
 from tests.workers.dispatcher.conftest import SECRET, Receiver, verify
 
 pytestmark = pytest.mark.integration
@@ -156,12 +156,7 @@ def test_infer_waits_for_the_answer_and_takes_the_mcp_envelope(platform: Platfor
 def test_burst_worker_exits_once_the_queue_is_drained(platform: Platform) -> None:
     platform.api()
     with platform.client() as client:
-        task_ids = [
-            submit(client, {"model": "echo", "action": "generate", "payload": {"n": i}}).json()[
-                "task_id"
-            ]
-            for i in range(20)
-        ]
+        task_ids = submit_echo(client, 20)
         burst = platform._proc("burst", ["worker", "--model", "echo", "--burst"])
         assert burst.popen is not None and burst.popen.wait(60) == 0, burst.log()
         bodies = wait_statuses(client, task_ids, {"succeeded"}, timeout=5)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Platform, committed_results, submit, wait_for
+from tests.harness import ROOT, Platform, committed_results, submit, submit_echo, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,12 +95,8 @@ def test_broker_sigkill_mid_work_keeps_exactly_one_result(
     try:
         platform.api()
         worker = platform.worker("echo", "0")
-        echo = {"model": "echo", "action": "generate"}
         with platform.client() as client:
-            task_ids = [
-                submit(client, {**echo, "payload": {"n": i, "sleep_ms": 40}}).json()["task_id"]
-                for i in range(60)
-            ]
+            task_ids = submit_echo(client, 60, sleep_ms=40)
             wait_for(lambda: len(committed_results(platform.settings)) >= 5, 60, "first results")
             private_kafka.kill()
             private_kafka.up()
@@ -110,7 +106,9 @@ def test_broker_sigkill_mid_work_keeps_exactly_one_result(
                 "all results",
             )
             assert worker.alive, worker.log()
-            after = submit(client, {**echo, "payload": {"after": True}})
+            after = submit(
+                client, {"model": "echo", "action": "generate", "payload": {"after": True}}
+            )
             assert after.status_code == 202, after.text
         counts = Counter(r.task_id for r in committed_results(platform.settings))
         assert set(task_ids) <= set(counts)

@@ -13,7 +13,15 @@ import redis
 from confluent_kafka import Producer
 
 from mcp.names import Topics
-from tests.harness import Platform, committed_results, scan, submit, wait_for, wait_statuses
+from tests.harness import (
+    Platform,
+    committed_results,
+    scan,
+    submit,
+    submit_echo,
+    wait_for,
+    wait_statuses,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,14 +105,10 @@ def test_api_restart_between_submissions(platform: Platform) -> None:
     platform.worker("echo", "0")
     task_ids: list[str] = []
     with platform.client() as client:
-        task_ids += [
-            submit(client, {**ECHO, "payload": {"n": i}}).json()["task_id"] for i in range(20)
-        ]
+        task_ids += submit_echo(client, 20)
         api.kill()
         platform.api()
-        task_ids += [
-            submit(client, {**ECHO, "payload": {"n": i}}).json()["task_id"] for i in range(20)
-        ]
+        task_ids += submit_echo(client, 20)
         bodies = wait_statuses(client, task_ids, {"succeeded"}, timeout=60)
     assert len(bodies) == 40
     assert_one_result_each(platform, task_ids)
@@ -117,9 +121,7 @@ def test_redis_loss_is_repaired_by_replay(platform: Platform) -> None:
     platform.api()
     platform.worker("echo", "0")
     with platform.client() as client:
-        task_ids = [
-            submit(client, {**ECHO, "payload": {"n": i}}).json()["task_id"] for i in range(30)
-        ]
+        task_ids = submit_echo(client, 30)
         before = wait_statuses(client, task_ids, {"succeeded"})
         redis.Redis.from_url(own_db).flushdb()
         assert client.get(f"/v1/tasks/{task_ids[0]}").status_code == 404
@@ -225,9 +227,7 @@ def test_undecodable_message_goes_to_dlq_without_stalling(platform: Platform) ->
         producer.produce(topics.tasks("echo"), b"\x00not a task", b"garbage", partition=partition)
     producer.flush(10)
     with platform.client() as client:
-        task_ids = [
-            submit(client, {**ECHO, "payload": {"n": i}}).json()["task_id"] for i in range(10)
-        ]
+        task_ids = submit_echo(client, 10)
         wait_statuses(client, task_ids, {"succeeded"}, timeout=60)
     dlq = scan(platform.settings, topics.dlq)
     garbage = [h for k, v, h in dlq if v == b"\x00not a task"]
@@ -239,10 +239,7 @@ def test_sigterm_drains_in_flight_work_and_leaves_the_group(platform: Platform) 
     platform.api()
     worker = platform.worker("echo", "0")
     with platform.client() as client:
-        task_ids = [
-            submit(client, {**ECHO, "payload": {"n": i, "sleep_ms": 200}}).json()["task_id"]
-            for i in range(15)
-        ]
+        task_ids = submit_echo(client, 15, sleep_ms=200)
         running: list[str] = []
 
         def one_running() -> bool:

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.harness import Platform, committed_results, free_port, submit, wait_for, wait_statuses
+from tests.harness import (
+    Platform,
+    committed_results,
+    free_port,
+    submit_echo,
+    wait_for,
+    wait_statuses,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,18 +80,12 @@ def test_worker_and_projector_ride_out_a_redis_crash(
     try:
         platform.api()
         worker = platform.worker("echo", "0")
-        echo = {"model": "echo", "action": "generate"}
         with platform.client() as client:
-            before = [
-                submit(client, {**echo, "payload": {"n": i, "sleep_ms": 20}}).json()["task_id"]
-                for i in range(20)
-            ]
+            before = submit_echo(client, 20, sleep_ms=20)
             private_redis.kill()  # mid-work: claims, streams and projections now fail
             time.sleep(1.5)
             private_redis.start()  # back, and empty
-            during = [
-                submit(client, {**echo, "payload": {"n": i}}).json()["task_id"] for i in range(10)
-            ]
+            during = submit_echo(client, 10)
             wait_for(lambda: len(committed_results(platform.settings)) >= 30, 90, "all results")
             assert worker.alive, worker.log()
             # What Redis saw after it came back is projected again, by worker and projector.
