@@ -13,6 +13,7 @@ from api.limits import BodySizeLimit, CompressResponses
 from api.routes import infer, stream, system, tasks
 from api.services import Services
 from api.submit import Submitter
+from api.ui import routes as ui
 from mcp.settings import Settings, get_settings
 
 
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(stream.router)
     app.include_router(infer.router)
     app.include_router(system.router)
+    app.include_router(ui.router)
+    app.mount("/ui/static", ui.StaticAssets(), name="ui-static")
     if settings.server.compression == "gzip":
         app.add_middleware(CompressResponses, minimum_size=settings.server.compression_min_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)

@@ -1,4 +1,10 @@
-"""Who is calling: an API key or an HS256 JWT names the caller's project."""
+"""Who is calling: an API key or an HS256 JWT names the caller's project.
+
+The credential comes from the `Authorization: Bearer` header or, for the dashboard, from the
+HTTP-only session cookie that `POST /ui/session` sets. A cookie-borne credential authorises a
+state-changing request only when it also carries the dashboard's header, which a cross-site form
+cannot send (and the cookie is `SameSite=Strict` besides).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from fastapi import HTTPException, Request
 from mcp.settings import Settings
 
 DEFAULT_PROJECT = "default"
+SESSION_COOKIE = "autoglm_session"
+UI_HEADER = "x-autoglm-ui"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _b64(part: str) -> bytes:
@@ -40,17 +49,32 @@ def project_from_jwt(token: str, secret: str) -> str | None:
     return str(project) if project else None
 
 
+def project_of(settings: Settings, token: str) -> str | None:
+    """The project an API key or a valid token belongs to, else None."""
+    project = settings.auth.api_keys.get(token)
+    if project is None and settings.auth.jwt_secret:
+        project = project_from_jwt(token, settings.auth.jwt_secret)
+    return project
+
+
+def _credential(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        if request.method not in SAFE_METHODS and request.headers.get(UI_HEADER) != "1":
+            raise HTTPException(403, f"a dashboard session needs the {UI_HEADER} header to write")
+        return cookie
+    raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
 async def caller_project(request: Request) -> str:
     settings: Settings = request.app.state.services.settings
     if not settings.auth.enabled:
         return DEFAULT_PROJECT
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    project = settings.auth.api_keys.get(token)
-    if project is None and settings.auth.jwt_secret:
-        project = project_from_jwt(token, settings.auth.jwt_secret)
+    project = project_of(settings, _credential(request))
     if project is None:
         raise HTTPException(401, "invalid API key or token", headers={"WWW-Authenticate": "Bearer"})
     return project

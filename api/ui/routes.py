@@ -1,0 +1,115 @@
+"""Routes of the dashboard: its pages, its static files, and the session cookie.
+
+The API key is entered once on the login page and kept in a `Secure`, `HttpOnly`,
+`SameSite=Strict` cookie; every `/v1` route accepts it in place of the `Authorization` header
+(see `api.auth`), so the dashboard has exactly the API's credentials and nothing more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+from api.auth import DEFAULT_PROJECT, SESSION_COOKIE, caller_project, project_of
+from api.routes.tasks import json_response, services_of
+from schemas import ErrorBody
+
+STATIC = Path(__file__).parent / "static"
+SESSION_MAX_AGE_S = 12 * 3600
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+router = APIRouter(prefix="/ui", tags=["dashboard"])
+
+
+class SessionRequest(BaseModel):
+    api_key: str = Field(min_length=1, max_length=4096)
+
+
+class Session(BaseModel):
+    project: str
+    auth: bool = Field(description="Whether the API asks for credentials at all")
+
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "No valid API key"},
+    422: {"model": ErrorBody, "description": "The body does not fit the schema"},
+}
+
+
+def _secured(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
+async def index() -> Response:
+    page = FileResponse(STATIC / "index.html", media_type="text/html")
+    page.headers["Cache-Control"] = "no-cache"
+    return _secured(page)
+
+
+@router.get("/session", response_model=Session, responses=ERRORS)
+async def who_am_i(request: Request) -> Response:
+    """The project of the session cookie (or of the bearer token)."""
+    project = await caller_project(request)
+    auth = services_of(request).settings.auth.enabled
+    return json_response(200, Session(project=project, auth=auth).model_dump())
+
+
+@router.post("/session", response_model=Session, responses=ERRORS)
+async def log_in(body: SessionRequest, request: Request) -> Response:
+    """Check an API key (or token) and keep it in the dashboard's HTTP-only cookie."""
+    settings = services_of(request).settings
+    if not settings.auth.enabled:
+        return json_response(200, Session(project=DEFAULT_PROJECT, auth=False).model_dump())
+    project = project_of(settings, body.api_key)
+    if project is None:
+        raise HTTPException(401, "invalid API key or token")
+    response = json_response(200, Session(project=project, auth=True).model_dump())
+    response.set_cookie(
+        SESSION_COOKIE,
+        body.api_key,
+        max_age=SESSION_MAX_AGE_S,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.delete("/session", status_code=204)
+async def log_out() -> Response:
+    """Forget the session cookie."""
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+class StaticAssets(StaticFiles):
+    """The dashboard's files, with the same security headers as its page."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=STATIC)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await super().__call__(scope, receive, send_secured)
