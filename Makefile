@@ -7,11 +7,14 @@ KAFKA_PORT ?= 9092
 REDIS_PORT ?= 6379
 TEST_KAFKA_PORT ?= 19092
 TEST_REDIS_PORT ?= 16379
+S3_PORT ?= 9000
+# The test S3 server sits just above the test Kafka's two ports, so one choice of ports moves all.
+TEST_S3_PORT ?= $(shell expr $(TEST_KAFKA_PORT) + 8)
 STATE := $(HOME)/.cache/autoglm-mcp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
-        test-services-up test-services-down clean
+        s3-up s3-down test-services-up test-services-down clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
@@ -32,23 +35,30 @@ redis-up:
 	@deploy/redis.sh up --port $(REDIS_PORT)
 redis-down:
 	@deploy/redis.sh down --port $(REDIS_PORT)
+# An S3-compatible server (S3Proxy) for trying `blobs.backend: s3` locally; the default store is a directory.
+s3-up:
+	@deploy/s3/s3proxy.sh up --port $(S3_PORT)
+s3-down:
+	@deploy/s3/s3proxy.sh down --port $(S3_PORT)
 
 dev: setup kafka-up redis-up
 	@$(PY) -m autoglm dev --kafka 127.0.0.1:$(KAFKA_PORT) --redis redis://127.0.0.1:$(REDIS_PORT)/0
 
-down: kafka-down redis-down
+down: kafka-down redis-down s3-down
 
 test-services-up:
 	@deploy/kafka/kafka.sh up --port $(TEST_KAFKA_PORT)
 	@deploy/redis.sh up --port $(TEST_REDIS_PORT)
+	@deploy/s3/s3proxy.sh up --port $(TEST_S3_PORT)
 test-services-down:
 	@deploy/kafka/kafka.sh down --port $(TEST_KAFKA_PORT)
 	@deploy/redis.sh down --port $(TEST_REDIS_PORT)
+	@deploy/s3/s3proxy.sh down --port $(TEST_S3_PORT)
 
-# Tests run against their own Kafka and Redis (ports 19092/16379), never the dev ones.
+# Tests run against their own Kafka, Redis and S3 server (ports 19092/16379/19100), never the dev ones.
 test: setup test-services-up
 	AUTOGLM_TEST_KAFKA=127.0.0.1:$(TEST_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
-	  $(PY) -m pytest -ra $(PYTEST_ARGS)
+	  AUTOGLM_TEST_S3=http://127.0.0.1:$(TEST_S3_PORT) $(PY) -m pytest -ra $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff format --check .

@@ -88,6 +88,24 @@ class StoreError(AutoGLMError):
     code = "store_unavailable"
 
 
+class BlobError(AutoGLMError):
+    """Base for failures of the blob store (a directory or an S3-compatible bucket)."""
+
+    code = "blob_store_unavailable"
+
+
+class BlobStoreUnavailable(BlobError):
+    """The blob store did not answer or refused the request; nothing was recorded."""
+
+    code = "blob_store_unavailable"
+
+
+class BlobNotFound(BlobError):
+    """No blob is stored under this key (never written, deleted or expired)."""
+
+    code = "blob_not_found"
+
+
 class BackendError(AutoGLMError):
     """Base for failures inside a model backend."""
 

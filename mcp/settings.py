@@ -99,6 +99,32 @@ class WebhookSettings(BaseModel):
     output_throttle_ms: int = 500
 
 
+class S3Settings(BaseModel):
+    bucket: str = "autoglm"
+    # Leave out for AWS; an S3-compatible server's URL otherwise (http:// is allowed).
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    # Left out: the usual AWS_* environment variables and instance credentials apply.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    virtual_hosted_style: bool = False
+
+
+class BlobSettings(BaseModel):
+    """Where large inputs, uploaded files and large results live (claim check)."""
+
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    # Filesystem root (a shared volume when API and workers run on different hosts);
+    # `<cache_dir>/blobs` when left out.
+    path: str | None = None
+    # Keys of this deployment start with it, in the directory or the bucket.
+    key_prefix: str = ""
+    s3: S3Settings = Field(default_factory=S3Settings)
+    connect_timeout_s: float = 2.0
+    timeout_s: float = 60.0
+    max_retries: int = 3
+
+
 class ModelSpec(BaseModel):
     name: str
     backend: Literal["echo", "transformers", "openai"] = "echo"
@@ -160,6 +186,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
     models: list[ModelSpec] = Field(default_factory=default_models)
 
     @classmethod
@@ -191,6 +218,8 @@ class Settings(BaseSettings):
                     raise ValueError(f"webhook secret of project {project!r} is a placeholder")
             if self.auth.enabled and self.auth.jwt_secret in PLACEHOLDER_SECRETS:
                 raise ValueError("auth.jwt_secret is a placeholder")
+            if self.blobs.s3.secret_access_key in PLACEHOLDER_SECRETS:
+                raise ValueError("blobs.s3.secret_access_key is a placeholder")
         return self
 
     def to_env(self) -> dict[str, str]:

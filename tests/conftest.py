@@ -1,4 +1,4 @@
-"""Shared fixtures. Integration tests need real Kafka and Redis: `make test` starts them.
+"""Shared fixtures. Integration tests need real Kafka, Redis and S3: `make test` starts them.
 
 A missing service is a failure, never a skip: the promises are only proven against the real thing.
 """
@@ -21,6 +21,9 @@ from tests.harness import Platform
 
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
+S3 = os.environ.get("AUTOGLM_TEST_S3", "http://127.0.0.1:19100")
+# The credentials and bucket that deploy/s3/s3proxy.sh starts its server with.
+S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY = "autoglm", "autoglm", "autoglm-secret"
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -45,6 +48,28 @@ def redis_url() -> str:
     if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
         pytest.fail(f"Redis is not reachable at {REDIS}; run `make test` (it starts it)")
     return REDIS
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    parsed = urlparse(S3)
+    if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 80):
+        pytest.fail(f"the S3 server is not reachable at {S3}; run `make test` (it starts it)")
+    return S3
+
+
+def s3_blobs(endpoint: str, namespace: str) -> dict[str, object]:
+    """The `blobs` settings section for the test S3 server, keys under this test's namespace."""
+    return {
+        "backend": "s3",
+        "key_prefix": namespace.rstrip("."),
+        "s3": {
+            "endpoint": endpoint,
+            "bucket": S3_BUCKET,
+            "access_key_id": S3_ACCESS_KEY,
+            "secret_access_key": S3_SECRET_KEY,
+        },
+    }
 
 
 @pytest.fixture
