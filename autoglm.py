@@ -1,4 +1,9 @@
-"""`autoglm`: the command line of autoglm-mcp (api, worker, dispatcher, projector, replay, dev)."""
+"""`autoglm`: the command line of autoglm-mcp.
+
+Server commands: api, worker, dispatcher, projector, replay, dev. The client commands (submit,
+tasks, batch, workers, queues, models, webhook-secret) come from the SDK, `autoglm-client`
+(`sdk/`), when it is installed.
+"""
 
 from __future__ import annotations
 
@@ -76,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     dev.add_argument("--port", type=int, default=8000)
     dev.set_defaults(func=_dev)
+    try:
+        from autoglm_client.cli import register
+    except ImportError:
+        return parser
+    register(sub)
     return parser
 
 
