@@ -1,6 +1,6 @@
 """`autoglm`: the command line of autoglm-mcp.
 
-Server commands: api, worker, dispatcher, projector, replay, dev. The client commands (submit,
+Server commands: api, worker, dispatcher, projector, replay, keys, dev. The client commands (submit,
 tasks, batch, workers, queues, models, webhook-secret) come from the SDK, `autoglm-client`
 (`sdk/`), when it is installed.
 """
@@ -50,6 +50,12 @@ def _dev(args: argparse.Namespace) -> int:
     return run(kafka=args.kafka, redis=args.redis, port=args.port)
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from api.auth.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoglm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="rebuild Redis task state from Kafka task-events")
     replay.add_argument("--flush", action="store_true", help="delete task keys first")
     replay.set_defaults(func=_replay)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (admin)")
+    keys.add_argument("--url", default=None, help="the API, e.g. http://127.0.0.1:8000")
+    keys.add_argument("--token", default=None, help="an admin API key or JWT")
+    keys.set_defaults(func=_keys)
+    key_actions = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_actions.add_parser("create", help="create a key; its secret is printed once")
+    create.add_argument("--project", required=True)
+    create.add_argument("--role", required=True, choices=["admin", "developer", "viewer"])
+    create.add_argument("--name", default="")
+    create.add_argument("--expires-in", type=int, default=None, help="seconds until it expires")
+    listing = key_actions.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--project", default=None)
+    revoke = key_actions.add_parser("revoke", help="revoke a key on every API process")
+    revoke.add_argument("key_id")
 
     dev = sub.add_parser("dev", help="run api, workers and dispatcher on this machine")
     dev.add_argument("--kafka", default="127.0.0.1:9092")

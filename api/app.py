@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import start_http_server
 from starlette.routing import Route
 
 from api import errors
+from api.auth.openapi import document_access
 from api.limits import BodySizeLimit, CompressResponses
-from api.routes import infer, stream, system, tasks
+from api.routes import infer, keys, stream, system, tasks
 from api.services import Services
 from api.submit import Submitter
 from api.ui import routes as ui
@@ -25,6 +27,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services.build(settings)
         app.state.services = services
         app.state.submitter = Submitter(services)
+        if settings.auth.metrics == "port":
+            start_http_server(settings.auth.metrics_port, settings.server.host)
         await services.start()
         try:
             yield
@@ -50,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(ui.router)
     app.mount("/ui/static", ui.StaticAssets(), name="ui-static")
+    if settings.auth.metrics == "token":
+        app.include_router(system.metrics_router)
+    app.include_router(keys.router)
+    document_access(app)
     if settings.server.compression == "gzip":
         app.add_middleware(CompressResponses, minimum_size=settings.server.compression_min_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)

@@ -17,8 +17,13 @@ from mcp.errors import (
     BrokerError,
     IdempotencyConflict,
     InvalidJSON,
+    KeyNotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    QuotaExceeded,
     StoreError,
     TaskNotFound,
+    Unauthenticated,
     ValidationFailed,
 )
 from schemas import ErrorBody
@@ -28,6 +33,11 @@ STATUS: list[tuple[type[AutoGLMError], int]] = [
     (ValidationFailed, 422),
     (IdempotencyConflict, 409),
     (TaskNotFound, 404),
+    (KeyNotFound, 404),
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
+    (QuotaExceeded, 429),
+    (PayloadTooLarge, 413),
     (BrokerError, 503),
     (StoreError, 503),
 ]
@@ -91,10 +101,20 @@ def _status_of(exc: AutoGLMError) -> int:
     return 500
 
 
+def _headers_of(exc: AutoGLMError) -> dict[str, str] | None:
+    if isinstance(exc, BrokerError | StoreError):
+        return {"Retry-After": "1"}
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, QuotaExceeded):
+        return {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AutoGLMError)
     async def platform_error(_: Request, exc: AutoGLMError) -> Response:
-        headers = {"Retry-After": "1"} if isinstance(exc, BrokerError | StoreError) else None
+        headers = _headers_of(exc)
         return error_response(_status_of(exc), exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -8,6 +8,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import RateLimited, error_response
+from mcp.settings import QuotaSettings, ServerSettings
 
 
 class BodyTooLarge(Exception):
@@ -68,22 +69,25 @@ class BodySizeLimit:
 
 
 class RateLimiter:
-    """A token bucket per project, in this process."""
+    """A token bucket per project, in this process; `quotas` may set a project's own rate."""
 
-    def __init__(self, per_s: float, burst: int) -> None:
-        self.per_s = per_s
-        self.burst = float(burst)
+    def __init__(self, server: ServerSettings, quotas: QuotaSettings) -> None:
+        self.server = server
+        self.quotas = quotas
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def check(self, project: str) -> None:
-        if self.per_s <= 0:
+        quota = self.quotas.of(project)
+        per_s = self.server.rate_limit_per_s if quota.rate_per_s is None else quota.rate_per_s
+        if per_s <= 0:
             return
+        burst = float(self.server.rate_limit_burst if quota.burst is None else quota.burst)
         now = time.monotonic()
-        tokens, at = self._buckets.get(project, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.per_s)
+        tokens, at = self._buckets.get(project, (burst, now))
+        tokens = min(burst, tokens + (now - at) * per_s)
         if tokens < 1:
             self._buckets[project] = (tokens, now)
-            raise RateLimited((1 - tokens) / self.per_s)
+            raise RateLimited((1 - tokens) / per_s)
         self._buckets[project] = (tokens - 1, now)
 
 

@@ -10,7 +10,13 @@ import orjson
 
 from api.metrics import REFUSED, SUBMIT_SECONDS, SUBMITTED
 from api.services import Services
-from mcp.errors import AutoGLMError, BrokerUnavailable, IdempotencyConflict
+from mcp.errors import (
+    AutoGLMError,
+    BrokerUnavailable,
+    IdempotencyConflict,
+    PayloadTooLarge,
+    QuotaExceeded,
+)
 from mcp.kafka import ensure_topics
 from mcp.producer import Record
 from mcp.ssrf import check_callback_url
@@ -53,6 +59,13 @@ class Submitter:
         self.services = services
         self._topics_checked_at = 0.0
 
+    def check_body_size(self, project: str, size: int) -> None:
+        limit = self.services.settings.quotas.of(project).max_body_bytes
+        if limit is not None and size > limit:
+            raise PayloadTooLarge(
+                f"the body is larger than {limit} bytes", {"max_bytes": limit, "project": project}
+            )
+
     async def submit(
         self,
         body: SubmitRequest,
@@ -82,7 +95,7 @@ class Submitter:
         services.registry.validate_payload(spec, body.action, body.payload)
         if body.callback_url is not None:
             await asyncio.to_thread(check_callback_url, str(body.callback_url), services.settings)
-        await self._ensure_topics()
+        await self.ensure_topics()
         task = AsyncTask(
             model=body.model,
             action=body.action,
@@ -100,9 +113,11 @@ class Submitter:
             if repeat is not None:
                 return 200, repeat
         records, event = task_records(services, task)
+        await self._reserve(project, task.task_id, idempotency_key)
         try:
             await services.producer.publish(records, note=event)
         except BrokerUnavailable:
+            await services.active.release(project, task.task_id)
             if idempotency_key:
                 await services.store.forget_idempotency(project, idempotency_key)
             raise
@@ -113,6 +128,19 @@ class Submitter:
             status=TaskStatus.QUEUED,
             created_at=task.created_at,
             links=TaskLinks.for_task(task.task_id),
+        )
+
+    async def _reserve(self, project: str, task_id: str, idempotency_key: str | None) -> None:
+        """A place among the project's `max_active` queued and running tasks, or 429."""
+        limit = self.services.settings.quotas.of(project).max_active
+        if limit <= 0 or await self.services.active.reserve(project, task_id, limit):
+            return
+        if idempotency_key:
+            await self.services.store.forget_idempotency(project, idempotency_key)
+        raise QuotaExceeded(
+            f"project {project!r} has {limit} queued and running tasks, its quota",
+            retry_after_s=1.0,
+            details={"max_active": limit, "project": project},
         )
 
     async def _repeat(
@@ -136,7 +164,7 @@ class Submitter:
             links=TaskLinks.for_task(old_task_id),
         )
 
-    async def _ensure_topics(self) -> None:
+    async def ensure_topics(self) -> None:
         services = self.services
         if services.topics_ready:
             return

@@ -64,6 +64,46 @@ class TaskNotFound(AutoGLMError):
     code = "task_not_found"
 
 
+class AccessError(AutoGLMError):
+    """Base for callers the platform refuses."""
+
+    code = "forbidden"
+
+
+class Unauthenticated(AccessError):
+    """No credentials, or credentials that are bad, expired or revoked."""
+
+    code = "unauthorized"
+
+
+class PermissionDenied(AccessError):
+    """The caller's role lacks the permission the route needs."""
+
+    code = "forbidden"
+
+
+class KeyNotFound(AutoGLMError):
+    """No managed API key with this id."""
+
+    code = "key_not_found"
+
+
+class PayloadTooLarge(AutoGLMError):
+    """The body is larger than the project's limit."""
+
+    code = "payload_too_large"
+
+
+class QuotaExceeded(AutoGLMError):
+    """The project has as many queued and running tasks as its quota allows."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
 class BrokerError(AutoGLMError):
     """Base for Kafka failures."""
 

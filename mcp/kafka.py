@@ -62,7 +62,9 @@ def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: 
         topics.events: partitions,
         topics.results: partitions,
         topics.dlq: 1,
+        topics.api_keys: 1,
     }
+    configs = {topics.api_keys: {"cleanup.policy": "compact"}}
     registry = ModelRegistry(settings)
     for name in models if models is not None else list(registry.specs):
         spec = registry.get(name)
@@ -70,7 +72,7 @@ def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: 
     admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [
-        NewTopic(name, count, settings.kafka.replication_factor)
+        NewTopic(name, count, settings.kafka.replication_factor, config=configs.get(name, {}))
         for name, count in wanted.items()
         if name not in existing
     ]

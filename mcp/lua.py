@@ -69,3 +69,12 @@ if rank == 0 then
 end
 return 'running'
 """
+
+# KEYS[1] a project's active-task sorted set. ARGV: task_id, score (submit time), limit.
+# Returns 1 when the task took a place (or had one), 0 when the project is at its limit.
+RESERVE = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+return 1
+"""

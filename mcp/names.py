@@ -29,6 +29,11 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}tasks.dlq"
 
+    @property
+    def api_keys(self) -> str:
+        """Compacted: the latest record of every managed API key."""
+        return f"{self.prefix}api-keys"
+
     def group(self, role: str) -> str:
         """Consumer group id of a role: `worker.<model>`, `projector`, `dispatcher`."""
         return f"{self.prefix}autoglm.{role}"
@@ -56,6 +61,10 @@ class Keys:
 
     def stream(self, task_id: str) -> str:
         return f"{self.prefix}stream:{task_id}"
+
+    def active(self, project: str) -> str:
+        """Queued and running tasks of a project (the quota's count), scored by submit time."""
+        return f"{self.prefix}active:{project}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"

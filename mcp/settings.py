@@ -141,11 +141,54 @@ class ModelSpec(BaseModel):
     builtin: bool = False
 
 
+Role = Literal["admin", "developer", "viewer"]
+Priority = Literal["high", "normal", "low"]
+
+
+class ConfiguredKey(BaseModel):
+    project: str
+    role: Role = "developer"
+
+
 class AuthSettings(BaseModel):
     enabled: bool = False
-    # API key -> project; JWTs (HS256) carry the project in the `project` or `sub` claim.
-    api_keys: dict[str, str] = Field(default_factory=dict)
+    # Static keys from configuration: key -> project (role developer) or {project, role}.
+    # Keys managed through `/v1/keys` live in Kafka and need no entry here.
+    api_keys: dict[str, str | ConfiguredKey] = Field(default_factory=dict)
+    # An admin key of the `admin_project` to create the first managed keys with.
+    bootstrap_admin_key: str | None = None
+    admin_project: str = "default"
+    # JWTs: HS256 with `jwt_secret`, RS256/ES256 with the keys of a JWKS file (chosen by `kid`).
     jwt_secret: str | None = None
+    jwks_file: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_s: float = 30.0
+    # Claims that name the caller's project and role; a token without a role claim gets this one.
+    jwt_project_claim: str = "project"
+    jwt_role_claim: str = "role"
+    jwt_default_role: Role = "viewer"
+    # `/metrics`: behind a token with the metrics permission ("token") or on a port of its own.
+    metrics: Literal["token", "port"] = "token"
+    metrics_port: int = 9108
+
+
+class ProjectQuota(BaseModel):
+    """Limits of one project; 0 turns a limit off."""
+
+    rate_per_s: float | None = None  # None: server.rate_limit_per_s
+    burst: int | None = None  # None: server.rate_limit_burst
+    max_active: int = 0  # queued + running tasks at most
+    max_body_bytes: int | None = None  # None: server.max_body_bytes
+    default_priority: Priority = "normal"
+
+
+class QuotaSettings(BaseModel):
+    default: ProjectQuota = Field(default_factory=ProjectQuota)
+    projects: dict[str, ProjectQuota] = Field(default_factory=dict)
+
+    def of(self, project: str) -> ProjectQuota:
+        return self.projects.get(project, self.default)
 
 
 def default_models() -> list[ModelSpec]:
@@ -187,6 +230,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     blobs: BlobSettings = Field(default_factory=BlobSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     models: list[ModelSpec] = Field(default_factory=default_models)
 
     @classmethod
@@ -220,6 +264,8 @@ class Settings(BaseSettings):
                 raise ValueError("auth.jwt_secret is a placeholder")
             if self.blobs.s3.secret_access_key in PLACEHOLDER_SECRETS:
                 raise ValueError("blobs.s3.secret_access_key is a placeholder")
+            if self.auth.enabled and self.auth.bootstrap_admin_key in PLACEHOLDER_SECRETS:
+                raise ValueError("auth.bootstrap_admin_key is a placeholder")
         return self
 
     def to_env(self) -> dict[str, str]:

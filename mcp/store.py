@@ -13,6 +13,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from mcp.active import track
 from mcp.lua import APPLY_EVENTS, CANCEL, CLAIM
 from mcp.names import Keys
 from mcp.settings import Settings
@@ -111,6 +112,11 @@ def view_of(raw: dict[Any, Any]) -> TaskView | None:
     )
 
 
+def _activity(event: TaskEvent) -> tuple[str, str, TaskStatus, float]:
+    created = event.task.created_at.timestamp() if event.task else event.at.timestamp()
+    return event.project or "default", event.task_id, event.status, created
+
+
 class TaskStore:
     """Async access for the API."""
 
@@ -182,11 +188,9 @@ class SyncTaskStore:
         keys = [self.keys.task(e.task_id) for e in events]
         items = [event_item(e, self.ttl) for e in events]
         cancels = [e for e in events if e.cancel_requested]
-        if not cancels:
-            self._apply(keys=keys, args=[orjson.dumps(items)])
-            return
         pipe = self.redis.pipeline(transaction=False)
         self._apply(keys=keys, args=[orjson.dumps(items)], client=pipe)
+        track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
         for event in cancels:
             flag_ttl = int(event.task.ttl_s) if event.task else self.ttl
             self._cancel(
@@ -201,7 +205,10 @@ class SyncTaskStore:
             return
         keys = [self.keys.task(r.task_id) for r in results]
         items = [result_item(r, self.ttl) for r in results]
-        self._apply(keys=keys, args=[orjson.dumps(items)])
+        pipe = self.redis.pipeline(transaction=False)
+        self._apply(keys=keys, args=[orjson.dumps(items)], client=pipe)
+        track(pipe, self.keys, [(r.project, r.task_id, r.status, 0.0) for r in results])
+        pipe.execute()
 
     def claim(self, tasks: list[AsyncTask], worker_id: str) -> list[tuple[str, int]]:
         """Start an attempt of each task: (verdict, attempt) per task, in order."""

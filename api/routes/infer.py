@@ -15,7 +15,8 @@ from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.routes.tasks import Project, find_task, json_response, services_of
+from api.auth import Caller, Permission, require
+from api.routes.tasks import find_task, json_response, services_of
 from api.submit import Submitter
 from mcp.errors import ValidationFailed
 from schemas import MCPEnvelope, SubmitRequest
@@ -66,7 +67,7 @@ def _parse(
 @router.post("/v1/infer")
 async def infer(
     request: Request,
-    project: Project,
+    caller: Annotated[Caller, require(Permission.TASKS_SUBMIT)],
     body: Annotated[dict[str, Any], Body()],
     prefer: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
@@ -74,13 +75,15 @@ async def infer(
     services = services_of(request)
     submit_body, envelope_key, request_id = _parse(body, services.settings.default_model)
     submitter: Submitter = request.app.state.submitter
-    _, accepted = await submitter.submit(submit_body, project, envelope_key or idempotency_key)
+    _, accepted = await submitter.submit(
+        submit_body, caller.project, envelope_key or idempotency_key
+    )
     deadline = time.monotonic() + wait_seconds(prefer)
     delay = 0.002
     while time.monotonic() < deadline:
         view = await services.store.view(accepted.task_id)
         if view is not None and view.status.terminal:
-            full = await find_task(services, accepted.task_id, project)
+            full = await find_task(services, accepted.task_id, caller)
             answer = full.model_dump(mode="json")
             if request_id is not None:
                 answer["request_id"] = request_id

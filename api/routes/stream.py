@@ -13,7 +13,8 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from api.routes.tasks import Project, find_task, services_of
+from api.auth import Caller
+from api.routes.tasks import Reader, find_task, services_of
 from api.services import Services
 from mcp.names import Keys
 
@@ -29,14 +30,14 @@ def sse(entry_id: str, event: str, data: str) -> bytes:
 
 
 async def _events(
-    services: Services, task_id: str, project: str, last_id: str, request: Request
+    services: Services, task_id: str, caller: Caller, last_id: str, request: Request
 ) -> AsyncIterator[bytes]:
     key = Keys.of(services.settings).stream(task_id)
     quiet = 0
     while not await request.is_disconnected():
         reply = await services.store.redis.xread({key: last_id}, count=256, block=BLOCK_MS)
         if not reply:
-            view = await find_task(services, task_id, project)
+            view = await find_task(services, task_id, caller)
             if view.status.terminal and not await services.store.redis.exists(key):
                 # A task without a token stream still ends its stream with its final state.
                 body = {"status": view.status.value, "attempt": view.attempts}
@@ -65,16 +66,16 @@ async def _events(
 async def stream(
     task_id: str,
     request: Request,
-    project: Project,
+    caller: Reader,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> StreamingResponse:
     services = services_of(request)
-    await find_task(services, task_id, project)
+    await find_task(services, task_id, caller)
     start = last_event_id if last_event_id and "-" in last_event_id else "0-0"
     if start.endswith("-end"):
         start = start[: -len("-end")]
     return StreamingResponse(
-        _events(services, task_id, project, start, request),
+        _events(services, task_id, caller, start, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

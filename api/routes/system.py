@@ -6,19 +6,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import Permission, require
 from api.metrics import PROJECTED, TRANSACTIONS
 from api.routes.tasks import json_response, services_of
 from mcp.heartbeat import list_workers
 
 router = APIRouter(tags=["system"])
+# Mounted when `auth.metrics` is "token"; with "port", metrics are served on a port of their own.
+metrics_router = APIRouter(tags=["system"])
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[require(Permission.MODELS_READ)])
 async def models(request: Request) -> Response:
     return json_response(200, {"models": services_of(request).registry.describe()})
 
 
-@router.get("/v1/workers")
+@router.get("/v1/workers", dependencies=[require(Permission.WORKERS_READ)])
 async def workers(request: Request) -> Response:
     services = services_of(request)
     return json_response(
@@ -26,15 +29,19 @@ async def workers(request: Request) -> Response:
     )
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[require(Permission.PUBLIC)])
 async def healthz() -> Response:
     return json_response(200, {"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[require(Permission.PUBLIC)])
 async def readyz(request: Request) -> Response:
     services = services_of(request)
-    checks = {"kafka": services.producer.ready and services.topics_ready, "redis": False}
+    checks = {
+        "kafka": services.producer.ready and services.topics_ready,
+        "redis": False,
+        "keys": services.keys_ready,
+    }
     try:
         checks["redis"] = await services.store.ping()
     except Exception:
@@ -45,7 +52,7 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics")
+@metrics_router.get("/metrics", dependencies=[require(Permission.METRICS_READ)])
 async def metrics(request: Request) -> Response:
     services = services_of(request)
     TRANSACTIONS.set(services.producer.transactions)

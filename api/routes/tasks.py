@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response
 
-from api.auth import caller_project
+from api.auth import Caller, Permission, Require, require
 from api.errors import parse_body
 from api.services import Services
 from api.submit import Submitter
@@ -19,7 +19,8 @@ from schemas import SubmitRequest, TaskEvent, TaskStatus, TaskView, dumps
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
-Project = Annotated[str, Depends(caller_project)]
+Reader = Annotated[Caller, require(Permission.TASKS_READ)]
+SUBMIT = Require(Permission.TASKS_SUBMIT)
 
 
 def services_of(request: Request) -> Services:
@@ -31,14 +32,21 @@ def json_response(status: int, body: object) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-async def find_task(services: Services, task_id: str, project: str) -> TaskView:
+async def find_task(services: Services, task_id: str, caller: Caller) -> TaskView:
     """The caller's task, with its webhook state; another project's task does not exist."""
+    view, _ = await owned_task(services, task_id, caller)
+    return view
+
+
+async def owned_task(services: Services, task_id: str, caller: Caller) -> tuple[TaskView, str]:
+    """(the task the caller may see, its project)."""
     data = await services.store.get(task_id)
     view = view_of(data) if data else None
-    if view is None or data is None or data.get("project", "default") != project:
+    project = data.get("project", "default") if data else ""
+    if view is None or not caller.sees(project):
         raise TaskNotFound(f"no task {task_id!r}", {"task_id": task_id})
     webhook = await services.webhooks.view(task_id)
-    return view.model_copy(update={"webhook": webhook})
+    return view.model_copy(update={"webhook": webhook}), project
 
 
 SUBMIT_DOC: dict[str, Any] = {
@@ -60,29 +68,36 @@ def _header(request: Request, name: str) -> str | None:
     return value
 
 
-@router.post("", status_code=202, openapi_extra=SUBMIT_DOC)
+@router.post("", status_code=202, openapi_extra=SUBMIT_DOC, dependencies=[Security(SUBMIT)])
 async def submit(request: Request) -> Response:
     # The hottest route: the body is parsed here rather than through dependency injection,
-    # which costs more per request than everything else the route does.
-    project = await caller_project(request)
-    body = parse_body(SubmitRequest, await request.body())
+    # which costs more per request than everything else the route does. It is served by a plain
+    # route in front of this one (see `api/app.py`), so it checks its permission itself.
+    caller = SUBMIT.from_request(request)
+    raw = await request.body()
     submitter: Submitter = request.app.state.submitter
+    submitter.check_body_size(caller.project, len(raw))
+    body = parse_body(SubmitRequest, raw)
     status, answer = await submitter.submit(
-        body, project, _header(request, "idempotency-key"), _header(request, "traceparent")
+        body, caller.project, _header(request, "idempotency-key"), _header(request, "traceparent")
     )
     return json_response(status, answer.model_dump(mode="json"))
 
 
 @router.get("/{task_id}")
-async def get_task(task_id: str, request: Request, project: Project) -> Response:
-    view = await find_task(services_of(request), task_id, project)
+async def get_task(task_id: str, request: Request, caller: Reader) -> Response:
+    view = await find_task(services_of(request), task_id, caller)
     return json_response(200, view.model_dump(mode="json"))
 
 
 @router.post("/{task_id}/cancel")
-async def cancel(task_id: str, request: Request, project: Project) -> Response:
+async def cancel(
+    task_id: str,
+    request: Request,
+    caller: Annotated[Caller, require(Permission.TASKS_CANCEL)],
+) -> Response:
     services = services_of(request)
-    view = await find_task(services, task_id, project)
+    view, view_project = await owned_task(services, task_id, caller)
     if not view.status.terminal:
         # The request is durable in task-events first, so a replay restores it.
         event = TaskEvent(
@@ -90,24 +105,28 @@ async def cancel(task_id: str, request: Request, project: Project) -> Response:
             status=TaskStatus.QUEUED,
             model=view.model,
             action=view.action,
-            project=project,
+            project=view_project,
             cancel_requested=True,
         )
         record = Record(services.topics.events, task_id.encode(), dumps(event))
         await services.producer.publish([record])
         await services.store.cancel(task_id, services.settings.redis.task_retention_s)
-        view = await find_task(services, task_id, project)
+        view = await find_task(services, task_id, caller)
     return json_response(200, view.model_dump(mode="json"))
 
 
 @router.post("/{task_id}/webhook/redeliver", status_code=202)
-async def redeliver(task_id: str, request: Request, project: Project) -> Response:
+async def redeliver(
+    task_id: str,
+    request: Request,
+    caller: Annotated[Caller, require(Permission.TASKS_REDELIVER)],
+) -> Response:
     services = services_of(request)
-    view = await find_task(services, task_id, project)
+    view = await find_task(services, task_id, caller)
     if not await services.webhooks.redeliver(task_id):
         raise TaskNotFound(
             f"task {task_id!r} has no final webhook to redeliver yet",
             {"task_id": task_id, "status": view.status.value},
         )
-    view = await find_task(services, task_id, project)
+    view = await find_task(services, task_id, caller)
     return json_response(202, view.model_dump(mode="json"))

@@ -2,20 +2,29 @@
 
 The API key is entered once on the login page and kept in a `Secure`, `HttpOnly`,
 `SameSite=Strict` cookie; every `/v1` route accepts it in place of the `Authorization` header
-(see `api.auth`), so the dashboard has exactly the API's credentials and nothing more.
+(see `api.auth.guard`), so the dashboard has exactly the API's credentials and nothing more.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from api.auth import DEFAULT_PROJECT, SESSION_COOKIE, caller_project, project_of
+from api.auth import (
+    DEFAULT_PROJECT,
+    SESSION_COOKIE,
+    Caller,
+    Permission,
+    Refused,
+    audit,
+    require,
+)
 from api.routes.tasks import json_response, services_of
 from schemas import ErrorBody
 
@@ -53,8 +62,8 @@ def _secured(response: Response) -> Response:
     return response
 
 
-@router.get("", include_in_schema=False)
-@router.get("/", include_in_schema=False)
+@router.get("", include_in_schema=False, dependencies=[require(Permission.PUBLIC)])
+@router.get("/", include_in_schema=False, dependencies=[require(Permission.PUBLIC)])
 async def index() -> Response:
     page = FileResponse(STATIC / "index.html", media_type="text/html")
     page.headers["Cache-Control"] = "no-cache"
@@ -62,23 +71,31 @@ async def index() -> Response:
 
 
 @router.get("/session", response_model=Session, responses=ERRORS)
-async def who_am_i(request: Request) -> Response:
+async def who_am_i(
+    request: Request, caller: Annotated[Caller, require(Permission.SESSION)]
+) -> Response:
     """The project of the session cookie (or of the bearer token)."""
-    project = await caller_project(request)
     auth = services_of(request).settings.auth.enabled
-    return json_response(200, Session(project=project, auth=auth).model_dump())
+    return json_response(200, Session(project=caller.project, auth=auth).model_dump())
 
 
-@router.post("/session", response_model=Session, responses=ERRORS)
+@router.post(
+    "/session",
+    response_model=Session,
+    responses=ERRORS,
+    dependencies=[require(Permission.PUBLIC)],
+)
 async def log_in(body: SessionRequest, request: Request) -> Response:
     """Check an API key (or token) and keep it in the dashboard's HTTP-only cookie."""
-    settings = services_of(request).settings
-    if not settings.auth.enabled:
+    authenticator = services_of(request).authenticator
+    if authenticator is None:
         return json_response(200, Session(project=DEFAULT_PROJECT, auth=False).model_dump())
-    project = project_of(settings, body.api_key)
-    if project is None:
-        raise HTTPException(401, "invalid API key or token")
-    response = json_response(200, Session(project=project, auth=True).model_dump())
+    try:
+        caller = authenticator.caller(body.api_key)
+    except Refused as exc:
+        audit.auth_failure(request, exc.reason, exc.message)
+        raise
+    response = json_response(200, Session(project=caller.project, auth=True).model_dump())
     response.set_cookie(
         SESSION_COOKIE,
         body.api_key,
@@ -91,7 +108,7 @@ async def log_in(body: SessionRequest, request: Request) -> Response:
     return response
 
 
-@router.delete("/session", status_code=204)
+@router.delete("/session", status_code=204, dependencies=[require(Permission.PUBLIC)])
 async def log_out() -> Response:
     """Forget the session cookie."""
     response = Response(status_code=204)
