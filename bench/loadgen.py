@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -41,11 +41,18 @@ class LoadResult:
         }
 
 
-def post_request(host: str, port: int, path: str, body: dict[str, object]) -> bytes:
+def post_request(
+    host: str,
+    port: int,
+    path: str,
+    body: Mapping[str, object],
+    headers: dict[str, str] | None = None,
+) -> bytes:
     payload = orjson.dumps(body)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
+        f"{extra}Content-Length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
 
