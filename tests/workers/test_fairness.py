@@ -1,4 +1,4 @@
-"""The FairQueue's order: priority first, weighted round robin across projects, FIFO per partition."""
+"""FairQueue order: priority first, weighted round robin across projects, FIFO per partition."""
 
 from __future__ import annotations
 
