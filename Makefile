@@ -63,7 +63,7 @@ test: setup test-services-up
 lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
-	$(PY) -m mypy schemas mcp sdk/autoglm_client
+	$(PY) -m mypy api workers mcp schemas bench autoglm.py sdk/autoglm_client
 
 fmt: setup
 	$(PY) -m ruff format .

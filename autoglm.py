@@ -27,7 +27,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _dispatcher(args: argparse.Namespace) -> int:
-    from workers.dispatcher.main import run
+    from mcp.webhooks.main import run
 
     return run(slot=args.slot)
 

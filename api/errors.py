@@ -1,4 +1,4 @@
-"""Mapping of the platform's errors to HTTP answers with API.md's error body."""
+"""The platform's errors as HTTP answers: one status table, one error body (`schemas.ErrorBody`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mcp.errors import (
     AutoGLMError,
+    BlobError,
+    BlobNotFound,
     BrokerError,
     IdempotencyConflict,
     InvalidJSON,
@@ -21,6 +23,7 @@ from mcp.errors import (
     PayloadTooLarge,
     PermissionDenied,
     QuotaExceeded,
+    RateLimited,
     StoreError,
     TaskNotFound,
     Unauthenticated,
@@ -28,19 +31,23 @@ from mcp.errors import (
 )
 from schemas import ErrorBody
 
-STATUS: list[tuple[type[AutoGLMError], int]] = [
-    (InvalidJSON, 400),
-    (ValidationFailed, 422),
-    (IdempotencyConflict, 409),
-    (TaskNotFound, 404),
-    (KeyNotFound, 404),
-    (Unauthenticated, 401),
-    (PermissionDenied, 403),
-    (QuotaExceeded, 429),
-    (PayloadTooLarge, 413),
-    (BrokerError, 503),
-    (StoreError, 503),
-]
+STATUS: dict[type[AutoGLMError], int] = {
+    InvalidJSON: 400,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    TaskNotFound: 404,
+    KeyNotFound: 404,
+    BlobNotFound: 404,
+    IdempotencyConflict: 409,
+    PayloadTooLarge: 413,
+    ValidationFailed: 422,
+    RateLimited: 429,
+    QuotaExceeded: 429,
+    BrokerError: 503,
+    StoreError: 503,
+    BlobError: 503,
+}
+"""The HTTP status of each error class; a subclass answers as its nearest listed ancestor."""
 
 HTTP_CODES = {
     400: "bad_request",
@@ -55,6 +62,7 @@ HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+"""Error codes of the HTTP errors FastAPI and Starlette raise themselves (404 route, 405, 401)."""
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -77,14 +85,6 @@ def parse_body(schema: type[M], raw: bytes) -> M:
         raise ValidationFailed("the request does not fit the schema", details) from exc
 
 
-class RateLimited(Exception):
-    """A project submitted faster than its rate limit allows."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__("rate limited")
-        self.retry_after_s = retry_after_s
-
-
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
@@ -94,28 +94,28 @@ def error_response(
     )
 
 
-def _status_of(exc: AutoGLMError) -> int:
-    for cls, status in STATUS:
-        if isinstance(exc, cls):
+def status_of(exc: AutoGLMError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
             return status
     return 500
 
 
-def _headers_of(exc: AutoGLMError) -> dict[str, str] | None:
-    if isinstance(exc, BrokerError | StoreError):
-        return {"Retry-After": "1"}
+def platform_error_response(exc: AutoGLMError) -> Response:
+    """The answer to a platform error: its status from `STATUS`, its code, Retry-After."""
+    headers: dict[str, str] = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, Unauthenticated):
-        return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, QuotaExceeded):
-        return {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
-    return None
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status_of(exc), exc.code, exc.message, exc.details, headers or None)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(AutoGLMError)
     async def platform_error(_: Request, exc: AutoGLMError) -> Response:
-        headers = _headers_of(exc)
-        return error_response(_status_of(exc), exc.code, exc.message, exc.details, headers)
+        return platform_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
@@ -125,33 +125,17 @@ def install(app: FastAPI) -> None:
         ]
         kinds = {d["type"] for d in details}
         if kinds & {"json_invalid", "json_type"}:
-            return error_response(400, "invalid_json", "the body is not valid JSON", details)
-        return error_response(
-            422, "invalid_request", "the request does not fit the schema", details
+            return platform_error_response(InvalidJSON("the body is not valid JSON", details))
+        return platform_error_response(
+            ValidationFailed("the request does not fit the schema", details)
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: RedisError) -> Response:
-        return error_response(
-            503,
-            "store_unavailable",
-            f"the task store is unavailable: {exc}",
-            None,
-            {"Retry-After": "1"},
-        )
-
-    @app.exception_handler(RateLimited)
-    async def rate_limited(_: Request, exc: RateLimited) -> Response:
-        retry = max(1, round(exc.retry_after_s + 0.5))
-        return error_response(
-            429,
-            "rate_limited",
-            f"too many submissions; retry in {retry} s",
-            {"retry_after_s": retry},
-            {"Retry-After": str(retry)},
-        )
+        return platform_error_response(StoreError(f"the task store is unavailable: {exc}"))

@@ -7,12 +7,9 @@ import time
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import RateLimited, error_response
+from api.errors import platform_error_response
+from mcp.errors import PayloadTooLarge, RateLimited
 from mcp.settings import QuotaSettings, ServerSettings
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -43,7 +40,7 @@ class BodySizeLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     too_large = True
-                    raise BodyTooLarge
+                    raise self._too_large()
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -53,19 +50,18 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counted, guarded_send)
-        except BodyTooLarge:
+        except PayloadTooLarge:
             pass
         if too_large:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            "payload_too_large",
-            f"the body is larger than {self.max_bytes} bytes",
-            {"max_bytes": self.max_bytes},
+        await platform_error_response(self._too_large())(scope, receive, send)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the body is larger than {self.max_bytes} bytes", {"max_bytes": self.max_bytes}
         )
-        await response(scope, receive, send)
 
 
 class RateLimiter:

@@ -1,8 +1,13 @@
-"""The long-lived objects of an API process, built once at start-up."""
+"""The long-lived objects of an API process, built once at start-up, stopped with it.
+
+The process holds one Redis client (`store.redis`), shared by the task store, the webhook store,
+the committer hook and the projector.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +22,8 @@ from mcp.producer import TaskProducer
 from mcp.projector import Projector
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings
-from mcp.store import SyncTaskStore, TaskStore
-from mcp.webhook_store import WebhookStore
+from mcp.store import TaskStore
+from mcp.webhooks.store import WebhookStore
 from schemas import TaskEvent
 
 log = logging.getLogger(__name__)
@@ -38,17 +43,19 @@ class Services:
     authenticator: Authenticator | None = None
     key_feed: KeyFeed | None = None
     projector: Projector | None = None
-    sync_store: SyncTaskStore | None = None
-    topics_ready: bool = field(default=False)
+    topics_ready: bool = False
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _topics_task: asyncio.Task[None] | None = None
+    _projector_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        sync_store = SyncTaskStore(settings)
         store = TaskStore(settings)
         topics = Topics.of(settings)
 
-        def project_queued(notes: list[Any]) -> None:
-            sync_store.apply_events([n for n in notes if isinstance(n, TaskEvent)])
+        async def project_queued(notes: list[Any]) -> None:
+            """Write path 1 of `mcp.store`: a submission's `queued` event, before its 202."""
+            await store.apply_events([n for n in notes if isinstance(n, TaskEvent)])
 
         producer = TaskProducer(
             settings,
@@ -68,23 +75,25 @@ class Services:
             limiter=RateLimiter(settings.server, settings.quotas),
             active=ActiveTasks(store.redis, Keys.of(settings)),
             topics=topics,
-            projector=Projector(settings) if settings.server.run_projector else None,
-            sync_store=sync_store,
+            projector=Projector(settings, store) if settings.server.run_projector else None,
         )
 
     async def start(self) -> None:
+        """Start the committer, create the topics in the background (the API answers 503 until
+        Kafka is there; the managed-keys feed starts after) and start the projector."""
         self.producer.start()
-        asyncio.get_running_loop().run_in_executor(None, self._prepare_topics)
+        self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
+        if self.projector is not None:
+            self._projector_task = asyncio.create_task(
+                self.projector.run(self._stop), name="projector"
+            )
 
-    def _prepare_topics(self) -> None:
-        """Topics are created off the event loop; the API answers 503 until Kafka is there."""
+    async def _prepare_topics(self) -> None:
         try:
-            ensure_topics(self.settings)
+            await asyncio.to_thread(ensure_topics, self.settings)
             self.topics_ready = True
         except Exception as exc:
             log.warning("could not create topics yet: %s", exc)
-        if self.projector is not None:
-            self.projector.start()
         if self.key_feed is not None:
             self.key_feed.start()
 
@@ -95,7 +104,12 @@ class Services:
     async def stop(self) -> None:
         if self.key_feed is not None:
             self.key_feed.stop()
-        if self.projector is not None:
-            self.projector.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.producer.close)
+        self._stop.set()
+        if self._topics_task is not None:
+            self._topics_task.cancel()
+        for task in (self._topics_task, self._projector_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await asyncio.to_thread(self.producer.close)
         await self.store.close()

@@ -19,7 +19,7 @@ from mcp.errors import (
 )
 from mcp.kafka import ensure_topics
 from mcp.producer import Record
-from mcp.ssrf import check_callback_url
+from mcp.webhooks.ssrf import check_callback_url
 from schemas import (
     AsyncTask,
     SubmitRequest,
@@ -96,18 +96,7 @@ class Submitter:
         if body.callback_url is not None:
             await asyncio.to_thread(check_callback_url, str(body.callback_url), services.settings)
         await self.ensure_topics()
-        task = AsyncTask(
-            model=body.model,
-            action=body.action,
-            payload=body.payload,
-            callback_url=body.callback_url,
-            webhook_events_filter=body.webhook_events_filter,
-            timeout_s=body.timeout_s,
-            ttl_s=body.ttl_s,
-            project=project,
-            metadata=body.metadata,
-            trace=TraceContext(traceparent=traceparent),
-        )
+        task = AsyncTask.of(body, project, TraceContext(traceparent=traceparent))
         if idempotency_key:
             repeat = await self._repeat(body, project, idempotency_key, task.task_id)
             if repeat is not None:

@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from mcp.kafka import ensure_topics, producer_config
 from mcp.names import Topics
 from mcp.settings import Settings
-from mcp.signing import new_secret, webhook_headers
+from mcp.webhooks.signing import new_secret, webhook_headers
 from schemas import TaskResult, TaskStatus, dumps, new_task_id, utcnow
 
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
@@ -117,7 +117,7 @@ def _result(url: str, now: Any) -> TaskResult:
         started_at=now,
         finished_at=now,
         result={"text": "hello " * 20},
-        callback_url=url,  # type: ignore[arg-type]
+        callback_url=url,
     )
 
 

@@ -1,31 +1,90 @@
-"""One error tree for the platform. HTTP status codes are chosen in `api/`, never here."""
+"""One error tree for the platform (dramatiq's `errors.py` is the model).
+
+Every error the platform raises descends from `AutoGLMError` (in `schemas.errors`, so that the
+message layer's `DecodeError` belongs to the tree too). Each class carries what callers decide
+on: `code` (the error body's code), `permanent` (a task failing with it is not retried) and
+`retry_after_s` (a client may try again after that long). HTTP statuses are chosen in
+`api/errors.py`, in one table, never here.
+
+    AutoGLMError
+    ├── DecodeError                 schemas.codec: bytes that are not the expected message
+    ├── ValidationFailed            input the platform refuses (permanent)
+    │   ├── InvalidJSON, PayloadTooLarge, UnknownModel, UnknownAction, InvalidPayload
+    │   └── CallbackRefused
+    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, RateLimited, QuotaExceeded
+    ├── AccessError                 callers the platform refuses
+    │   ├── Unauthenticated
+    │   └── PermissionDenied
+    ├── BrokerError                 Kafka
+    │   ├── BrokerUnavailable
+    │   └── TransactionLost         workers.transaction: the worker rewinds
+    ├── StoreError                  Redis
+    ├── BlobError                   the blob store (mcp.blobs)
+    │   ├── BlobStoreUnavailable
+    │   └── BlobNotFound
+    ├── BackendError                model backends
+    │   ├── TaskTimeout, TaskCancelled, ModelLoadError
+    │   ├── UpstreamError ── UpstreamRefused (permanent)   workers.backends.openai_backend
+    │   └── EchoFailure             workers.backends.echo
+    └── ConfigurationError
+        └── InvalidWebhookSecret
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from schemas.errors import AutoGLMError
 
-class AutoGLMError(Exception):
-    """Root of every error the platform raises on purpose."""
-
-    code = "internal_error"
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
+__all__ = [
+    "AccessError",
+    "AutoGLMError",
+    "BackendError",
+    "BlobError",
+    "BlobNotFound",
+    "BlobStoreUnavailable",
+    "BrokerError",
+    "BrokerUnavailable",
+    "CallbackRefused",
+    "ConfigurationError",
+    "IdempotencyConflict",
+    "InvalidJSON",
+    "InvalidPayload",
+    "InvalidWebhookSecret",
+    "KeyNotFound",
+    "ModelLoadError",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "RateLimited",
+    "StoreError",
+    "TaskCancelled",
+    "TaskNotFound",
+    "TaskTimeout",
+    "Unauthenticated",
+    "UnknownAction",
+    "UnknownModel",
+    "ValidationFailed",
+]
 
 
 class ValidationFailed(AutoGLMError):
-    """Base for input the platform refuses."""
+    """Base for input the platform refuses; the same input is refused again, so permanent."""
 
     code = "invalid_request"
+    permanent = True
 
 
 class InvalidJSON(ValidationFailed):
     """The body is not JSON at all."""
 
     code = "invalid_json"
+
+
+class PayloadTooLarge(ValidationFailed):
+    """The body is larger than the server's or the project's limit."""
+
+    code = "payload_too_large"
 
 
 class UnknownModel(ValidationFailed):
@@ -64,6 +123,12 @@ class TaskNotFound(AutoGLMError):
     code = "task_not_found"
 
 
+class KeyNotFound(AutoGLMError):
+    """No managed API key with this id."""
+
+    code = "key_not_found"
+
+
 class AccessError(AutoGLMError):
     """Base for callers the platform refuses."""
 
@@ -82,18 +147,6 @@ class PermissionDenied(AccessError):
     code = "forbidden"
 
 
-class KeyNotFound(AutoGLMError):
-    """No managed API key with this id."""
-
-    code = "key_not_found"
-
-
-class PayloadTooLarge(AutoGLMError):
-    """The body is larger than the project's limit."""
-
-    code = "payload_too_large"
-
-
 class QuotaExceeded(AutoGLMError):
     """The project has as many queued and running tasks as its quota allows."""
 
@@ -101,13 +154,25 @@ class QuotaExceeded(AutoGLMError):
 
     def __init__(self, message: str, retry_after_s: float, details: Any = None) -> None:
         super().__init__(message, details)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = max(1, round(retry_after_s + 0.5))
+
+
+class RateLimited(AutoGLMError):
+    """A project submitted faster than its rate limit allows."""
+
+    code = "rate_limited"
+
+    def __init__(self, wait_s: float) -> None:
+        retry = max(1, round(wait_s + 0.5))
+        super().__init__(f"too many submissions; retry in {retry} s", {"retry_after_s": retry})
+        self.retry_after_s = retry
 
 
 class BrokerError(AutoGLMError):
     """Base for Kafka failures."""
 
     code = "broker_unavailable"
+    retry_after_s = 1
 
 
 class BrokerUnavailable(BrokerError):
@@ -116,16 +181,11 @@ class BrokerUnavailable(BrokerError):
     code = "broker_unavailable"
 
 
-class ProducerFenced(BrokerError):
-    """Another process took over this transactional.id; this one must stop."""
-
-    code = "producer_fenced"
-
-
 class StoreError(AutoGLMError):
     """Base for Redis failures."""
 
     code = "store_unavailable"
+    retry_after_s = 1
 
 
 class BlobError(AutoGLMError):
@@ -138,6 +198,7 @@ class BlobStoreUnavailable(BlobError):
     """The blob store did not answer or refused the request; nothing was recorded."""
 
     code = "blob_store_unavailable"
+    retry_after_s = 1
 
 
 class BlobNotFound(BlobError):
@@ -170,13 +231,13 @@ class ModelLoadError(BackendError):
     code = "model_load_failed"
 
 
-class WebhookError(AutoGLMError):
-    """Base for failures of webhook delivery."""
+class ConfigurationError(AutoGLMError):
+    """Base for settings a process cannot work with; it refuses to start."""
 
-    code = "webhook_error"
+    code = "invalid_configuration"
 
 
-class InvalidWebhookSecret(WebhookError):
+class InvalidWebhookSecret(ConfigurationError):
     """A configured webhook secret is not `whsec_` followed by base64 key bytes."""
 
     code = "invalid_webhook_secret"

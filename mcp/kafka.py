@@ -1,4 +1,4 @@
-"""Kafka plumbing shared by every process: client configs, topic creation, error classes."""
+"""Kafka plumbing shared by every process: client configs, topic creation, error inspection."""
 
 from __future__ import annotations
 

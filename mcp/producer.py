@@ -2,9 +2,10 @@
 
 A request's records are handed to a committer thread and the request waits on a future. The
 thread gathers whatever arrives within `group_commit_max_ms` (or up to
-`group_commit_max_messages`), produces it all in one transaction and commits; only then are the
-futures resolved. A failed transaction is aborted and every request in it learns so: nothing of
-it is visible to read_committed consumers.
+`group_commit_max_messages`), produces it all in one transaction and commits; then, on the
+requests' event loop, the `after_commit` hook sees the committed submissions' notes and only
+after it are the futures resolved. A failed transaction is aborted and every request in it
+learns so: nothing of it is visible to read_committed consumers.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from mcp.errors import BrokerUnavailable, ProducerFenced
+from mcp.errors import BrokerUnavailable
 from mcp.kafka import kafka_error, producer_config
 from mcp.settings import Settings
 
@@ -40,16 +40,15 @@ class Record:
 @dataclass
 class _Pending:
     records: Sequence[Record]
-    note: Any = None
-    # A request on an event loop waits on an asyncio future; other callers on a thread future.
-    loop: asyncio.AbstractEventLoop | None = None
-    waiter: asyncio.Future[None] | Future[None] = field(default_factory=Future)
+    note: Any
+    loop: asyncio.AbstractEventLoop
+    waiter: asyncio.Future[None]
     enqueued: float = field(default_factory=time.monotonic)
 
 
-# Called in the committer thread with the notes of a committed transaction's submissions.
 SWEEP_S = 0.25
-AfterCommit = Callable[[list[Any]], None]
+AfterCommit = Callable[[list[Any]], Awaitable[None]]
+"""Awaited on the requests' loop with the notes of a committed transaction, before they hear."""
 
 
 _EMPTY: Any = object()
@@ -134,12 +133,6 @@ class TaskProducer:
     @property
     def ready(self) -> bool:
         return any(lane.producer is not None for lane in self._lanes)
-
-    def submit(self, records: Sequence[Record], note: Any = None) -> Future[None]:
-        """Queue records for the next transaction; the future resolves once it committed."""
-        future: Future[None] = Future()
-        self._enqueue(_Pending(records, note, None, future))
-        return future
 
     async def publish(self, records: Sequence[Record], note: Any = None) -> None:
         """Await the commit of a transaction holding `records`, within the request timeout."""
@@ -237,19 +230,11 @@ class TaskProducer:
             producer.commit_transaction(timeout)
         except Exception as exc:
             self._recover(lane, exc)
-            error: Exception = BrokerUnavailable(f"Kafka transaction failed: {exc}")
-            if isinstance(exc, ProducerFenced):
-                error = exc
-            _settle(live, error)
+            _settle(live, BrokerUnavailable(f"Kafka transaction failed: {exc}"))
             return
         self.transactions += 1
         self.records += sum(len(p.records) for p in live)
-        if self._after_commit is not None:
-            try:
-                self._after_commit([p.note for p in live if p.note is not None])
-            except Exception:
-                log.exception("after-commit hook failed; the projector will catch up")
-        _settle(live, None)
+        _settle(live, None, self._after_commit)
 
     def _recover(self, lane: _Lane, exc: BaseException) -> None:
         """Abort what can be aborted; drop a producer that can no longer be trusted."""
@@ -286,21 +271,40 @@ def _resolve(waiters: list[asyncio.Future[None]], error: BaseException | None) -
             waiter.set_exception(error)
 
 
-def _settle(batch: list[_Pending], error: BaseException | None) -> None:
+_HOOKS: set[asyncio.Task[None]] = set()
+
+
+def _settle(
+    batch: list[_Pending], error: BaseException | None, after_commit: AfterCommit | None = None
+) -> None:
     """Wake every waiter of a batch; one hop per event loop, not one per request."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
     for p in batch:
-        if p.loop is None:
-            assert isinstance(p.waiter, Future)
-            if error is None:
-                p.waiter.set_result(None)
-            else:
-                p.waiter.set_exception(error)
-        else:
-            assert isinstance(p.waiter, asyncio.Future)
-            by_loop.setdefault(p.loop, []).append(p.waiter)
-    for loop, waiters in by_loop.items():
+        by_loop.setdefault(p.loop, []).append(p)
+    for loop, pending in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_resolve, waiters, error)
+            loop.call_soon_threadsafe(_wake, pending, error, after_commit)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
+
+
+def _wake(
+    batch: list[_Pending], error: BaseException | None, after_commit: AfterCommit | None
+) -> None:
+    """On the requests' loop: run the after-commit hook when there is one, then resolve."""
+    waiters = [p.waiter for p in batch]
+    notes = [p.note for p in batch if p.note is not None]
+    if error is not None or after_commit is None or not notes:
+        _resolve(waiters, error)
+        return
+    task = asyncio.get_running_loop().create_task(_after(after_commit, notes, waiters))
+    _HOOKS.add(task)
+    task.add_done_callback(_HOOKS.discard)
+
+
+async def _after(hook: AfterCommit, notes: list[Any], waiters: list[asyncio.Future[None]]) -> None:
+    try:
+        await hook(notes)
+    except Exception:
+        log.exception("after-commit hook failed; the projector will catch up")
+    _resolve(waiters, None)

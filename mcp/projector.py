@@ -1,26 +1,29 @@
 """The projector: applies `task-events` to Redis so that polls see every transition.
 
 Offsets are committed after the events were applied; applying an event twice changes nothing,
-so a crash between the two only repeats work.
+so a crash between the two only repeats work. It runs as a task of an asyncio process (the API
+starts one, `autoglm projector` runs one alone) and writes through that process's `TaskStore`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
-import threading
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, Message
 from redis.exceptions import RedisError
 
 from mcp.kafka import consumer_config, ensure_topics
 from mcp.names import Topics
 from mcp.settings import Settings, get_settings
-from mcp.store import SyncTaskStore
+from mcp.store import TaskStore
 from schemas import DecodeError, TaskEvent, loads
 
 log = logging.getLogger(__name__)
+
+TOPICS_RETRY_S = 2.0
 
 
 def decode_events(values: list[bytes | None]) -> list[TaskEvent]:
@@ -36,69 +39,97 @@ def decode_events(values: list[bytes | None]) -> list[TaskEvent]:
 
 
 class Projector:
-    def __init__(self, settings: Settings, batch: int = 500) -> None:
+    def __init__(self, settings: Settings, store: TaskStore, batch: int = 500) -> None:
         self.settings = settings
         self.topics = Topics.of(settings)
-        self.store = SyncTaskStore(settings)
+        self.store = store
         self.batch = batch
         self.applied = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="projector", daemon=True)
-        self._thread.start()
+    async def run(self, stop: asyncio.Event) -> None:
+        """Project until `stop` is set; waits for Kafka (its topics) and out Redis outages."""
+        if not await self._topics_ready(stop):
+            return
+        consumer = await asyncio.to_thread(self._consumer)
+        try:
+            while not stop.is_set():
+                messages = await asyncio.to_thread(consumer.consume, self.batch, 0.1)
+                if messages and not await self._project(consumer, messages, stop):
+                    break  # stopping while Redis is away: these offsets stay uncommitted
+        finally:
+            await asyncio.to_thread(_close, consumer)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def run(self) -> None:
+    def _consumer(self) -> Consumer:
         consumer = Consumer(consumer_config(self.settings, self.topics.group("projector")))
         consumer.subscribe([self.topics.events])
-        try:
-            while not self._stop.is_set():
-                messages = consumer.consume(self.batch, 0.1)
-                if not messages:
-                    continue
-                good = [m for m in messages if not m.error()]
-                for msg in messages:
-                    if msg.error():
-                        log.warning("projector consume error: %s", msg.error())
-                events = decode_events([m.value() for m in good])
-                if not self._apply(events):
-                    break  # stopping while Redis is away: these offsets stay uncommitted
-                for msg in good:
-                    consumer.store_offsets(msg)
-                self.applied += len(events)
-                try:
-                    consumer.commit(asynchronous=True)
-                except KafkaException as exc:
-                    log.debug("offset commit skipped: %s", exc)
-        finally:
-            with contextlib.suppress(KafkaException):
-                consumer.commit(asynchronous=False)
-            consumer.close()
+        return consumer
 
-    def _apply(self, events: list[TaskEvent]) -> bool:
+    async def _topics_ready(self, stop: asyncio.Event) -> bool:
+        """Subscribe only once `task-events` exists; False when stopped before that."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(ensure_topics, self.settings, [])
+                return True
+            except Exception as exc:
+                log.warning("projector: no topics yet (%s); retrying", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TOPICS_RETRY_S)
+        return False
+
+    async def _project(
+        self, consumer: Consumer, messages: list[Message], stop: asyncio.Event
+    ) -> bool:
+        good = [m for m in messages if not m.error()]
+        for msg in messages:
+            if msg.error():
+                log.warning("projector consume error: %s", msg.error())
+        events = decode_events([m.value() for m in good])
+        if not await self._apply(events, stop):
+            return False
+        for msg in good:
+            consumer.store_offsets(msg)
+        self.applied += len(events)
+        try:
+            consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            log.debug("offset commit skipped: %s", exc)
+        return True
+
+    async def _apply(self, events: list[TaskEvent], stop: asyncio.Event) -> bool:
         """Apply, waiting out a Redis outage; False when asked to stop before it worked."""
         while True:
             try:
-                self.store.apply_events(events)
+                await self.store.apply_events(events)
                 return True
             except RedisError as exc:
                 log.warning("Redis unavailable (%s); retrying in 1 s", exc)
-                if self._stop.wait(1.0):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if stop.is_set():
                     return False
 
 
+def _close(consumer: Consumer) -> None:
+    with contextlib.suppress(KafkaException):
+        consumer.commit(asynchronous=False)
+    consumer.close()
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = TaskStore(settings)
+    try:
+        await Projector(settings, store).run(stop)
+    finally:
+        await store.close()
+
+
 def run() -> int:
+    """`autoglm projector`: project task events until SIGTERM/SIGINT."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
-    ensure_topics(settings)
-    projector = Projector(settings)
-    signal.signal(signal.SIGTERM, lambda *_: projector._stop.set())
-    signal.signal(signal.SIGINT, lambda *_: projector._stop.set())
-    projector.run()
+    asyncio.run(_serve(settings))
     return 0

@@ -9,7 +9,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from mcp.kafka import consumer_config
-from mcp.names import Keys, Topics
+from mcp.names import Topics
 from mcp.projector import decode_events
 from mcp.settings import Settings, get_settings
 from mcp.store import SyncTaskStore
@@ -17,19 +17,9 @@ from mcp.store import SyncTaskStore
 log = logging.getLogger(__name__)
 
 
-def flush_tasks(settings: Settings) -> int:
-    store = SyncTaskStore(settings)
-    pattern = Keys.of(settings).task("*")
-    deleted = 0
-    for key in store.redis.scan_iter(match=pattern, count=1000):
-        deleted += int(store.redis.delete(key))
-    return deleted
-
-
-def replay(settings: Settings, timeout_s: float = 300.0) -> int:
+def replay(settings: Settings, store: SyncTaskStore, timeout_s: float = 300.0) -> int:
     """Apply every committed task event from the beginning; returns how many were applied."""
     topics = Topics.of(settings)
-    store = SyncTaskStore(settings)
     group = topics.group(f"replay-{uuid.uuid4().hex[:8]}")
     consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
     metadata = consumer.list_topics(topics.events, timeout=30)
@@ -60,9 +50,10 @@ def replay(settings: Settings, timeout_s: float = 300.0) -> int:
 def run(flush: bool = False) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
+    store = SyncTaskStore(settings)
     if flush:
-        print(f"replay: deleted {flush_tasks(settings)} task keys")
+        print(f"replay: deleted {store.flush_tasks()} task keys")
     started = time.monotonic()
-    applied = replay(settings)
+    applied = replay(settings, store)
     print(f"replay: applied {applied} task events in {time.monotonic() - started:.1f} s")
     return 0

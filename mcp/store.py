@@ -1,13 +1,32 @@
-"""The Redis projection of task state: `task:<id>` hashes, changed only through Lua scripts.
+"""Task state in Redis: the one module that writes a task's `task:<id>` hash and its cancel flag.
 
-`TaskStore` (asyncio) serves the API; `SyncTaskStore` serves worker and projector threads.
-Both apply the same scripts, so a transition means the same thing wherever it comes from.
+Redis is a projection of `task-events` (replaying Kafka rebuilds it), changed only through the
+Lua scripts of `mcp.lua`, which make every transition monotonic: a late or repeated write never
+moves a task back (`queued < running < terminal`, newer attempts over older ones). That is why
+several writers are safe; each exists for a reason:
+
+1. `TaskStore.apply_events` from the API's committer hook (`api.services`): the `queued` event
+   right after its Kafka commit and before the 202, so the submitter's next GET finds the task.
+2. `TaskStore.cancel` from `POST /v1/tasks/{id}/cancel`, after the cancel request is durable in
+   `task-events`: a queued task is cancelled at once, a running one gets the flag its worker polls.
+3. `SyncTaskStore.claim` from the worker before it runs a task: counts attempts across crashes
+   and refuses cancelled or finished tasks.
+4. `SyncTaskStore.apply_results` from the worker after each commit: the fast path for polls.
+5. `TaskStore.apply_events` from the projector (`mcp.projector`), for every event: the path
+   that guarantees the others' effects even when they were lost, and `autoglm replay`
+   (`SyncTaskStore.apply_events`, `flush_tasks`) rebuilds Redis with it.
+
+Paths 1, 4 and 5 also keep each project's `active:<project>` set (`mcp.active.track`), so a
+replay rebuilds the `max_active` quota's count with the rest.
+
+`TaskStore` (asyncio) serves the API process (requests, committer hook, projector) on its one
+client; `SyncTaskStore` serves the worker and the replay command.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -17,7 +36,15 @@ from mcp.active import track
 from mcp.lua import APPLY_EVENTS, CANCEL, CLAIM
 from mcp.names import Keys
 from mcp.settings import Settings
-from schemas import AsyncTask, TaskError, TaskEvent, TaskResult, TaskStatus, TaskView, utcnow
+from schemas import (
+    AsyncTask,
+    StreamEntry,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    TaskView,
+    utcnow,
+)
 
 
 def _fields(mapping: dict[str, Any]) -> list[str]:
@@ -84,11 +111,18 @@ def result_item(result: TaskResult, ttl_s: int) -> Item:
     return [status.value, status.rank, result.attempts, ttl_s, _fields(fields)]
 
 
+def _text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _text(raw: dict[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
+    return {_text_of(k): _text_of(v) for k, v in raw.items()}
+
+
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
+
+JSON_FIELDS = frozenset({"result", "error", "metadata"})
+"""Fields `_fields` stores as JSON text."""
 
 
 def view_of(raw: dict[Any, Any]) -> TaskView | None:
@@ -96,19 +130,12 @@ def view_of(raw: dict[Any, Any]) -> TaskView | None:
     data = _text(raw)
     if "model" not in data or "status" not in data:
         return None
-    error = orjson.loads(data["error"]) if "error" in data else None
-    return TaskView(
-        task_id=data["task_id"],
-        model=data["model"],
-        action=data["action"],
-        status=TaskStatus(data["status"]),
-        attempts=int(data.get("attempts", 0)),
-        created_at=datetime.fromisoformat(data["created_at"]),
-        started_at=datetime.fromisoformat(data["started_at"]) if "started_at" in data else None,
-        finished_at=datetime.fromisoformat(data["finished_at"]) if "finished_at" in data else None,
-        result=orjson.loads(data["result"]) if "result" in data else None,
-        error=TaskError.model_validate(error) if error else None,
-        metadata=orjson.loads(data["metadata"]) if "metadata" in data else {},
+    return TaskView.model_validate(
+        {
+            name: orjson.loads(value) if name in JSON_FIELDS else value
+            for name, value in data.items()
+            if name in TaskView.model_fields
+        }
     )
 
 
@@ -117,14 +144,47 @@ def _activity(event: TaskEvent) -> tuple[str, str, TaskStatus, float]:
     return event.project or "default", event.task_id, event.status, created
 
 
+def _cancel_args(keys: Keys, task_id: str, at: datetime, flag_ttl_s: int) -> dict[str, Any]:
+    return {
+        "keys": [keys.task(task_id), keys.cancel(task_id)],
+        "args": [at.isoformat(), str(flag_ttl_s)],
+    }
+
+
+def _flag_ttl(event: TaskEvent, default: int) -> int:
+    return int(event.task.ttl_s) if event.task else default
+
+
 class TaskStore:
-    """Async access for the API."""
+    """Async access for the API process: requests, the committer hook and the projector."""
 
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.redis = client or aioredis.Redis.from_url(settings.redis.url)
+        self._apply = self.redis.register_script(APPLY_EVENTS)
         self._cancel = self.redis.register_script(CANCEL)
+
+    @property
+    def ttl(self) -> int:
+        return self.settings.redis.task_retention_s
+
+    async def apply_events(self, events: list[TaskEvent]) -> None:
+        """Apply lifecycle events (write paths 1 and 5); cancel requests also set the flag."""
+        if not events:
+            return
+        keys = [self.keys.task(e.task_id) for e in events]
+        items = orjson.dumps([event_item(e, self.ttl) for e in events])
+        cancels = [e for e in events if e.cancel_requested]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._apply(keys=keys, args=[items], client=pipe)
+            track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
+            for event in cancels:
+                flag_ttl = _flag_ttl(event, self.ttl)
+                await self._cancel(
+                    **_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe
+                )
+            await pipe.execute()
 
     async def get(self, task_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
@@ -135,11 +195,24 @@ class TaskStore:
         return view_of(raw) if raw else None
 
     async def cancel(self, task_id: str, flag_ttl_s: int) -> str:
-        verdict = await self._cancel(
-            keys=[self.keys.task(task_id), self.keys.cancel(task_id)],
-            args=[utcnow().isoformat(), str(flag_ttl_s)],
-        )
-        return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        """Cancel now (write path 2): the status after the request, see `mcp.lua.CANCEL`."""
+        verdict = await self._cancel(**_cancel_args(self.keys, task_id, utcnow(), flag_ttl_s))
+        return _text_of(verdict)
+
+    async def read_stream(
+        self, task_id: str, after: str, block_ms: int, count: int = 256
+    ) -> list[tuple[str, StreamEntry]]:
+        """The task's token-stream entries after entry id `after`, waiting up to `block_ms`."""
+        streams: dict[Any, Any] = {self.keys.stream(task_id): after}
+        reply = cast(StreamReply, await self.redis.xread(streams, count, block_ms))
+        return [
+            (_text_of(raw_id), StreamEntry.of_fields(fields))
+            for _stream, entries in reply or []
+            for raw_id, fields in entries
+        ]
+
+    async def has_stream(self, task_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.stream(task_id)))
 
     async def remember_idempotency(
         self, project: str, key: str, fingerprint: str, task_id: str
@@ -168,7 +241,7 @@ class TaskStore:
 
 
 class SyncTaskStore:
-    """Blocking access for worker and projector threads; batches calls in pipelines."""
+    """Blocking access for the worker and `autoglm replay`; batches calls in pipelines."""
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
@@ -183,24 +256,22 @@ class SyncTaskStore:
         return self.settings.redis.task_retention_s
 
     def apply_events(self, events: list[TaskEvent]) -> None:
+        """Apply lifecycle events (the replay of write path 5)."""
         if not events:
             return
         keys = [self.keys.task(e.task_id) for e in events]
-        items = [event_item(e, self.ttl) for e in events]
+        items = orjson.dumps([event_item(e, self.ttl) for e in events])
         cancels = [e for e in events if e.cancel_requested]
         pipe = self.redis.pipeline(transaction=False)
-        self._apply(keys=keys, args=[orjson.dumps(items)], client=pipe)
+        self._apply(keys=keys, args=[items], client=pipe)
         track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
         for event in cancels:
-            flag_ttl = int(event.task.ttl_s) if event.task else self.ttl
-            self._cancel(
-                keys=[self.keys.task(event.task_id), self.keys.cancel(event.task_id)],
-                args=[event.at.isoformat(), str(flag_ttl)],
-                client=pipe,
-            )
+            flag_ttl = _flag_ttl(event, self.ttl)
+            self._cancel(**_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe)
         pipe.execute()
 
     def apply_results(self, results: list[TaskResult]) -> None:
+        """Apply committed outcomes (write path 4)."""
         if not results:
             return
         keys = [self.keys.task(r.task_id) for r in results]
@@ -211,7 +282,7 @@ class SyncTaskStore:
         pipe.execute()
 
     def claim(self, tasks: list[AsyncTask], worker_id: str) -> list[tuple[str, int]]:
-        """Start an attempt of each task: (verdict, attempt) per task, in order."""
+        """Start an attempt of each task (write path 3): (verdict, attempt) per task, in order."""
         now = utcnow().isoformat()
         pipe = self.redis.pipeline(transaction=False)
         for task in tasks:
@@ -222,7 +293,7 @@ class SyncTaskStore:
             )
         out: list[tuple[str, int]] = []
         for verdict, attempt in pipe.execute():
-            out.append((verdict.decode() if isinstance(verdict, bytes) else verdict, int(attempt)))
+            out.append((_text_of(verdict), int(attempt)))
         return out
 
     def cancelled(self, task_ids: list[str]) -> set[str]:
@@ -231,6 +302,13 @@ class SyncTaskStore:
             return set()
         flags = self.redis.mget([self.keys.cancel(t) for t in task_ids])
         return {t for t, flag in zip(task_ids, flags, strict=True) if flag is not None}
+
+    def flush_tasks(self) -> int:
+        """Delete every task hash (before a replay rebuilds them); returns how many."""
+        deleted = 0
+        for key in self.redis.scan_iter(match=self.keys.task("*"), count=1000):
+            deleted += int(self.redis.delete(key))
+        return deleted
 
     def close(self) -> None:
         self.redis.close()

@@ -10,7 +10,8 @@ from schemas.api import (
 )
 from schemas.codec import DecodeError, dumps, loads
 from schemas.envelope import EnvelopeMetadata, MCPEnvelope, MCPResponse
-from schemas.errors import ErrorBody, ErrorDetail
+from schemas.errors import AutoGLMError, ErrorBody, ErrorDetail
+from schemas.stream import StreamEntry
 from schemas.task import (
     SCHEMA_VERSION,
     TERMINAL_STATUSES,
@@ -28,12 +29,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "AsyncTask",
+    "AutoGLMError",
     "DecodeError",
     "EnvelopeMetadata",
     "ErrorBody",
     "ErrorDetail",
     "MCPEnvelope",
     "MCPResponse",
+    "StreamEntry",
     "SubmitRequest",
     "SubmitResponse",
     "TaskError",

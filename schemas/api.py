@@ -1,11 +1,11 @@
-"""Bodies of the HTTP contract (API.md): submit request, submit answer, poll view, webhook."""
+"""Bodies of the HTTP contract: submit request, submit answer, poll view, webhook."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl
 
 from schemas.task import Frozen, JsonDict, TaskError, TaskStatus, WebhookEventFilter
 
@@ -13,6 +13,14 @@ WebhookState = Literal["pending", "delivered", "retrying", "failed", "none"]
 WebhookType = Literal[
     "task.succeeded", "task.failed", "task.cancelled", "task.expired", "task.started", "task.output"
 ]
+"""Every webhook event type, listed once."""
+COMPLETION_TYPES: dict[TaskStatus, WebhookType] = {
+    TaskStatus.SUCCEEDED: "task.succeeded",
+    TaskStatus.FAILED: "task.failed",
+    TaskStatus.CANCELLED: "task.cancelled",
+    TaskStatus.EXPIRED: "task.expired",
+}
+"""The final webhook of each terminal status."""
 
 
 class SubmitRequest(Frozen):
@@ -66,6 +74,11 @@ class TaskView(Frozen):
     error: TaskError | None = None
     webhook: WebhookView = Field(default_factory=WebhookView)
     metadata: JsonDict = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, source: BaseModel, **fields: Any) -> TaskView:
+        """The view of a task message (a result, a webhook target), with `fields` set on top."""
+        return cls(**{**cls.shared_fields(source), **fields})
 
 
 class WebhookBody(Frozen):

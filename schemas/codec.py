@@ -7,14 +7,19 @@ from typing import TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from schemas.errors import AutoGLMError
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class DecodeError(ValueError):
-    """Raised when bytes are not a valid message of the expected schema."""
+class DecodeError(AutoGLMError, ValueError):
+    """Bytes that are not a valid message of the expected schema."""
+
+    code = "undecodable_message"
+    permanent = True
 
     def __init__(self, schema: str, reason: str, errors: list[dict[str, object]] | None = None):
-        super().__init__(f"undecodable {schema}: {reason}")
+        super().__init__(f"undecodable {schema}: {reason}", errors or [])
         self.schema = schema
         self.reason = reason
         self.errors = errors or []

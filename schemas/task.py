@@ -7,9 +7,12 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+if TYPE_CHECKING:
+    from schemas.api import SubmitRequest
 
 SCHEMA_VERSION = 1
 
@@ -58,6 +61,13 @@ WebhookEventFilter = Literal["completed", "started", "output"]
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
+    @classmethod
+    def shared_fields(cls, source: BaseModel) -> dict[str, Any]:
+        """The values of `source`'s fields that this message has too (conversions use it, so a
+        field added to both messages travels without another edit)."""
+        names = cls.model_fields.keys() & type(source).model_fields.keys()
+        return {name: getattr(source, name) for name in names}
+
 
 class TraceContext(Frozen):
     """W3C trace context carried from the submitting request to every later hop."""
@@ -95,6 +105,11 @@ class AsyncTask(Frozen):
     def _aware(cls, value: datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
+    @classmethod
+    def of(cls, request: SubmitRequest, project: str, trace: TraceContext) -> AsyncTask:
+        """The task a submission describes, for `project`."""
+        return cls(**cls.shared_fields(request), project=project, trace=trace)
+
     @property
     def expires_at(self) -> datetime:
         """After this instant a task still queued is `expired` instead of run."""
@@ -121,6 +136,19 @@ class TaskEvent(Frozen):
     result: JsonDict | None = None
     error: TaskError | None = None
     cancel_requested: bool = False
+    """A cancel request: the status stays `queued` (it never moves the lifecycle by itself)."""
+
+    @classmethod
+    def cancel_request(cls, task_id: str, model: str, action: str, project: str) -> TaskEvent:
+        """The durable record of `POST /v1/tasks/{id}/cancel`; a replay re-applies it."""
+        return cls(
+            task_id=task_id,
+            status=TaskStatus.QUEUED,
+            model=model,
+            action=action,
+            project=project,
+            cancel_requested=True,
+        )
 
     @classmethod
     def of(cls, source: AsyncTask, status: TaskStatus, **fields: Any) -> TaskEvent:
@@ -154,6 +182,11 @@ class TaskResult(Frozen):
     webhook_events_filter: tuple[WebhookEventFilter, ...] = ("completed",)
     metadata: JsonDict = Field(default_factory=dict)
     worker_id: str | None = None
+
+    @classmethod
+    def of(cls, task: AsyncTask, status: TaskStatus, attempts: int, **fields: Any) -> TaskResult:
+        """The outcome of `task`: what the task says of itself, plus `fields` (times, result)."""
+        return cls(**cls.shared_fields(task), status=status, attempts=attempts, **fields)
 
     @field_validator("status")
     @classmethod

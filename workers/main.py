@@ -42,7 +42,7 @@ def run(model: str, slot: str = "0", burst: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    heartbeat = Heartbeat(settings, worker.worker_id, worker.info)
+    heartbeat = Heartbeat(settings, worker.worker_id, worker.info, worker.store.redis)
     heartbeat.start()
     log.info("worker %s ready", worker.worker_id)
     try:

@@ -27,22 +27,14 @@ class Outcome:
         )
 
     def result_record(self, worker_id: str) -> TaskResult:
-        t = self.task
-        return TaskResult(
-            task_id=t.task_id,
-            status=self.status,
-            model=t.model,
-            action=t.action,
-            project=t.project,
-            attempts=self.attempt,
-            created_at=t.created_at,
+        return TaskResult.of(
+            self.task,
+            self.status,
+            self.attempt,
             started_at=self.started_at,
             finished_at=self.finished_at,
             result=self.result,
             error=self.error,
-            callback_url=t.callback_url,
-            webhook_events_filter=t.webhook_events_filter,
-            metadata=t.metadata,
             worker_id=worker_id,
         )
 

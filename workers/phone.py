@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.errors import BackendError
+
 PhoneAnswer = dict[str, Any]
 ImagePart = Callable[[str], dict[str, Any]]
 
@@ -84,8 +86,10 @@ _LENIENT_TYPE = re.compile(
 )
 
 
-class MalformedAnswer(ValueError):
+class MalformedAnswer(BackendError, ValueError):
     """The model's answer does not fit the Open-AutoGLM action grammar."""
+
+    code = "malformed_answer"
 
 
 # ---------------------------------------------------------------- prompt

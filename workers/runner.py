@@ -14,9 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 
+from mcp.errors import AutoGLMError
 from mcp.settings import ModelSpec, WorkerSettings
 from schemas import TaskStatus, utcnow
-from workers.backends.base import Backend, Result, TaskContext
+from workers.backends.base import Backend, ResultOrError, TaskContext
 from workers.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,8 @@ class Runner:
         return out
 
     def _wait(
-        self, future: Future[list[Result | BaseException]], batch: list[TaskContext]
-    ) -> list[Result | BaseException]:
+        self, future: Future[list[ResultOrError]], batch: list[TaskContext]
+    ) -> list[ResultOrError]:
         task_ids = [ctx.task.task_id for ctx in batch]
         abandon_at = max(ctx.deadline for ctx in batch) + ABANDON_GRACE_S
         while True:
@@ -133,7 +134,7 @@ class Runner:
                 return [error] * len(batch)
             return results
 
-    def _alone(self, ctx: TaskContext) -> Result | BaseException:
+    def _alone(self, ctx: TaskContext) -> ResultOrError:
         try:
             future = self._pool.submit(self.backend.run_batch, ctx.task.action, [ctx])
             return self._wait(future, [ctx])[0]
@@ -141,7 +142,7 @@ class Runner:
             return exc
 
     def _judge(
-        self, ctx: TaskContext, result: Result | BaseException, started_at: datetime
+        self, ctx: TaskContext, result: ResultOrError, started_at: datetime
     ) -> Outcome | None:
         task, attempt = ctx.task, ctx.attempt
         if ctx.cancel_event.is_set():
@@ -153,10 +154,11 @@ class Runner:
             return Outcome(
                 task, TaskStatus.SUCCEEDED, attempt, started_at=started_at, result=result
             )
-        if attempt < self.settings.max_attempts and not getattr(result, "permanent", False):
+        permanent = isinstance(result, AutoGLMError) and result.permanent
+        if attempt < self.settings.max_attempts and not permanent:
             log.info("task %s attempt %d failed: %s; retrying", task.task_id, attempt, result)
             return None
-        code = getattr(result, "code", None) or "backend_error"
+        code = result.code if isinstance(result, AutoGLMError) else "backend_error"
         message = f"{type(result).__name__}: {result}"
         return Outcome.failure(task, attempt, code, message, started_at=started_at, to_dlq=True)
 

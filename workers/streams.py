@@ -1,16 +1,20 @@
-"""Token streams: a capped Redis Stream per task, read by the SSE endpoint."""
+"""Token streams: a capped Redis Stream per task, the one writer of `schemas.StreamEntry`.
+
+Read by the SSE endpoint and by the dispatcher's `task.output` webhooks.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
-import orjson
 import redis
 
 from mcp.names import Keys
 from mcp.settings import Settings
-from schemas import TaskStatus
+from schemas import StreamEntry, TaskStatus
+from schemas.task import JsonDict
 from workers.backends.base import TaskContext
 from workers.outcome import Outcome
 
@@ -30,17 +34,16 @@ class TokenStreams:
         def write(delta: str) -> None:
             # Streaming is a courtesy: a Redis hiccup must not fail the task itself.
             try:
-                self._add(key, {"type": "token", "delta": delta})
+                self._add(key, StreamEntry.token(delta))
             except redis.RedisError as exc:
                 log.debug("token not streamed: %s", exc)
 
         return write
 
-    def _add(
-        self, key: str, fields: dict[str, str], pipe: redis.client.Pipeline | None = None
-    ) -> None:
+    def _add(self, key: str, entry: StreamEntry, pipe: redis.client.Pipeline | None = None) -> None:
         target = pipe if pipe is not None else self.redis.pipeline(transaction=False)
-        target.xadd(key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+        fields: dict[Any, Any] = entry.fields()
+        target.xadd(key, fields, maxlen=self.maxlen, approximate=True)
         target.expire(key, self.ttl)
         if pipe is None:
             target.execute()
@@ -50,11 +53,7 @@ class TokenStreams:
         for ctx in contexts:
             if ctx.on_token is not None:
                 body = {"status": status.value, "attempt": ctx.attempt}
-                self._add(
-                    self.keys.stream(ctx.task.task_id),
-                    {"type": "status", "data": orjson.dumps(body).decode()},
-                    pipe,
-                )
+                self._add(self.keys.stream(ctx.task.task_id), StreamEntry.status(body), pipe)
         pipe.execute()
 
     def finish(self, outcomes: list[Outcome]) -> None:
@@ -63,12 +62,8 @@ class TokenStreams:
         for o in outcomes:
             if o.task.action != "generate" or not o.task.payload.get("stream", True):
                 continue
-            body = {"status": o.status.value, "attempt": o.attempt}
+            body: JsonDict = {"status": o.status.value, "attempt": o.attempt}
             if o.error is not None:
                 body["error"] = o.error.model_dump()
-            self._add(
-                self.keys.stream(o.task.task_id),
-                {"type": "end", "data": orjson.dumps(body).decode()},
-                pipe,
-            )
+            self._add(self.keys.stream(o.task.task_id), StreamEntry.end(body), pipe)
         pipe.execute()

@@ -12,6 +12,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from mcp.errors import BrokerError
 from mcp.kafka import kafka_error, producer_config
 from mcp.producer import Record
 from mcp.settings import Settings
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 RETRIES = 3
 
 
-class Rewind(Exception):
+class TransactionLost(BrokerError):
     """The open transaction was lost; the consumer must go back to its committed offsets."""
 
 
@@ -61,7 +62,7 @@ class WorkerTransaction:
             self.began_at = time.monotonic()
 
     def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
-        """Commit the open transaction together with `offsets`; raise Rewind when it is lost."""
+        """Commit the open transaction with `offsets`; raise TransactionLost when it is lost."""
         if not self.open and not offsets:
             return
         self._begin()
@@ -75,7 +76,7 @@ class WorkerTransaction:
             self._retry(lambda: self.producer.commit_transaction(self.timeout))
         except KafkaException as exc:
             self._fail(exc)
-            raise Rewind(str(exc)) from exc
+            raise TransactionLost(str(exc)) from exc
         self.open = False
         self.commits += 1
 

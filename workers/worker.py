@@ -27,7 +27,7 @@ from workers.backends.base import Backend, TaskContext
 from workers.outcome import Outcome
 from workers.runner import Runner
 from workers.streams import TokenStreams
-from workers.transaction import Rewind, WorkerTransaction
+from workers.transaction import TransactionLost, WorkerTransaction
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,15 @@ class InferenceWorker:
             records += self._outcome_records(outcome)
         self.txn.produce(records)
         for msg in messages:
-            if not msg.error():
-                key = (msg.topic(), msg.partition())
-                self._done[key] = max(self._done.get(key, 0), msg.offset() + 1)
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if (
+                not msg.error()
+                and topic is not None
+                and partition is not None
+                and offset is not None
+            ):
+                key = (topic, partition)
+                self._done[key] = max(self._done.get(key, 0), offset + 1)
         self._after_commit += outcomes
         self._pending += len(messages)
         self.processed += len(outcomes)
@@ -245,7 +251,7 @@ class InferenceWorker:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         try:
             self.txn.commit(offsets, self.consumer)
-        except Rewind:
+        except TransactionLost:
             self._rewind()
             return False
         self._done.clear()

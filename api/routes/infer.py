@@ -16,8 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import Caller, Permission, require
-from api.routes.tasks import find_task, json_response, services_of
-from api.submit import Submitter
+from api.deps import find_task, json_response, services_of, submitter_of
 from mcp.errors import ValidationFailed
 from schemas import MCPEnvelope, SubmitRequest
 
@@ -74,8 +73,7 @@ async def infer(
 ) -> Response:
     services = services_of(request)
     submit_body, envelope_key, request_id = _parse(body, services.settings.default_model)
-    submitter: Submitter = request.app.state.submitter
-    _, accepted = await submitter.submit(
+    _, accepted = await submitter_of(request).submit(
         submit_body, caller.project, envelope_key or idempotency_key
     )
     deadline = time.monotonic() + wait_seconds(prefer)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.auth import Caller, Permission, require
 from api.auth.audit import admin_action
 from api.auth.keys import KeyRecord, new_key
-from api.routes.tasks import json_response, services_of
+from api.deps import json_response, services_of
 from api.services import Services
 from api.submit import Submitter
 from mcp.errors import KeyNotFound

@@ -14,9 +14,8 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Caller
-from api.routes.tasks import Reader, find_task, services_of
+from api.deps import Reader, find_task, services_of
 from api.services import Services
-from mcp.names import Keys
 
 router = APIRouter(prefix="/v1/tasks", tags=["stream"])
 
@@ -32,13 +31,12 @@ def sse(entry_id: str, event: str, data: str) -> bytes:
 async def _events(
     services: Services, task_id: str, caller: Caller, last_id: str, request: Request
 ) -> AsyncIterator[bytes]:
-    key = Keys.of(services.settings).stream(task_id)
     quiet = 0
     while not await request.is_disconnected():
-        reply = await services.store.redis.xread({key: last_id}, count=256, block=BLOCK_MS)
-        if not reply:
+        entries = await services.store.read_stream(task_id, last_id, BLOCK_MS)
+        if not entries:
             view = await find_task(services, task_id, caller)
-            if view.status.terminal and not await services.store.redis.exists(key):
+            if view.status.terminal and not await services.store.has_stream(task_id):
                 # A task without a token stream still ends its stream with its final state.
                 body = {"status": view.status.value, "attempt": view.attempts}
                 yield sse(f"{last_id}-end", "end", orjson.dumps(body).decode())
@@ -47,19 +45,11 @@ async def _events(
             if quiet % KEEPALIVE_EVERY == 0:
                 yield b": keep-alive\n\n"
             continue
-        for _stream, entries in reply:
-            for raw_id, fields in entries:
-                entry_id = raw_id.decode()
-                kind = fields.get(b"type", b"token").decode()
-                if kind == "token":
-                    delta = fields.get(b"delta", b"").decode()
-                    data = orjson.dumps({"delta": delta}).decode()
-                else:
-                    data = fields.get(b"data", b"{}").decode()
-                last_id = entry_id
-                yield sse(entry_id, kind, data)
-                if kind == "end":
-                    return
+        for entry_id, entry in entries:
+            last_id = entry_id
+            yield sse(entry_id, entry.type, orjson.dumps(entry.event_data()).decode())
+            if entry.type == "end":
+                return
 
 
 @router.get("/{task_id}/stream")

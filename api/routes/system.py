@@ -7,8 +7,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import Permission, require
+from api.deps import json_response, services_of
 from api.metrics import PROJECTED, TRANSACTIONS
-from api.routes.tasks import json_response, services_of
 from mcp.heartbeat import list_workers
 
 router = APIRouter(tags=["system"])

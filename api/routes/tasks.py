@@ -4,49 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response
 
 from api.auth import Caller, Permission, Require, require
+from api.deps import Reader, find_task, json_response, owned_task, services_of, submitter_of
 from api.errors import parse_body
-from api.services import Services
-from api.submit import Submitter
 from mcp.errors import TaskNotFound, ValidationFailed
 from mcp.producer import Record
-from mcp.store import view_of
-from schemas import SubmitRequest, TaskEvent, TaskStatus, TaskView, dumps
+from schemas import SubmitRequest, TaskEvent, dumps
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
-Reader = Annotated[Caller, require(Permission.TASKS_READ)]
 SUBMIT = Require(Permission.TASKS_SUBMIT)
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def json_response(status: int, body: object) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-async def find_task(services: Services, task_id: str, caller: Caller) -> TaskView:
-    """The caller's task, with its webhook state; another project's task does not exist."""
-    view, _ = await owned_task(services, task_id, caller)
-    return view
-
-
-async def owned_task(services: Services, task_id: str, caller: Caller) -> tuple[TaskView, str]:
-    """(the task the caller may see, its project)."""
-    data = await services.store.get(task_id)
-    view = view_of(data) if data else None
-    project = data.get("project", "default") if data else ""
-    if view is None or not caller.sees(project):
-        raise TaskNotFound(f"no task {task_id!r}", {"task_id": task_id})
-    webhook = await services.webhooks.view(task_id)
-    return view.model_copy(update={"webhook": webhook}), project
 
 
 SUBMIT_DOC: dict[str, Any] = {
@@ -75,7 +45,7 @@ async def submit(request: Request) -> Response:
     # route in front of this one (see `api/app.py`), so it checks its permission itself.
     caller = SUBMIT.from_request(request)
     raw = await request.body()
-    submitter: Submitter = request.app.state.submitter
+    submitter = submitter_of(request)
     submitter.check_body_size(caller.project, len(raw))
     body = parse_body(SubmitRequest, raw)
     status, answer = await submitter.submit(
@@ -100,14 +70,7 @@ async def cancel(
     view, view_project = await owned_task(services, task_id, caller)
     if not view.status.terminal:
         # The request is durable in task-events first, so a replay restores it.
-        event = TaskEvent(
-            task_id=task_id,
-            status=TaskStatus.QUEUED,
-            model=view.model,
-            action=view.action,
-            project=view_project,
-            cancel_requested=True,
-        )
+        event = TaskEvent.cancel_request(task_id, view.model, view.action, view_project)
         record = Record(services.topics.events, task_id.encode(), dumps(event))
         await services.producer.publish([record])
         await services.store.cancel(task_id, services.settings.redis.task_retention_s)

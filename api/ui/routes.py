@@ -25,7 +25,7 @@ from api.auth import (
     audit,
     require,
 )
-from api.routes.tasks import json_response, services_of
+from api.deps import json_response, services_of
 from schemas import ErrorBody
 
 STATIC = Path(__file__).parent / "static"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.harness import Platform, submit, submit_echo, wait_for, wait_statuses
-from tests.workers.dispatcher.conftest import SECRET, Receiver, verify
+from tests.mcp.webhooks.conftest import SECRET, Receiver, verify
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,8 @@ from mcp.settings import ModelSpec
 from schemas import AsyncTask
 
 Result = dict[str, Any]
+ResultOrError = Result | BaseException
+"""What a backend returns per task: its result, or the exception that failed that task alone."""
 
 
 @dataclass
@@ -48,5 +50,5 @@ class Backend(ABC):
         return action
 
     @abstractmethod
-    def run_batch(self, action: str, batch: list[TaskContext]) -> list[Result | BaseException]:
+    def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
         """One result (or the exception that failed that task alone) per task, in order."""

@@ -122,7 +122,7 @@ def _load(path: Path, gguf_file: str | None, device: Any, dtype: Any) -> Checkpo
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
-    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     common: dict[str, Any] = {"local_files_only": True}
     if gguf_file:
         common["gguf_file"] = gguf_file
@@ -136,7 +136,7 @@ def _load(path: Path, gguf_file: str | None, device: Any, dtype: Any) -> Checkpo
     }[kind]
     processor = None
     if kind == "vision_lm":
-        processor = transformers.AutoProcessor.from_pretrained(path, **common)
+        processor = transformers.AutoProcessor.from_pretrained(path, **common)  # type: ignore[no-untyped-call]
         tokenizer = processor.tokenizer
     else:
         tokenizer = AutoTokenizer.from_pretrained(path, **common)

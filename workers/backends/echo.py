@@ -9,18 +9,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workers.backends.base import Backend, Result, TaskContext
+from mcp.errors import BackendError
+from workers.backends.base import Backend, ResultOrError, TaskContext
 
 
-class EchoFailure(RuntimeError):
+class EchoFailure(BackendError):
     """Raised on purpose by an echo task asked to fail."""
 
 
 class EchoBackend(Backend):
-    def run_batch(self, action: str, batch: list[TaskContext]) -> list[Result | BaseException]:
+    def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
         return [self._one(ctx) for ctx in batch]
 
-    def _one(self, ctx: TaskContext) -> Result | BaseException:
+    def _one(self, ctx: TaskContext) -> ResultOrError:
         payload: dict[str, Any] = ctx.payload
         fail_times = int(payload.get("fail_times", 0) or 0)
         if ctx.attempt <= fail_times:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcp.errors import AutoGLMError, BackendError, TaskCancelled, TaskTimeout, ValidationFailed
-from workers.backends.base import Result, TaskContext
+from mcp.errors import AutoGLMError, BackendError, TaskCancelled, TaskTimeout
+from workers.backends.base import ResultOrError, TaskContext
 
-BatchRunner = Callable[[list[TaskContext]], list[Result | BaseException]]
+BatchRunner = Callable[[list[TaskContext]], list[ResultOrError]]
 
 
 def as_task_error(exc: BaseException) -> BaseException:
     """Platform errors pass through; anything else becomes a `BackendError` that keeps its cause.
 
-    Refused input is marked `permanent`: running the same payload again cannot succeed.
+    Whether a retry can help is the error class's `permanent` (refused input never succeeds).
     """
-    if isinstance(exc, ValidationFailed):
-        exc.permanent = True  # type: ignore[attr-defined]
     if isinstance(exc, AutoGLMError) or not isinstance(exc, Exception):
         return exc
     error = BackendError(f"{type(exc).__name__}: {exc}")
@@ -24,7 +22,7 @@ def as_task_error(exc: BaseException) -> BaseException:
     return error
 
 
-def run_isolated(runner: BatchRunner, batch: list[TaskContext]) -> list[Result | BaseException]:
+def run_isolated(runner: BatchRunner, batch: list[TaskContext]) -> list[ResultOrError]:
     """Run the batch at once; if that raises, run its tasks one by one so only the culprit fails."""
     try:
         results = runner(batch)
@@ -37,7 +35,7 @@ def run_isolated(runner: BatchRunner, batch: list[TaskContext]) -> list[Result |
     return [as_task_error(r) if isinstance(r, BaseException) else r for r in results]
 
 
-def _run_alone(runner: BatchRunner, ctx: TaskContext) -> Result | BaseException:
+def _run_alone(runner: BatchRunner, ctx: TaskContext) -> ResultOrError:
     try:
         return runner([ctx])[0]
     except Exception as exc:

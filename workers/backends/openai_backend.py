@@ -20,12 +20,11 @@ import orjson
 from mcp.errors import BackendError, InvalidPayload, ModelLoadError, UnknownAction
 from mcp.settings import ModelSpec, Settings
 from schemas.payloads import PAYLOADS
-from workers.backends.base import Backend, Result, TaskContext
+from workers.backends.base import Backend, Result, ResultOrError, TaskContext
 from workers.backends.isolation import as_task_error, run_isolated, stopped_early
 from workers.backends.sampling import sampling_key
 from workers.phone import build_phone_messages, parse_phone_answer
 
-Outcome = Result | BaseException
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 4
@@ -43,7 +42,15 @@ class UpstreamError(BackendError):
     code = "upstream_error"
 
 
-class _Retryable(Exception):
+class UpstreamRefused(UpstreamError):
+    """The server answered 4xx: the same request is refused on every attempt."""
+
+    permanent = True
+
+
+class _Retryable(UpstreamError):
+    """A failure worth another try (connection, 429, 5xx) before the first token."""
+
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
@@ -86,7 +93,7 @@ class OpenAIBackend(Backend):
             return sampling_key(action, payload)
         return (action,)
 
-    def run_batch(self, action: str, batch: list[TaskContext]) -> list[Outcome]:
+    def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
         if action == "embed":
             return run_isolated(self._embed, batch)
         one: dict[str, Callable[[TaskContext], Result]] = {
@@ -100,7 +107,7 @@ class OpenAIBackend(Backend):
         if self._pool is None:
             raise BackendError(f"model {self.spec.name!r} is not loaded; call load() first")
         futures = [self._pool.submit(runner, ctx) for ctx in batch]
-        outcomes: list[Outcome] = []
+        outcomes: list[ResultOrError] = []
         for future in futures:
             try:
                 outcomes.append(future.result())
@@ -141,7 +148,7 @@ class OpenAIBackend(Backend):
         answer = self._complete(ctx, "/chat/completions", body, stream=True)
         return {**parse_phone_answer(answer["text"]), "usage": answer["usage"]}
 
-    def _embed(self, batch: list[TaskContext]) -> list[Outcome]:
+    def _embed(self, batch: list[TaskContext]) -> list[ResultOrError]:
         payloads = [_validated("embed", ctx) for ctx in batch]
         groups = [[p.input] if isinstance(p.input, str) else list(p.input) for p in payloads]
         flat = [text for group in groups for text in group]
@@ -150,7 +157,7 @@ class OpenAIBackend(Backend):
         if len(data) != len(flat):
             raise UpstreamError(f"server returned {len(data)} embeddings for {len(flat)} inputs")
         vectors = [_normalised(item["embedding"]) for item in data]
-        outcomes: list[Outcome] = []
+        outcomes: list[ResultOrError] = []
         cursor = 0
         for group in groups:
             mine = vectors[cursor : cursor + len(group)]
@@ -183,7 +190,7 @@ class OpenAIBackend(Backend):
             _raise_for_status(response, read_body=True)
             for chunk in _sse_events(response.iter_lines()):
                 if ctx.cancelled():
-                    raise _EarlyStop()
+                    raise _EarlyStop("stopped while the answer streamed in")
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
                     delta = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
@@ -233,7 +240,7 @@ class OpenAIBackend(Backend):
         return self._client
 
 
-class _EarlyStop(Exception):
+class _EarlyStop(BackendError):
     """The task was cancelled or ran out of time while its answer streamed in."""
 
 
@@ -266,12 +273,10 @@ def _raise_for_status(response: httpx.Response, read_body: bool) -> None:
         retry_after = response.headers.get("retry-after")
         seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
         raise _Retryable(f"HTTP {response.status_code}", seconds)
-    error = UpstreamError(
+    raise UpstreamRefused(
         f"HTTP {response.status_code} from {response.request.url.path}",
         {"status": response.status_code, "body": response.text[:2000]},
     )
-    error.permanent = True  # type: ignore[attr-defined]  # a 4xx repeats on every attempt
-    raise error
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from mcp.errors import BackendError, InvalidPayload, UnknownAction
 from mcp.settings import ModelSpec, Settings
 from schemas.payloads import PAYLOADS, Payload
-from workers.backends.base import Backend, Result, TaskContext
+from workers.backends.base import Backend, Result, ResultOrError, TaskContext
 from workers.backends.checkpoint import Checkpoint, load_checkpoint
 from workers.backends.generation import GenerationOutput, GenerationRequest, generate_batch
 from workers.backends.isolation import as_task_error, run_isolated, stopped_early
@@ -18,8 +18,6 @@ from workers.backends.sampling import sampling_key
 from workers.backends.scoring import classify_with_head, classify_with_lm, embed_texts
 from workers.backends.text_inputs import chat_ids, prompt_ids
 from workers.phone import build_phone_messages, parse_phone_answer
-
-Outcome = Result | BaseException
 
 ACTIONS_BY_KIND: dict[str, frozenset[str]] = {
     "causal_lm": frozenset({"generate", "embed", "classify", "phone_step"}),
@@ -52,8 +50,8 @@ class TransformersBackend(Backend):
             return sampling_key(action, payload)
         return (action,)
 
-    def run_batch(self, action: str, batch: list[TaskContext]) -> list[Outcome]:
-        runners: dict[str, Callable[[list[TaskContext]], list[Outcome]]] = {
+    def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
+        runners: dict[str, Callable[[list[TaskContext]], list[ResultOrError]]] = {
             "generate": self._generate,
             "embed": self._embed,
             "classify": self._classify,
@@ -68,7 +66,7 @@ class TransformersBackend(Backend):
 
     # ------------------------------------------------------------ generate / phone_step
 
-    def _generate(self, batch: list[TaskContext]) -> list[Outcome]:
+    def _generate(self, batch: list[TaskContext]) -> list[ResultOrError]:
         def prepare(ctx: TaskContext, payload: Any) -> tuple[GenerationRequest, list[Any] | None]:
             messages = [m.model_dump() for m in payload.messages] if payload.messages else None
             if messages is None and self.checkpoint.kind == "vision_lm":
@@ -84,7 +82,7 @@ class TransformersBackend(Backend):
 
         return self._run_generation("generate", batch, prepare, finish)
 
-    def _phone_step(self, batch: list[TaskContext]) -> list[Outcome]:
+    def _phone_step(self, batch: list[TaskContext]) -> list[ResultOrError]:
         vision = self.checkpoint.kind == "vision_lm"
 
         def prepare(ctx: TaskContext, payload: Any) -> tuple[GenerationRequest, list[Any] | None]:
@@ -124,8 +122,8 @@ class TransformersBackend(Backend):
         batch: list[TaskContext],
         prepare: Callable[[TaskContext, Any], tuple[GenerationRequest, list[Any] | None]],
         finish: Callable[[TaskContext, Any, GenerationOutput], Result],
-    ) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(batch)
+    ) -> list[ResultOrError]:
+        outcomes: list[ResultOrError | None] = [None] * len(batch)
         ready: list[tuple[int, Any, GenerationRequest, list[Any] | None]] = []
         for index, ctx in enumerate(batch):
             if ctx.cancelled():
@@ -162,11 +160,11 @@ class TransformersBackend(Backend):
 
     # ------------------------------------------------------------ embed / classify
 
-    def _embed(self, batch: list[TaskContext]) -> list[Outcome]:
+    def _embed(self, batch: list[TaskContext]) -> list[ResultOrError]:
         payloads = [self._validated("embed", ctx) for ctx in batch]
         texts = [[p.input] if isinstance(p.input, str) else list(p.input) for p in payloads]
         vectors, token_counts = embed_texts(self.checkpoint, [t for group in texts for t in group])
-        outcomes: list[Outcome] = []
+        outcomes: list[ResultOrError] = []
         cursor = 0
         for group in texts:
             mine = vectors[cursor : cursor + len(group)]
@@ -181,7 +179,7 @@ class TransformersBackend(Backend):
             )
         return outcomes
 
-    def _classify(self, batch: list[TaskContext]) -> list[Outcome]:
+    def _classify(self, batch: list[TaskContext]) -> list[ResultOrError]:
         payloads = [self._validated("classify", ctx) for ctx in batch]
         texts = [p.input for p in payloads]
         labels = [list(p.labels) for p in payloads]

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from mcp.errors import StoreError
 from mcp.names import Keys
 from mcp.settings import Settings
-from mcp.signing import new_secret, secret_key
+from mcp.webhooks.signing import new_secret, secret_key
 
 
 def validate_configured(settings: Settings) -> None:

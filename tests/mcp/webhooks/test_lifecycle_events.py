@@ -12,7 +12,7 @@ import redis
 from mcp.names import Keys
 from mcp.settings import Settings
 from schemas import AsyncTask, TaskEvent, TaskStatus
-from tests.workers.dispatcher.conftest import (
+from tests.mcp.webhooks.conftest import (
     DispatcherProcess,
     Publisher,
     Receiver,

@@ -11,22 +11,23 @@ import httpx
 
 from mcp.errors import CallbackRefused
 from mcp.settings import Settings
-from mcp.signing import webhook_headers
-from mcp.ssrf import resolve_callback
-from mcp.webhook_secrets import WebhookSecrets
-from mcp.webhook_store import Delivery
-from workers.dispatcher.policy import parse_retry_after
-from workers.dispatcher.transport import PinnedTransport, pinned
+from mcp.webhooks.policy import parse_retry_after
+from mcp.webhooks.secrets import WebhookSecrets
+from mcp.webhooks.signing import webhook_headers
+from mcp.webhooks.ssrf import resolve_callback
+from mcp.webhooks.store import Delivery
+from mcp.webhooks.transport import PinnedTransport, pinned
 
 USER_AGENT = "autoglm-webhooks/1"
 MAX_RESPONSE_BYTES = 64 * 1024
 
-Outcome = Literal["delivered", "retry", "stop"]
+Verdict = Literal["delivered", "retry", "stop"]
+"""What one attempt means for its delivery: done, try again later, or never again."""
 
 
 @dataclass(frozen=True)
 class Attempt:
-    outcome: Outcome
+    outcome: Verdict
     status_code: int | None = None
     error: str = ""
     retry_after: float | None = None

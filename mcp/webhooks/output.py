@@ -1,8 +1,7 @@
 """`task.output` webhooks: what a running task produced, at most one per throttle interval.
 
-The output comes from the task's Redis Stream of token deltas (`Keys.stream`) and from
-`running` task-events that carry a partial `result`. Watched tasks are kept in Redis per slot,
-so a restarted dispatcher goes on where it stopped.
+The output comes from the task's token stream (`Keys.stream`, entries of `schemas.StreamEntry`).
+Watched tasks are kept in Redis per slot, so a restarted dispatcher goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -14,24 +13,26 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
-from pydantic import Field
+from pydantic import ConfigDict
 
 from mcp.names import Keys
 from mcp.settings import Settings
-from mcp.webhook_store import NewDelivery, WebhookStore
+from mcp.webhooks import events
+from mcp.webhooks.store import NewDelivery, WebhookStore
+from mcp.webhooks.targets import WebhookTarget
+from schemas import StreamEntry
 from schemas.task import Frozen, JsonDict, utcnow
-from workers.dispatcher import webhooks
-from workers.dispatcher.targets import WebhookTarget
 
 log = logging.getLogger(__name__)
 
-TEXT_FIELDS = ("delta", "text", "token", "content")
 MAX_ENTRIES = 1000
 
 
 class OutputWatch(Frozen):
+    # Watches saved by earlier versions carry fields this one no longer has.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     target: WebhookTarget
     attempt: int
     started_at: datetime
@@ -39,16 +40,15 @@ class OutputWatch(Frozen):
     last_id: str = "0-0"
     seq: int = 0
     last_sent: float = 0.0
-    pending: list[JsonDict] = Field(default_factory=list)
 
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def chunk_of(entries: list[JsonDict]) -> JsonDict:
-    text = "".join(str(e[f]) for e in entries for f in TEXT_FIELDS if isinstance(e.get(f), str))
-    return {"text": text, "events": entries}
+def chunk_of(entries: list[StreamEntry]) -> JsonDict:
+    text = "".join(e.delta for e in entries if e.delta is not None)
+    return {"text": text, "events": [e.model_dump(mode="json", exclude_none=True) for e in entries]}
 
 
 class OutputWatcher:
@@ -92,12 +92,6 @@ class OutputWatcher:
         self.watches[target.task_id] = watch
         await self._save([watch])
 
-    def progress(self, task_id: str, result: JsonDict) -> None:
-        """A partial result from a `running` event; sent with the next output webhook."""
-        watch = self.watches.get(task_id)
-        if watch is not None:
-            self.watches[task_id] = watch.model_copy(update={"pending": [*watch.pending, result]})
-
     async def finish(self, task_ids: list[str]) -> None:
         gone = [t for t in task_ids if self.watches.pop(t, None) is not None]
         if gone:
@@ -131,40 +125,20 @@ class OutputWatcher:
         deliveries: list[NewDelivery] = []
         changed: list[OutputWatch] = []
         for w, entries in zip(due, streams, strict=True):
-            decoded = [
-                {_text(k): _json(v) for k, v in fields.items()} for _, fields in entries or []
-            ]
-            if not decoded and not w.pending:
+            if not entries:
                 continue
             seq = w.seq + 1
-            chunk = {"seq": seq, **chunk_of(w.pending + decoded)}
+            chunk = {"seq": seq, **chunk_of([StreamEntry.of_fields(f) for _, f in entries])}
             at = utcnow()
-            deliveries.append(webhooks.output(w.target, seq, at, w.started_at, w.attempt, chunk))
-            update: dict[str, Any] = {"seq": seq, "last_sent": now, "pending": w.pending}
-            if entries:
-                update["last_id"] = _text(entries[-1][0])
+            deliveries.append(events.output(w.target, seq, at, w.started_at, w.attempt, chunk))
+            update = {"seq": seq, "last_sent": now, "last_id": _text(entries[-1][0])}
             changed.append(w.model_copy(update=update))
         await self.store.schedule(deliveries)
         saved: list[OutputWatch] = []
         for w in changed:
-            current = self.watches.get(w.target.task_id)
-            if current is None:
-                continue
-            # Partial results that arrived while this tick ran wait for the next one.
-            arrived = current.pending[len(w.pending) :]
-            saved.append(w.model_copy(update={"pending": arrived}))
-            self.watches[w.target.task_id] = saved[-1]
+            if w.target.task_id in self.watches:  # not finished while this tick ran
+                self.watches[w.target.task_id] = w
+                saved.append(w)
         await self._save(saved)
         if deliveries:
             self.on_scheduled()
-
-
-def _json(value: Any) -> Any:
-    """Stream fields holding a JSON object or array are decoded; any other text stays text."""
-    text = _text(value)
-    if not text.startswith(("{", "[")):
-        return text
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text

@@ -5,18 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mcp.webhook_store import NewDelivery
+from mcp.webhooks.store import NewDelivery
+from mcp.webhooks.targets import WebhookTarget
 from schemas import TaskResult, TaskView, WebhookBody, WebhookView, dumps
-from schemas.api import WebhookType
+from schemas.api import COMPLETION_TYPES, WebhookType
 from schemas.task import TaskStatus
-from workers.dispatcher.targets import WebhookTarget
-
-COMPLETION_TYPES: dict[TaskStatus, WebhookType] = {
-    TaskStatus.SUCCEEDED: "task.succeeded",
-    TaskStatus.FAILED: "task.failed",
-    TaskStatus.CANCELLED: "task.cancelled",
-    TaskStatus.EXPIRED: "task.expired",
-}
 
 
 def webhook_id(task_id: str, kind: str, seq: int | None = None) -> str:
@@ -34,20 +27,7 @@ def completion(result: TaskResult) -> NewDelivery | None:
     if result.callback_url is None or "completed" not in result.webhook_events_filter:
         return None
     kind = COMPLETION_TYPES[result.status]
-    view = TaskView(
-        task_id=result.task_id,
-        model=result.model,
-        action=result.action,
-        status=result.status,
-        attempts=result.attempts,
-        created_at=result.created_at,
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        result=result.result,
-        error=result.error,
-        webhook=WebhookView(status="pending"),
-        metadata=result.metadata,
-    )
+    view = TaskView.of(result, webhook=WebhookView(status="pending"))
     return NewDelivery(
         webhook_id=webhook_id(result.task_id, kind),
         task_id=result.task_id,
@@ -59,16 +39,7 @@ def completion(result: TaskResult) -> NewDelivery | None:
 
 
 def _running_view(target: WebhookTarget, attempt: int, started_at: datetime) -> TaskView:
-    return TaskView(
-        task_id=target.task_id,
-        model=target.model,
-        action=target.action,
-        status=TaskStatus.RUNNING,
-        attempts=attempt,
-        created_at=target.created_at,
-        started_at=started_at,
-        metadata=target.metadata,
-    )
+    return TaskView.of(target, status=TaskStatus.RUNNING, attempts=attempt, started_at=started_at)
 
 
 def started(target: WebhookTarget, attempt: int, at: datetime) -> NewDelivery:

@@ -9,14 +9,14 @@ import redis.asyncio as aioredis
 
 from mcp.kafka import ensure_topics
 from mcp.settings import Settings
-from mcp.webhook_secrets import WebhookSecrets, validate_configured
-from mcp.webhook_store import WebhookStore
-from workers.dispatcher.intake import Intake
-from workers.dispatcher.output import OutputWatcher
-from workers.dispatcher.policy import RetryPolicy
-from workers.dispatcher.pool import DeliveryPool
-from workers.dispatcher.sender import WebhookSender
-from workers.dispatcher.targets import TargetStore
+from mcp.webhooks.intake import Intake
+from mcp.webhooks.output import OutputWatcher
+from mcp.webhooks.policy import RetryPolicy
+from mcp.webhooks.pool import DeliveryPool
+from mcp.webhooks.secrets import WebhookSecrets, validate_configured
+from mcp.webhooks.sender import WebhookSender
+from mcp.webhooks.store import WebhookStore
+from mcp.webhooks.targets import TargetStore
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp.settings import Settings
-from mcp.webhook_secrets import WebhookSecrets
-from mcp.webhook_store import NewDelivery, WebhookStore
+from mcp.webhooks.secrets import WebhookSecrets
+from mcp.webhooks.store import NewDelivery, WebhookStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

@@ -14,9 +14,9 @@ import time
 from collections import Counter
 
 from mcp.settings import Settings
-from mcp.webhook_store import Delivery, WebhookStore
-from workers.dispatcher.policy import RetryPolicy
-from workers.dispatcher.sender import Attempt, WebhookSender
+from mcp.webhooks.policy import RetryPolicy
+from mcp.webhooks.sender import Attempt, WebhookSender
+from mcp.webhooks.store import Delivery, WebhookStore
 
 log = logging.getLogger(__name__)
 

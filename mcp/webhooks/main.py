@@ -7,7 +7,7 @@ import logging
 import signal
 
 from mcp.settings import get_settings
-from workers.dispatcher.dispatcher import Dispatcher
+from mcp.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import certifi
 import httpcore
 import httpx
 
-from mcp.ssrf import CallbackTarget
+from mcp.webhooks.ssrf import CallbackTarget
 
 _TARGET: ContextVar[CallbackTarget | None] = ContextVar("webhook_target", default=None)
 

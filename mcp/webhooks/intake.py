@@ -17,12 +17,12 @@ from redis.exceptions import RedisError
 from mcp.kafka import consumer_config
 from mcp.names import Topics
 from mcp.settings import Settings
-from mcp.webhook_store import NewDelivery, WebhookStore
+from mcp.webhooks import events
+from mcp.webhooks.output import OutputWatcher
+from mcp.webhooks.store import NewDelivery, WebhookStore
+from mcp.webhooks.targets import TargetStore, WebhookTarget
 from schemas import DecodeError, TaskEvent, TaskResult, loads
 from schemas.task import TaskStatus
-from workers.dispatcher import webhooks
-from workers.dispatcher.output import OutputWatcher
-from workers.dispatcher.targets import TargetStore, WebhookTarget
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Intake:
                 if msg.topic() == self.topics.results:
                     result = loads(TaskResult, raw)
                     finished.append(result.task_id)
-                    for delivery in (webhooks.started_of(result), webhooks.completion(result)):
+                    for delivery in (events.started_of(result), events.completion(result)):
                         if delivery is not None:
                             deliveries.append(delivery)
                 else:
@@ -144,10 +144,8 @@ class Intake:
             return
         if "output" in target.events:
             await self.watcher.watch(target, event.attempt, event.at)
-            if event.result is not None:
-                self.watcher.progress(event.task_id, event.result)
-        if "started" in target.events and event.result is None:
-            deliveries.append(webhooks.started(target, event.attempt, event.at))
+        if "started" in target.events:
+            deliveries.append(events.started(target, event.attempt, event.at))
 
 
 def _usable(msg: Message) -> bool:

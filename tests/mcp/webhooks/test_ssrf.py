@@ -11,7 +11,7 @@ from pydantic import HttpUrl, TypeAdapter
 
 from mcp.errors import CallbackRefused
 from mcp.settings import Settings
-from mcp.ssrf import check_callback_url, parse_ip_literal, resolve_callback
+from mcp.webhooks.ssrf import check_callback_url, parse_ip_literal, resolve_callback
 
 
 def _settings(dev_mode: bool = False, allow: list[str] | None = None) -> Settings:

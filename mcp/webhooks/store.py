@@ -2,7 +2,7 @@
 
 A delivery is a hash `webhook:<webhook-id>` (body, url, attempts, status, last status code, next
 attempt). Deliveries still to send wait in a ZSET per destination, scored by when they are due
-(see `mcp.webhook_scripts`). A dispatcher claims due ones by pushing their score a lease ahead,
+(see `mcp.webhooks.scripts`). A dispatcher claims due ones by pushing their score a lease ahead,
 so a crashed dispatcher's claims fall due again. `webhook:dead` lists deliveries given up on;
 `redeliver` revives one.
 """
@@ -13,20 +13,20 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
-from mcp import webhook_scripts
 from mcp.names import Keys
 from mcp.settings import Settings
-from schemas.api import WebhookState, WebhookView
+from mcp.webhooks import scripts
+from schemas.api import COMPLETION_TYPES, WebhookState, WebhookView
 
 ORDER_STEP_S = 1e-6
 """Deliveries scheduled together are due this far apart, so they keep their order."""
 
-TERMINAL_TYPES = ("task.succeeded", "task.failed", "task.cancelled", "task.expired")
+TERMINAL_TYPES = tuple(COMPLETION_TYPES.values())
 
 
 def destination(url: str) -> str:
@@ -90,11 +90,11 @@ class WebhookStore:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.due_prefix = self.keys.webhook_due("")
-        self._schedule = redis.register_script(webhook_scripts.SCHEDULE)
-        self._claim = redis.register_script(webhook_scripts.CLAIM)
-        self._place = redis.register_script(webhook_scripts.PLACE)
-        self._redeliver = redis.register_script(webhook_scripts.REDELIVER)
-        self._release = redis.register_script(webhook_scripts.RELEASE)
+        self._schedule = redis.register_script(scripts.SCHEDULE)
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._place = redis.register_script(scripts.PLACE)
+        self._redeliver = redis.register_script(scripts.REDELIVER)
+        self._release = redis.register_script(scripts.RELEASE)
 
     @property
     def retention_s(self) -> int:
@@ -209,7 +209,7 @@ class WebhookStore:
         return Claim(claimed, next_due)
 
     async def _placed(self, pipe: Any, d: Delivery, at: float, mode: str) -> None:
-        """Queue a PLACE call on `pipe` (see `webhook_scripts.PLACE`)."""
+        """Queue a PLACE call on `pipe` (see `scripts.PLACE`)."""
         args: list[Any] = [self.due_prefix, d.destination, d.webhook_id, at, mode]
         await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
 
@@ -338,7 +338,7 @@ class WebhookStore:
         status, attempts, code, next_at = (_text(v) if v is not None else "" for v in raw)
         if not status:
             return WebhookView()
-        state: WebhookState = status if status in _STATES else "pending"  # type: ignore[assignment]
+        state: WebhookState = _STATES.get(status, "pending")
         return WebhookView(
             status=state,
             attempts=int(attempts or 0),
@@ -360,4 +360,4 @@ class WebhookStore:
         return bool(await self._redeliver(keys=keys, args=args))
 
 
-_STATES = frozenset({"pending", "delivered", "retrying", "failed"})
+_STATES: dict[str, WebhookState] = {s: s for s in get_args(WebhookState) if s != "none"}

@@ -17,14 +17,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp.settings import Settings
-from mcp.signing import webhook_headers
-from mcp.ssrf import CallbackTarget, parse_ip_literal
-from mcp.webhook_secrets import WebhookSecrets
-from mcp.webhook_store import Delivery
-from tests.workers.dispatcher.conftest import SECRET, SECRETS, Receiver, Reply, verify
-from workers.dispatcher.policy import RetryPolicy, parse_retry_after
-from workers.dispatcher.sender import WebhookSender, classify
-from workers.dispatcher.transport import PinnedTransport, pinned
+from mcp.webhooks.policy import RetryPolicy, parse_retry_after
+from mcp.webhooks.secrets import WebhookSecrets
+from mcp.webhooks.sender import WebhookSender, classify
+from mcp.webhooks.signing import webhook_headers
+from mcp.webhooks.ssrf import CallbackTarget, parse_ip_literal
+from mcp.webhooks.store import Delivery
+from mcp.webhooks.transport import PinnedTransport, pinned
+from tests.mcp.webhooks.conftest import SECRET, SECRETS, Receiver, Reply, verify
 
 HOST = "hooks.example.test"
 

@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp.settings import Settings
-from mcp.webhook_store import WebhookStore
+from mcp.webhooks.store import WebhookStore
 from schemas import TaskStatus, WebhookView
-from tests.workers.dispatcher.conftest import (
+from tests.mcp.webhooks.conftest import (
     OLD_SECRET,
     SECRET,
     DispatcherProcess,

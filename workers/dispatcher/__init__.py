@@ -1,1 +1,0 @@
-"""The webhook dispatcher: task results and lifecycle events become signed, retried POSTs."""
