@@ -3,9 +3,9 @@
 | module | owns |
 |---|---|
 | `events` | what a webhook says: type, stable `webhook-id`, body (the task's poll view) |
-| `store`, `scripts` | the durable schedule in Redis: deliveries, per-destination due queues, dead list |
+| `store`, `scripts` | the durable schedule in Redis: deliveries, due queues, dead letters |
 | `signing`, `secrets` | Standard Webhooks signatures; which secrets sign a project's webhooks |
-| `ssrf`, `transport` | where the platform agrees to send (at submit and at delivery), pinned connects |
+| `ssrf`, `transport` | where webhooks may go (checked at submit and delivery), pinned connects |
 | `targets` | where a running task's `task.started` / `task.output` webhooks go |
 | `intake` | Kafka `task-results` + `task-events` -> scheduled deliveries |
 | `output` | a running task's token stream -> throttled `task.output` webhooks |
