@@ -1,1 +1,2 @@
-"""The Model Control Plane: settings, Kafka transport, Redis task store, registry, heartbeats."""
+"""The Model Control Plane: settings, names, errors, Kafka transport, task state in Redis, projector,
+registry, heartbeats, blobs (`mcp.blobs`) and webhooks (`mcp.webhooks`)."""
