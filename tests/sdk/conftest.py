@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import drop_topics, make_settings
 from tests.harness import Platform
-from tests.workers.dispatcher.conftest import SECRET
+from tests.mcp.webhooks.conftest import SECRET
 
 
 @pytest.fixture(scope="package")

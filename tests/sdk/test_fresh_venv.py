@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT, Platform, free_port
-from tests.workers.dispatcher.conftest import SECRET
+from tests.mcp.webhooks.conftest import SECRET
 
 pytestmark = pytest.mark.integration
 
