@@ -1,2 +1,2 @@
-"""The Model Control Plane: settings, names, errors, Kafka transport, task state in Redis, projector,
-registry, heartbeats, blobs (`mcp.blobs`) and webhooks (`mcp.webhooks`)."""
+"""The Model Control Plane: settings, names, errors, Kafka transport, task state in Redis,
+projector, registry, heartbeats, blobs (`mcp.blobs`) and webhooks (`mcp.webhooks`)."""
