@@ -91,6 +91,7 @@ class Services:
     async def _prepare_topics(self) -> None:
         try:
             await asyncio.to_thread(ensure_topics, self.settings)
+            await asyncio.to_thread(self.learn_record_limits)
             self.topics_ready = True
         except Exception as exc:
             log.warning("could not create topics yet: %s", exc)
@@ -100,6 +101,20 @@ class Services:
     @property
     def keys_ready(self) -> bool:
         return self.key_feed is None or self.key_feed.caught_up.is_set()
+
+    def learn_record_limits(self) -> None:
+        """The topics' record limits, for refusing too large a task before it is batched."""
+        names = [self.topics.events, *(self.topics.tasks(m) for m in self.registry.specs)]
+        limits = self.producer.limits
+        limits.learn(self.settings, names)
+        body_max = self.settings.server.max_body_bytes
+        if body_max > limits.smallest():
+            log.info(
+                "bodies up to %d bytes are read, but records larger than %d bytes are refused "
+                "(413 record_too_large); see the README on body and record limits",
+                body_max,
+                limits.smallest(),
+            )
 
     async def stop(self) -> None:
         if self.key_feed is not None:

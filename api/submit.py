@@ -16,9 +16,10 @@ from mcp.errors import (
     IdempotencyConflict,
     PayloadTooLarge,
     QuotaExceeded,
+    RecordRefused,
 )
 from mcp.kafka import ensure_topics
-from mcp.producer import Record
+from mcp.records import Record
 from mcp.webhooks.ssrf import check_callback_url
 from schemas import (
     AsyncTask,
@@ -97,15 +98,18 @@ class Submitter:
             await asyncio.to_thread(check_callback_url, str(body.callback_url), services.settings)
         await self.ensure_topics()
         task = AsyncTask.of(body, project, TraceContext(traceparent=traceparent))
+        records, event = task_records(services, task)
+        # Before the group commit and before anything is remembered: a record Kafka would refuse
+        # must not cost the requests that share its transaction.
+        services.producer.limits.check(records)
         if idempotency_key:
             repeat = await self._repeat(body, project, idempotency_key, task.task_id)
             if repeat is not None:
                 return 200, repeat
-        records, event = task_records(services, task)
         await self._reserve(project, task.task_id, idempotency_key)
         try:
             await services.producer.publish(records, note=event)
-        except BrokerUnavailable:
+        except (BrokerUnavailable, RecordRefused):
             await services.active.release(project, task.task_id)
             if idempotency_key:
                 await services.store.forget_idempotency(project, idempotency_key)
@@ -165,4 +169,5 @@ class Submitter:
             await asyncio.to_thread(ensure_topics, services.settings, None, 5.0)
         except Exception as exc:
             raise BrokerUnavailable(f"Kafka is not reachable: {exc}") from exc
+        await asyncio.to_thread(services.learn_record_limits)
         services.topics_ready = True

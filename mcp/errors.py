@@ -18,6 +18,9 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     ├── BrokerError                 Kafka
     │   ├── BrokerUnavailable
     │   └── TransactionLost         workers.transaction: the worker rewinds
+    ├── RecordRefused               Kafka refused one record (mcp.records, permanent)
+    │   ├── RecordTooLarge
+    │   └── RecordNotAuthorized
     ├── StoreError                  Redis
     ├── BlobError                   the blob store (mcp.blobs)
     │   ├── BlobStoreUnavailable
@@ -57,6 +60,9 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
+    "RecordNotAuthorized",
+    "RecordRefused",
+    "RecordTooLarge",
     "StoreError",
     "TaskCancelled",
     "TaskNotFound",
@@ -179,6 +185,25 @@ class BrokerUnavailable(BrokerError):
     """Kafka did not accept the transaction; nothing was recorded."""
 
     code = "broker_unavailable"
+
+
+class RecordRefused(AutoGLMError):
+    """Kafka refused one record of a transaction; the other records went on without it."""
+
+    code = "record_refused"
+    permanent = True
+
+
+class RecordTooLarge(RecordRefused):
+    """A record is larger than the producer's `message.max.bytes` or its topic's limit."""
+
+    code = "record_too_large"
+
+
+class RecordNotAuthorized(RecordRefused):
+    """The platform's Kafka credentials may not write the record's topic."""
+
+    code = "record_not_authorized"
 
 
 class StoreError(AutoGLMError):

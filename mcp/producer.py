@@ -4,8 +4,11 @@ A request's records are handed to a committer thread and the request waits on a 
 thread gathers whatever arrives within `group_commit_max_ms` (or up to
 `group_commit_max_messages`), produces it all in one transaction and commits; then, on the
 requests' event loop, the `after_commit` hook sees the committed submissions' notes and only
-after it are the futures resolved. A failed transaction is aborted and every request in it
-learns so: nothing of it is visible to read_committed consumers.
+after it are the futures resolved. A transaction that fails because Kafka refused some
+request's record is done again without that request, which alone learns of it (see
+`mcp.grouped_txn`); any other failure is an outage: the transaction is aborted and every
+request in it learns so. Nothing of an aborted transaction is visible to read_committed
+consumers.
 """
 
 from __future__ import annotations
@@ -23,18 +26,12 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from mcp.errors import BrokerUnavailable
+from mcp.grouped_txn import Group, GroupedTransaction
 from mcp.kafka import kafka_error, producer_config
+from mcp.records import Record, RecordLimits, refused_record
 from mcp.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -122,6 +119,8 @@ class TaskProducer:
         self._sweeper: asyncio.Task[None] | None = None
         self.transactions = 0
         self.records = 0
+        # Filled in with the topics' limits once they are known; refusals cite them.
+        self.limits = RecordLimits.of(settings)
 
     def start(self) -> None:
         for i, lane in enumerate(self._lanes):
@@ -223,18 +222,22 @@ class TaskProducer:
             return
         try:
             producer = self._ensure_producer(lane)
-            producer.begin_transaction()
-            for pending in live:
-                for r in pending.records:
-                    producer.produce(r.topic, r.value, r.key, headers=list(r.headers))
-            producer.commit_transaction(timeout)
+            txn = GroupedTransaction(producer, timeout)
+            txn.begin()
+            for i, pending in enumerate(live):
+                txn.add(Group(i, pending.records))
+            refused = txn.commit(lambda: producer.commit_transaction(timeout))
         except Exception as exc:
             self._recover(lane, exc)
             _settle(live, BrokerUnavailable(f"Kafka transaction failed: {exc}"))
             return
+        for index, refusal in refused.items():
+            assert isinstance(index, int)
+            _settle([live[index]], refused_record(refusal.error, self.limits, refusal.topic))
+        committed = [p for i, p in enumerate(live) if i not in refused]
         self.transactions += 1
-        self.records += sum(len(p.records) for p in live)
-        _settle(live, None, self._after_commit)
+        self.records += sum(len(p.records) for p in committed)
+        _settle(committed, None, self._after_commit)
 
     def _recover(self, lane: _Lane, exc: BaseException) -> None:
         """Abort what can be aborted; drop a producer that can no longer be trusted."""

@@ -1,5 +1,9 @@
 """The worker's side of exactly-once: results, events and consumed offsets in one transaction.
 
+Records enter in groups (one task's outcome, one `running` event): a group Kafka refuses is
+replaced by what the worker substitutes for it (a failure and a DLQ copy) and the rest commits
+with the offsets in a new transaction (`mcp.grouped_txn`).
+
 Error classes (librdkafka): a retriable error retries the call; one that requires an abort
 aborts and makes the worker rewind to its committed offsets; a fatal one (or a fenced
 producer) replaces the producer, which aborts whatever the old one left open.
@@ -13,8 +17,8 @@ import time
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from mcp.errors import BrokerError
+from mcp.grouped_txn import Group, GroupedTransaction, Substitute
 from mcp.kafka import kafka_error, producer_config
-from mcp.producer import Record
 from mcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,14 +31,16 @@ class TransactionLost(BrokerError):
 
 
 class WorkerTransaction:
-    def __init__(self, settings: Settings, transactional_id: str) -> None:
+    def __init__(self, settings: Settings, transactional_id: str, substitute: Substitute) -> None:
         self.settings = settings
         self.transactional_id = transactional_id
         self.timeout = settings.kafka.request_timeout_s
         self.producer = self._new_producer()
+        self.txn = GroupedTransaction(self.producer, self.timeout, substitute)
         self.open = False
         self.began_at = 0.0
         self.commits = 0
+        self.refused = 0
 
     def _new_producer(self) -> Producer:
         """A producer that owns the transactional.id, waiting out a broker that is away."""
@@ -47,17 +53,22 @@ class WorkerTransaction:
                 log.warning("cannot take over %s yet: %s", self.transactional_id, exc)
                 time.sleep(1.0)
 
-    def produce(self, records: list[Record]) -> None:
-        if not records:
+    def produce(self, groups: list[Group]) -> None:
+        """Add groups to the open transaction; TransactionLost when Kafka fails it outright."""
+        if not groups:
             return
         self._begin()
-        for r in records:
-            self.producer.produce(r.topic, r.value, r.key, headers=list(r.headers))
+        try:
+            for group in groups:
+                self.txn.add(group)
+        except KafkaException as exc:
+            self._fail(exc)
+            raise TransactionLost(str(exc)) from exc
         self.producer.poll(0)
 
     def _begin(self) -> None:
         if not self.open:
-            self.producer.begin_transaction()
+            self.txn.begin()
             self.open = True
             self.began_at = time.monotonic()
 
@@ -66,7 +77,8 @@ class WorkerTransaction:
         if not self.open and not offsets:
             return
         self._begin()
-        try:
+
+        def finish() -> None:
             if offsets:
                 # Not retried: after a broker restart a retried call can block well past its
                 # timeout while the unpolled consumer cannot rejoin. Abort and rewind instead.
@@ -74,11 +86,15 @@ class WorkerTransaction:
                     offsets, consumer.consumer_group_metadata(), self.timeout
                 )
             self._retry(lambda: self.producer.commit_transaction(self.timeout))
+
+        try:
+            refused = self.txn.commit(finish)
         except KafkaException as exc:
             self._fail(exc)
             raise TransactionLost(str(exc)) from exc
         self.open = False
         self.commits += 1
+        self.refused += len(refused)
 
     def abort(self) -> None:
         if not self.open:
@@ -116,6 +132,7 @@ class WorkerTransaction:
                 log.warning("abort failed: %s", abort_exc)
         # Fatal or fenced: a producer with the same transactional.id takes over cleanly.
         self.producer = self._new_producer()
+        self.txn.producer = self.producer
 
     def close(self) -> None:
         self.abort()

@@ -9,17 +9,20 @@ the consumer group metadata). Only after a commit does Redis hear of the outcome
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
 
+from mcp.grouped_txn import Group, Refusal
 from mcp.kafka import consumer_config
 from mcp.names import Topics
-from mcp.producer import Record
+from mcp.records import Record, refused_record
 from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
 from schemas import AsyncTask, DecodeError, TaskEvent, TaskStatus, dumps, loads, utcnow
@@ -53,7 +56,7 @@ class InferenceWorker:
         self.store = SyncTaskStore(settings)
         self.streams = TokenStreams(settings, self.store.redis)
         self.txn = WorkerTransaction(
-            settings, self.topics.transactional_id(f"worker.{spec.name}", slot)
+            settings, self.topics.transactional_id(f"worker.{spec.name}", slot), self._substitute
         )
         longest = max(settings.worker.session_timeout_ms, 3_600_000)
         self.consumer = Consumer(
@@ -72,6 +75,7 @@ class InferenceWorker:
         # Offsets of work whose outcome sits in the open transaction, per partition.
         self._done: dict[tuple[str, int], int] = {}
         self._after_commit: list[Outcome] = []
+        self._ids = itertools.count()
         self._pending = 0
         self._assigned: set[str] = set()
         self._assigned_at = 0.0
@@ -99,6 +103,9 @@ class InferenceWorker:
                         self._handle(messages)
                     except RedisError as exc:
                         self._wait_out_store_outage(exc)
+                        continue
+                    except TransactionLost:
+                        self._rewind()
                         continue
                 self._maybe_commit(force=not messages)
                 if (
@@ -132,7 +139,7 @@ class InferenceWorker:
     # -- one batch ---------------------------------------------------------------------------
 
     def _handle(self, messages: list[Message]) -> None:
-        records: list[Record] = []
+        groups: list[Group] = []
         tasks: list[AsyncTask] = []
         for msg in messages:
             if msg.error():
@@ -141,19 +148,25 @@ class InferenceWorker:
             try:
                 tasks.append(loads(AsyncTask, msg.value() or b""))
             except DecodeError as exc:
-                records.append(self._dlq_raw(msg, exc))
+                groups.append(Group(("raw", next(self._ids)), [self._dlq_raw(msg, exc)]))
         outcomes, contexts = self._claim(tasks)
         if contexts:
-            self.txn.produce([self._running_record(ctx) for ctx in contexts])
+            self.txn.produce(
+                [Group(("running", next(self._ids)), [self._running_record(c)]) for c in contexts]
+            )
             # `task.started` webhooks should not wait for the result. A lost transaction here
             # abandons the batch: the rewound consumer reads it again.
             if any(ctx.task.wants("started") for ctx in contexts) and not self._commit():
                 return
             self.streams.status(contexts, TaskStatus.RUNNING)
             outcomes += self.runner.run(contexts)
-        for outcome in outcomes:
-            records += self._outcome_records(outcome)
-        self.txn.produce(records)
+        # Outcomes are known by their place in the open transaction: a refused one is replaced.
+        base = len(self._after_commit)
+        self._after_commit += outcomes
+        groups += [
+            Group(("outcome", base + i), self._outcome_records(o)) for i, o in enumerate(outcomes)
+        ]
+        self.txn.produce(groups)
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if (
@@ -164,9 +177,33 @@ class InferenceWorker:
             ):
                 key = (topic, partition)
                 self._done[key] = max(self._done.get(key, 0), offset + 1)
-        self._after_commit += outcomes
         self._pending += len(messages)
         self.processed += len(outcomes)
+
+    def _substitute(self, group: Group, refusal: Refusal) -> Group | None:
+        """What is published in place of a group Kafka refused; None: nothing can be."""
+        kind, n = cast(tuple[str, int], group.id)
+        error = refused_record(refusal.error, topic=refusal.topic)
+        log.warning("Kafka refused the %s records of a task: %s", kind, error.message)
+        if kind == "outcome":  # the task fails instead, with a copy in the DLQ
+            done = self._after_commit[n]
+            failed = Outcome.failure(
+                done.task,
+                done.attempt,
+                error.code,
+                f"the task's {done.status.value} outcome could not be published: {error.message}",
+                to_dlq=True,
+                started_at=done.started_at,
+            )
+            self._after_commit[n] = failed
+            return Group(("unpublishable", n), self._outcome_records(failed))
+        if kind == "unpublishable":  # even the DLQ copy was refused: the failure alone
+            return Group(("failure", n), [r for r in group.records if r.topic != self.topics.dlq])
+        if kind == "raw":  # an undecodable message the DLQ will not take: its coordinates
+            return Group(("raw-refused", n), [replace(r, value=b"") for r in group.records])
+        if kind in ("running", "raw-refused"):  # informational; nothing depends on it
+            return Group((f"{kind}-dropped", n), [])
+        return None
 
     def _claim(self, tasks: list[AsyncTask]) -> tuple[list[Outcome], list[TaskContext]]:
         outcomes: list[Outcome] = []
@@ -220,9 +257,9 @@ class InferenceWorker:
         ]
         if outcome.to_dlq:
             code = outcome.error.code if outcome.error else "failed"
-            out.append(
-                Record(self.topics.dlq, key, dumps(outcome.task), (("error", code.encode()),))
-            )
+            reason = outcome.error.message if outcome.error else ""
+            headers = (("error", code.encode()), ("reason", reason.encode()))
+            out.append(Record(self.topics.dlq, key, dumps(outcome.task), headers))
         return out
 
     def _dlq_raw(self, msg: Message, exc: DecodeError) -> Record:

@@ -16,7 +16,7 @@ from api.deps import json_response, services_of
 from api.services import Services
 from api.submit import Submitter
 from mcp.errors import KeyNotFound
-from mcp.producer import Record
+from mcp.records import Record
 from mcp.settings import Role
 from schemas import utcnow
 

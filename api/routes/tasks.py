@@ -11,7 +11,7 @@ from api.auth import Caller, Permission, Require, require
 from api.deps import Reader, find_task, json_response, owned_task, services_of, submitter_of
 from api.errors import parse_body
 from mcp.errors import TaskNotFound, ValidationFailed
-from mcp.producer import Record
+from mcp.records import Record
 from schemas import SubmitRequest, TaskEvent, dumps
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
