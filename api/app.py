@@ -12,7 +12,7 @@ from starlette.routing import Route
 from api import errors
 from api.auth.openapi import document_access
 from api.limits import BodySizeLimit, CompressResponses
-from api.routes import infer, keys, stream, system, tasks
+from api.routes import browse, dead_webhooks, dlq, infer, keys, queues, stream, system, tasks
 from api.services import Services
 from api.submit import Submitter
 from api.ui import routes as ui
@@ -47,11 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Submissions skip FastAPI's per-route machinery: the same endpoint as a plain Starlette
     # route in front; the FastAPI route behind it still documents the contract in OpenAPI.
     app.router.routes.insert(0, Route("/v1/tasks", tasks.submit, methods=["POST"]))
+    app.include_router(browse.router)
     app.include_router(tasks.router)
     if settings.server.streaming:
         app.include_router(stream.router)
     app.include_router(infer.router)
     app.include_router(system.router)
+    app.include_router(queues.router)
+    app.include_router(dead_webhooks.router)
+    app.include_router(dlq.router)
     app.include_router(ui.router)
     app.mount("/ui/static", ui.StaticAssets(), name="ui-static")
     if settings.auth.metrics == "token":

@@ -18,6 +18,7 @@ from mcp.errors import (
     BlobNotFound,
     BrokerError,
     IdempotencyConflict,
+    InvalidCursor,
     InvalidJSON,
     KeyNotFound,
     PayloadTooLarge,
@@ -36,6 +37,7 @@ from schemas import ErrorBody
 
 STATUS: dict[type[AutoGLMError], int] = {
     InvalidJSON: 400,
+    InvalidCursor: 400,
     Unauthenticated: 401,
     PermissionDenied: 403,
     TaskNotFound: 404,

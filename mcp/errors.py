@@ -9,7 +9,8 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     AutoGLMError
     ├── DecodeError                 schemas.codec: bytes that are not the expected message
     ├── ValidationFailed            input the platform refuses (permanent)
-    │   ├── InvalidJSON, PayloadTooLarge, UnknownModel, UnknownAction, InvalidPayload
+    │   ├── InvalidJSON, InvalidCursor, PayloadTooLarge, UnknownModel, UnknownAction,
+    │   │   InvalidPayload
     │   └── CallbackRefused
     ├── IdempotencyConflict, TaskNotFound, KeyNotFound, RateLimited, QuotaExceeded
     ├── AccessError                 callers the platform refuses
@@ -51,6 +52,7 @@ __all__ = [
     "CallbackRefused",
     "ConfigurationError",
     "IdempotencyConflict",
+    "InvalidCursor",
     "InvalidJSON",
     "InvalidPayload",
     "InvalidWebhookSecret",
@@ -91,6 +93,12 @@ class PayloadTooLarge(ValidationFailed):
     """The body is larger than the server's or the project's limit."""
 
     code = "payload_too_large"
+
+
+class InvalidCursor(ValidationFailed):
+    """A listing cursor that this API did not hand out."""
+
+    code = "invalid_cursor"
 
 
 class UnknownModel(ValidationFailed):

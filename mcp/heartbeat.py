@@ -56,6 +56,7 @@ class Heartbeat:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.worker(self.worker_id), orjson.dumps(body), px=ttl_ms)
         pipe.sadd(self.keys.workers, self.worker_id)
+        pipe.zrem(self.keys.workers_failed, self.worker_id)
         pipe.execute()
 
     def _run(self) -> None:
@@ -74,14 +75,18 @@ class Heartbeat:
         pipe.execute()
 
 
+FAILED_SHOWN_S = 600
+"""How long a worker whose heartbeat expired is still listed, as `failed`."""
+
+
 async def list_workers(settings: Settings, client: aioredis.Redis) -> list[dict[str, Any]]:
+    """Every registered worker with its state: alive, suspect (a beat is late), or failed (its
+    key expired without a clean stop; listed for `FAILED_SHOWN_S`)."""
     keys = Keys.of(settings)
     ids = sorted(
         m.decode() if isinstance(m, bytes) else str(m) for m in await client.smembers(keys.workers)
     )
-    if not ids:
-        return []
-    values = await client.mget([keys.worker(w) for w in ids])
+    values = await client.mget([keys.worker(w) for w in ids]) if ids else []
     now = time.time()
     out: list[dict[str, Any]] = []
     gone: list[str] = []
@@ -94,6 +99,14 @@ async def list_workers(settings: Settings, client: aioredis.Redis) -> list[dict[
         body["age_s"] = round(age, 3)
         body["state"] = "alive" if age <= float(body.get("interval_s", 2)) * 1.5 else "suspect"
         out.append(body)
-    if gone:
-        await client.srem(keys.workers, *gone)
+    async with client.pipeline(transaction=True) as pipe:
+        if gone:
+            pipe.zadd(keys.workers_failed, dict.fromkeys(gone, now), nx=True)
+            pipe.srem(keys.workers, *gone)
+        pipe.zremrangebyscore(keys.workers_failed, "-inf", now - FAILED_SHOWN_S)
+        pipe.zrange(keys.workers_failed, 0, -1, withscores=True)
+        failed = (await pipe.execute())[-1]
+    for member, at in failed:
+        worker_id = member.decode() if isinstance(member, bytes) else str(member)
+        out.append({"worker_id": worker_id, "state": "failed", "failed_at": at})
     return out

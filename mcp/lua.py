@@ -1,11 +1,20 @@
-"""Redis scripts that make task state transitions atomic and monotonic."""
+"""Redis scripts that make task state transitions atomic and monotonic.
+
+Each script ends its step on a task with `index_task` (`mcp.task_index.INDEX_LIB`), so the
+task's indexes always agree with its state.
+"""
+
+from mcp.task_index import INDEX_LIB
 
 # KEYS: task hashes. ARGV[1]: a JSON array aligned with KEYS of
-# [status, rank, attempt, ttl_s, [field, value, field, value, ...]]. One call applies a batch.
+# [status, rank, attempt, ttl_s, [field, value, ...], timeline field, timeline entry]. One call
+# applies a batch; the timeline entry (absent for results) is kept once per field.
 # A transition applies when it moves up the lifecycle (queued < running < terminal), or is a
 # newer attempt of running. A stale event only fills fields still missing: a late `running`
 # never overwrites `succeeded`, yet a replayed `queued` still restores the task's description.
-APPLY_EVENTS = """
+APPLY_EVENTS = (
+    INDEX_LIB
+    + """
 local items = cjson.decode(ARGV[1])
 local applied = 0
 for i, item in ipairs(items) do
@@ -29,14 +38,24 @@ for i, item in ipairs(items) do
   end
   if attempt > cur_attempts then redis.call('HSET', key, 'attempts', attempt) end
   redis.call('EXPIRE', key, tonumber(item[4]))
+  index_task(key)
+  if item[6] then
+    local prefix, id = string.match(key, '^(.*)task:(.*)$')
+    local timeline = prefix .. 'timeline:' .. id
+    redis.call('HSETNX', timeline, item[6], item[7])
+    redis.call('EXPIRE', timeline, tonumber(item[4]))
+  end
 end
 return applied
 """
+)
 
 # KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, ttl_s, worker_id, then base field pairs.
 # Returns {verdict, attempt}: verdict is run | cancelled | terminal. `run` counts the attempt,
 # so attempts survive a crashed worker.
-CLAIM = """
+CLAIM = (
+    INDEX_LIB
+    + """
 local key = KEYS[1]
 for i = 4, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
 local cur = redis.call('HMGET', key, 'rank', 'attempts')
@@ -47,13 +66,17 @@ attempts = redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('HSET', key, 'status', 'running', 'rank', 1, 'worker_id', ARGV[3])
 redis.call('HSETNX', key, 'started_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
+index_task(key)
 return {'run', attempts}
 """
+)
 
 # KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, flag ttl_s.
 # Returns the status after the request: a queued task is cancelled at once; a running one gets
 # the flag its worker polls; a finished one is left as it is.
-CANCEL = """
+CANCEL = (
+    INDEX_LIB
+    + """
 local key = KEYS[1]
 local cur = redis.call('HMGET', key, 'rank', 'status')
 if not cur[1] then
@@ -65,10 +88,12 @@ if rank == 2 then return cur[2] end
 redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
 if rank == 0 then
   redis.call('HSET', key, 'status', 'cancelled', 'rank', 2, 'finished_at', ARGV[1])
+  index_task(key)
   return 'cancelled'
 end
 return 'running'
 """
+)
 
 # KEYS[1] a project's active-task sorted set. ARGV: task_id, score (submit time), limit.
 # Returns 1 when the task took a place (or had one), 0 when the project is at its limit.

@@ -66,12 +66,37 @@ class Keys:
         """Queued and running tasks of a project (the quota's count), scored by submit time."""
         return f"{self.prefix}active:{project}"
 
+    def index(self, project: str, name: str) -> str:
+        """A sorted set of a project's task ids (see `mcp.task_index`)."""
+        return f"{self.prefix}idx:{project}:{name}"
+
+    @property
+    def index_projects(self) -> str:
+        return f"{self.prefix}idx:projects"
+
+    def timeline(self, task_id: str) -> str:
+        """A task's lifecycle events: `<status>:<attempt>` -> the event."""
+        return f"{self.prefix}timeline:{task_id}"
+
+    def dead_letters(self, project: str) -> str:
+        """A project's tasks in the dead-letter topic, scored by when they landed there."""
+        return f"{self.prefix}dlq:{project}"
+
+    def dead_letter(self, task_id: str) -> str:
+        """Where a task's dead-letter record is (partition, offset) and why it is there."""
+        return f"{self.prefix}dlq:task:{task_id}"
+
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
 
     @property
     def workers(self) -> str:
         return f"{self.prefix}workers"
+
+    @property
+    def workers_failed(self) -> str:
+        """Workers whose heartbeat expired without a clean stop, scored by when it was seen."""
+        return f"{self.prefix}workers:failed"
 
     def delivery(self, webhook_id: str) -> str:
         return f"{self.prefix}webhook:{webhook_id}"

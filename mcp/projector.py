@@ -1,4 +1,5 @@
-"""The projector: applies `task-events` to Redis so that polls see every transition.
+"""The projector: applies `task-events` to Redis so that polls see every transition, indexes
+the dead-letter topic (`mcp.dead_letters`), and trims task indexes past the retention.
 
 Offsets are committed after the events were applied; applying an event twice changes nothing,
 so a crash between the two only repeats work. It runs as a task of an asyncio process (the API
@@ -11,19 +12,23 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 from confluent_kafka import Consumer, KafkaException, Message
 from redis.exceptions import RedisError
 
+from mcp.dead_letters import DeadLetter
 from mcp.kafka import consumer_config, ensure_topics
 from mcp.names import Topics
 from mcp.settings import Settings, get_settings
 from mcp.store import TaskStore
+from mcp.task_index import TaskIndex
 from schemas import DecodeError, TaskEvent, loads
 
 log = logging.getLogger(__name__)
 
 TOPICS_RETRY_S = 2.0
+TRIM_EVERY_S = 300.0
 
 
 def decode_events(values: list[bytes | None]) -> list[TaskEvent]:
@@ -45,6 +50,7 @@ class Projector:
         self.store = store
         self.batch = batch
         self.applied = 0
+        self._trimmed_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; waits for Kafka (its topics) and out Redis outages."""
@@ -56,12 +62,13 @@ class Projector:
                 messages = await asyncio.to_thread(consumer.consume, self.batch, 0.1)
                 if messages and not await self._project(consumer, messages, stop):
                     break  # stopping while Redis is away: these offsets stay uncommitted
+                await self._trim()
         finally:
             await asyncio.to_thread(_close, consumer)
 
     def _consumer(self) -> Consumer:
         consumer = Consumer(consumer_config(self.settings, self.topics.group("projector")))
-        consumer.subscribe([self.topics.events])
+        consumer.subscribe([self.topics.events, self.topics.dlq])
         return consumer
 
     async def _topics_ready(self, stop: asyncio.Event) -> bool:
@@ -83,8 +90,9 @@ class Projector:
         for msg in messages:
             if msg.error():
                 log.warning("projector consume error: %s", msg.error())
-        events = decode_events([m.value() for m in good])
-        if not await self._apply(events, stop):
+        events = decode_events([m.value() for m in good if m.topic() == self.topics.events])
+        letters = [DeadLetter.of(m) for m in good if m.topic() == self.topics.dlq]
+        if not await self._apply(events, [d for d in letters if d is not None], stop):
             return False
         for msg in good:
             consumer.store_offsets(msg)
@@ -95,11 +103,14 @@ class Projector:
             log.debug("offset commit skipped: %s", exc)
         return True
 
-    async def _apply(self, events: list[TaskEvent], stop: asyncio.Event) -> bool:
+    async def _apply(
+        self, events: list[TaskEvent], letters: list[DeadLetter], stop: asyncio.Event
+    ) -> bool:
         """Apply, waiting out a Redis outage; False when asked to stop before it worked."""
         while True:
             try:
                 await self.store.apply_events(events)
+                await self.store.index_dead_letters(letters)
                 return True
             except RedisError as exc:
                 log.warning("Redis unavailable (%s); retrying in 1 s", exc)
@@ -107,6 +118,18 @@ class Projector:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 if stop.is_set():
                     return False
+
+    async def _trim(self) -> None:
+        """Every `TRIM_EVERY_S`, drop index entries older than the retention (best effort)."""
+        now = time.monotonic()
+        if now - self._trimmed_at < TRIM_EVERY_S:
+            return
+        self._trimmed_at = now
+        index = TaskIndex(self.store.redis, self.store.keys)
+        try:
+            await index.trim(self.settings.redis.task_retention_s)
+        except RedisError as exc:
+            log.warning("index trim skipped: %s", exc)
 
 
 def _close(consumer: Consumer) -> None:

@@ -1,4 +1,6 @@
-"""Rebuild Redis task state from `task-events` after Redis lost its data."""
+"""Rebuild Redis task state from `task-events` after Redis lost its data: task hashes, their
+indexes and timelines (the same scripts as the projector), and the dead-letter index from
+`tasks.dlq`."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from mcp.dead_letters import DeadLetter
 from mcp.kafka import consumer_config
 from mcp.names import Topics
 from mcp.projector import decode_events
@@ -18,28 +21,35 @@ log = logging.getLogger(__name__)
 
 
 def replay(settings: Settings, store: SyncTaskStore, timeout_s: float = 300.0) -> int:
-    """Apply every committed task event from the beginning; returns how many were applied."""
+    """Apply every committed task event and dead letter from the beginning; returns how many
+    task events were applied."""
     topics = Topics.of(settings)
     group = topics.group(f"replay-{uuid.uuid4().hex[:8]}")
     consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
-    metadata = consumer.list_topics(topics.events, timeout=30)
-    partitions = sorted(metadata.topics[topics.events].partitions)
-    consumer.assign([TopicPartition(topics.events, p, OFFSET_BEGINNING) for p in partitions])
-    remaining = set(partitions)
+    remaining: set[tuple[str, int]] = set()
+    for topic in (topics.events, topics.dlq):
+        metadata = consumer.list_topics(topic, timeout=30)
+        remaining |= {(topic, p) for p in metadata.topics[topic].partitions}
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in sorted(remaining)])
     applied = 0
     deadline = time.monotonic() + timeout_s
     while remaining and time.monotonic() < deadline:
         messages = consumer.consume(1000, 0.5)
         values = []
+        letters = []
         for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(msg.partition())
+                    remaining.discard((msg.topic() or "", msg.partition() or 0))
                 continue
-            values.append(msg.value())
+            if msg.topic() == topics.dlq:
+                letters.append(DeadLetter.of(msg))
+            else:
+                values.append(msg.value())
         events = decode_events(values)
         store.apply_events(events)
+        store.index_dead_letters([d for d in letters if d is not None])
         applied += len(events)
     consumer.close()
     if remaining:

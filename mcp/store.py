@@ -16,8 +16,13 @@ several writers are safe; each exists for a reason:
    that guarantees the others' effects even when they were lost, and `autoglm replay`
    (`SyncTaskStore.apply_events`, `flush_tasks`) rebuilds Redis with it.
 
+6. `TaskStore.index_dead_letters` from the projector, for every record of `tasks.dlq`: where
+   each dead task's record is, for `GET /v1/dlq` and its requeue (`mcp.dead_letters`).
+
 Paths 1, 4 and 5 also keep each project's `active:<project>` set (`mcp.active.track`), so a
-replay rebuilds the `max_active` quota's count with the rest.
+replay rebuilds the `max_active` quota's count with the rest. Every script that changes a
+task's status (paths 1 to 5) keeps the task's per-project indexes and timeline in the same step
+(`mcp.task_index`).
 
 `TaskStore` (asyncio) serves the API process (requests, committer hook, projector) on its one
 client; `SyncTaskStore` serves the worker and the replay command.
@@ -33,9 +38,11 @@ import redis
 import redis.asyncio as aioredis
 
 from mcp.active import track
+from mcp.dead_letters import DeadLetter, index_commands
 from mcp.lua import APPLY_EVENTS, CANCEL, CLAIM
 from mcp.names import Keys
 from mcp.settings import Settings
+from mcp.task_index import epoch_ms, index_fields
 from schemas import (
     AsyncTask,
     StreamEntry,
@@ -72,27 +79,60 @@ def task_fields(task: AsyncTask) -> dict[str, Any]:
         "expires_at": task.expires_at,
         "metadata": task.metadata,
         "callback_url": str(task.callback_url) if task.callback_url else None,
+        **index_fields(task),
     }
+
+
+PAYLOAD_KEEP_BYTES = 512 * 1024
+"""Payloads up to this size are kept with the task for the dashboard; larger ones stay in Kafka."""
+
+
+def timeline_entry(event: TaskEvent) -> tuple[str, str]:
+    """The field and value of an event in its task's timeline: one per status and attempt, and
+    one for a cancel request (a `queued` event that carries it)."""
+    entry: dict[str, Any] = {"status": event.status.value, "at": event.at.isoformat()}
+    entry["attempt"] = event.attempt
+    if event.worker_id:
+        entry["worker_id"] = event.worker_id
+    if event.error:
+        entry["error"] = event.error.model_dump(mode="json")
+    if event.cancel_requested:
+        entry["cancel_requested"] = True
+        return f"cancel_requested:{event.attempt}", orjson.dumps(entry).decode()
+    return f"{event.status.value}:{event.attempt}", orjson.dumps(entry).decode()
 
 
 Item = list[Any]
 
 
-def event_item(event: TaskEvent, ttl_s: int) -> Item:
+def event_item(event: TaskEvent, ttl_s: int, indexed: bool = True) -> Item:
     """One entry of APPLY_EVENTS for a lifecycle event."""
     fields: dict[str, Any] = {}
     if event.task is not None:
         fields.update(task_fields(event.task))
+        payload = orjson.dumps(event.task.payload)
+        if len(payload) <= PAYLOAD_KEEP_BYTES:
+            fields["payload"] = payload.decode()
+        else:
+            fields["payload_bytes"] = len(payload)
     fields.update({"model": event.model, "action": event.action, "project": event.project})
     if event.status is TaskStatus.RUNNING:
         fields["started_at"] = event.at
         fields["worker_id"] = event.worker_id
     elif event.status.terminal:
         fields["finished_at"] = event.at
+        fields["finished_ms"] = epoch_ms(event.at)
         fields["result"] = event.result
         fields["error"] = event.error.model_dump() if event.error else None
     status = event.status
-    return [status.value, status.rank, event.attempt, ttl_s, _fields(fields)]
+    return [
+        status.value,
+        status.rank,
+        event.attempt,
+        ttl_s,
+        _fields(fields),
+        *timeline_entry(event),
+    ]
 
 
 def result_item(result: TaskResult, ttl_s: int) -> Item:
@@ -104,6 +144,7 @@ def result_item(result: TaskResult, ttl_s: int) -> Item:
         "created_at": result.created_at,
         "started_at": result.started_at,
         "finished_at": result.finished_at,
+        "finished_ms": epoch_ms(result.finished_at),
         "result": result.result,
         "error": result.error.model_dump() if result.error else None,
     }
@@ -169,12 +210,16 @@ class TaskStore:
     def ttl(self) -> int:
         return self.settings.redis.task_retention_s
 
+    @property
+    def indexed(self) -> bool:
+        return self.settings.redis.task_indexes
+
     async def apply_events(self, events: list[TaskEvent]) -> None:
         """Apply lifecycle events (write paths 1 and 5); cancel requests also set the flag."""
         if not events:
             return
         keys = [self.keys.task(e.task_id) for e in events]
-        items = orjson.dumps([event_item(e, self.ttl) for e in events])
+        items = orjson.dumps([event_item(e, self.ttl, self.indexed) for e in events])
         cancels = [e for e in events if e.cancel_requested]
         async with self.redis.pipeline(transaction=False) as pipe:
             await self._apply(keys=keys, args=[items], client=pipe)
@@ -185,6 +230,13 @@ class TaskStore:
                     **_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe
                 )
             await pipe.execute()
+
+    async def index_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Index records of the dead-letter topic (write path 6)."""
+        if letters:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                index_commands(pipe, self.keys, letters, self.ttl)
+                await pipe.execute()
 
     async def get(self, task_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
@@ -255,12 +307,16 @@ class SyncTaskStore:
     def ttl(self) -> int:
         return self.settings.redis.task_retention_s
 
+    @property
+    def indexed(self) -> bool:
+        return self.settings.redis.task_indexes
+
     def apply_events(self, events: list[TaskEvent]) -> None:
         """Apply lifecycle events (the replay of write path 5)."""
         if not events:
             return
         keys = [self.keys.task(e.task_id) for e in events]
-        items = orjson.dumps([event_item(e, self.ttl) for e in events])
+        items = orjson.dumps([event_item(e, self.ttl, self.indexed) for e in events])
         cancels = [e for e in events if e.cancel_requested]
         pipe = self.redis.pipeline(transaction=False)
         self._apply(keys=keys, args=[items], client=pipe)
@@ -269,6 +325,13 @@ class SyncTaskStore:
             flag_ttl = _flag_ttl(event, self.ttl)
             self._cancel(**_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe)
         pipe.execute()
+
+    def index_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Index records of the dead-letter topic (the replay of write path 6)."""
+        if letters:
+            pipe = self.redis.pipeline(transaction=False)
+            index_commands(pipe, self.keys, letters, self.ttl)
+            pipe.execute()
 
     def apply_results(self, results: list[TaskResult]) -> None:
         """Apply committed outcomes (write path 4)."""
@@ -304,11 +367,20 @@ class SyncTaskStore:
         return {t for t, flag in zip(task_ids, flags, strict=True) if flag is not None}
 
     def flush_tasks(self) -> int:
-        """Delete every task hash (before a replay rebuilds them); returns how many."""
+        """Delete every task hash, index, timeline and dead-letter entry (before a replay
+        rebuilds them); returns how many keys went."""
+        keys = self.keys
         deleted = 0
-        for key in self.redis.scan_iter(match=self.keys.task("*"), count=1000):
-            deleted += int(self.redis.delete(key))
-        return deleted
+        patterns = (
+            keys.task("*"),
+            keys.index("*", "*"),
+            keys.timeline("*"),
+            keys.dead_letters("*"),
+        )
+        for pattern in patterns:
+            for key in self.redis.scan_iter(match=pattern, count=1000):
+                deleted += int(self.redis.delete(key))
+        return deleted + int(self.redis.delete(keys.index_projects))
 
     def close(self) -> None:
         self.redis.close()

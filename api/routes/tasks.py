@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Security
+import orjson
+from fastapi import APIRouter, Query, Request, Security
 from fastapi.responses import Response
 
 from api.auth import Caller, Permission, Require, require
@@ -55,9 +56,22 @@ async def submit(request: Request) -> Response:
 
 
 @router.get("/{task_id}")
-async def get_task(task_id: str, request: Request, caller: Reader) -> Response:
-    view = await find_task(services_of(request), task_id, caller)
-    return json_response(200, view.model_dump(mode="json"))
+async def get_task(
+    task_id: str,
+    request: Request,
+    caller: Reader,
+    include: Annotated[
+        Literal["payload"] | None,
+        Query(description="`payload` adds the task's input (when it was small enough to keep)"),
+    ] = None,
+) -> Response:
+    services = services_of(request)
+    view = await find_task(services, task_id, caller)
+    body = view.model_dump(mode="json")
+    if include == "payload":
+        kept = await services.store.redis.hget(services.store.keys.task(task_id), "payload")
+        body["payload"] = orjson.loads(kept) if kept is not None else None
+    return json_response(200, body)
 
 
 @router.post("/{task_id}/cancel")

@@ -17,14 +17,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from api.auth import (
-    DEFAULT_PROJECT,
     SESSION_COOKIE,
     Caller,
     Permission,
     Refused,
+    Role,
     audit,
     require,
 )
+from api.auth.guard import ANONYMOUS
 from api.deps import json_response, services_of
 from schemas import ErrorBody
 
@@ -49,6 +50,13 @@ class SessionRequest(BaseModel):
 class Session(BaseModel):
     project: str
     auth: bool = Field(description="Whether the API asks for credentials at all")
+    role: Role
+    permissions: list[Permission] = Field(description="What the role may do (the pages to show)")
+
+    @classmethod
+    def of(cls, caller: Caller, auth: bool) -> Session:
+        held = sorted(p for p in Permission if caller.can(p) and p is not Permission.PUBLIC)
+        return cls(project=caller.project, auth=auth, role=caller.role, permissions=held)
 
 
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -70,13 +78,13 @@ async def index() -> Response:
     return _secured(page)
 
 
-@router.get("/session", response_model=Session, responses=ERRORS)
+@router.get("/session", response_model=Session, responses={401: ERRORS[401]})
 async def who_am_i(
     request: Request, caller: Annotated[Caller, require(Permission.SESSION)]
 ) -> Response:
     """The project of the session cookie (or of the bearer token)."""
     auth = services_of(request).settings.auth.enabled
-    return json_response(200, Session(project=caller.project, auth=auth).model_dump())
+    return json_response(200, Session.of(caller, auth).model_dump(mode="json"))
 
 
 @router.post(
@@ -89,13 +97,13 @@ async def log_in(body: SessionRequest, request: Request) -> Response:
     """Check an API key (or token) and keep it in the dashboard's HTTP-only cookie."""
     authenticator = services_of(request).authenticator
     if authenticator is None:
-        return json_response(200, Session(project=DEFAULT_PROJECT, auth=False).model_dump())
+        return json_response(200, Session.of(ANONYMOUS, False).model_dump(mode="json"))
     try:
         caller = authenticator.caller(body.api_key)
     except Refused as exc:
         audit.auth_failure(request, exc.reason, exc.message)
         raise
-    response = json_response(200, Session(project=caller.project, auth=True).model_dump())
+    response = json_response(200, Session.of(caller, True).model_dump(mode="json"))
     response.set_cookie(
         SESSION_COOKIE,
         body.api_key,

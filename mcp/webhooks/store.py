@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any, cast, get_args
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -349,8 +349,10 @@ class WebhookStore:
     async def redeliver(self, task_id: str) -> bool:
         """Queue the task's completion webhook again (same webhook-id); False if it has none."""
         webhook_id = await self.final_webhook_id(task_id)
-        if webhook_id is None:
-            return False
+        return webhook_id is not None and await self.redeliver_webhook(webhook_id)
+
+    async def redeliver_webhook(self, webhook_id: str) -> bool:
+        """Queue one delivery again (same webhook-id, same body); False if there is none."""
         keys = [
             self.keys.delivery(webhook_id),
             self.keys.webhook_schedule,
@@ -358,6 +360,60 @@ class WebhookStore:
         ]
         args: list[Any] = [time.time(), webhook_id, self.due_prefix]
         return bool(await self._redeliver(keys=keys, args=args))
+
+    async def dead_of(self, project: str, webhook_ids: Sequence[str]) -> set[str]:
+        """Which of these webhooks are dead and belong to the project."""
+        if not webhook_ids:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for webhook_id in webhook_ids:
+                pipe.zscore(self.keys.webhook_dead, webhook_id)
+                pipe.hget(self.keys.delivery(webhook_id), "project")
+            replies = await pipe.execute()
+        return {
+            webhook_id
+            for webhook_id, score, owner in zip(
+                webhook_ids, replies[::2], replies[1::2], strict=True
+            )
+            if score is not None and owner is not None and _text(owner) == project
+        }
+
+    async def dead_page(
+        self, project: str, limit: int, before: tuple[float, str] | None, budget: int = 5_000
+    ) -> tuple[list[str], tuple[float, str] | None]:
+        """A project's dead webhooks, most recent first, from before (score, id) exclusive;
+        and where the next page starts (None at the end)."""
+        top: float | str = "+inf" if before is None else before[0]
+        found: list[str] = []
+        offset = examined = 0
+        last: tuple[float, str] | None = None
+        while len(found) < limit and examined < budget:
+            batch = cast(
+                list[tuple[Any, float]],
+                await self.redis.zrevrangebyscore(
+                    self.keys.webhook_dead, top, "-inf", start=offset, num=200, withscores=True
+                ),
+            )
+            if not batch:
+                return found, None
+            offset += len(batch)
+            fresh = [
+                (_text(i), float(score))
+                for i, score in batch
+                if before is None or float(score) < before[0] or _text(i) < before[1]
+            ]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for webhook_id, _ in fresh:
+                    pipe.hget(self.keys.delivery(webhook_id), "project")
+                owners = await pipe.execute()
+            for (webhook_id, score), owner in zip(fresh, owners, strict=True):
+                examined += 1
+                last = (score, webhook_id)
+                if owner is not None and _text(owner) == project:
+                    found.append(webhook_id)
+                if len(found) >= limit or examined >= budget:
+                    break
+        return found, last
 
 
 _STATES: dict[str, WebhookState] = {s: s for s in get_args(WebhookState) if s != "none"}

@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 from mcp.settings import Settings
 from tests.conftest import make_settings
 from tests.harness import ROOT
+from tests.mcp.webhooks.conftest import SECRET
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -27,7 +28,11 @@ BROWSER_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-KEYS = {"ui-key-alpha": "alpha", "ui-key-beta": "beta"}
+# An admin of project alpha (every page) and a developer of project beta.
+KEYS = {
+    "ui-key-alpha": {"project": "alpha", "role": "admin"},
+    "ui-key-beta": {"project": "beta", "role": "developer"},
+}
 
 
 @pytest.fixture(scope="session")
@@ -56,5 +61,14 @@ def artifacts() -> Path:
 def settings(kafka_bootstrap: str, redis_url: str, namespace: str) -> Settings:
     """The platform with authentication on: two projects, one API key each."""
     return make_settings(
-        kafka_bootstrap, redis_url, namespace, auth={"enabled": True, "api_keys": KEYS}
+        kafka_bootstrap,
+        redis_url,
+        namespace,
+        auth={"enabled": True, "api_keys": KEYS},
+        webhooks={
+            "allow_networks": ["127.0.0.0/8"],
+            "secrets": {"alpha": [SECRET]},
+            "schedule_s": [0.0, 0.1],
+            "jitter": 0,
+        },
     )

@@ -24,7 +24,8 @@ def test_session_cookie_stands_in_for_the_bearer_key(platform: Platform) -> None
 
         good = anonymous.post("/ui/session", json={"api_key": ALPHA})
         assert good.status_code == 200
-        assert good.json() == {"project": "alpha", "auth": True}
+        assert good.json()["project"] == "alpha" and good.json()["role"] == "admin"
+        assert "dlq:manage" in good.json()["permissions"]
         cookie = good.headers["set-cookie"].lower()
         for flag in ("httponly", "secure", "samesite=strict", "path=/"):
             assert flag in cookie
@@ -34,15 +35,16 @@ def test_session_cookie_stands_in_for_the_bearer_key(platform: Platform) -> None
         mine_id, theirs_id = mine.json()["task_id"], theirs.json()["task_id"]
 
     # httpx keeps Secure cookies only for https; hand the cookie over as a browser would.
-    jar = {"autoglm_session": ALPHA}
+    jar = {"autoglm_session": BETA}  # a developer of project beta
     with httpx.Client(base_url=platform.url, timeout=30, cookies=jar) as session:
-        assert session.get("/ui/session").json()["project"] == "alpha"
-        assert session.get(f"/v1/tasks/{mine_id}").status_code == 200
-        assert session.get(f"/v1/tasks/{theirs_id}").status_code == 404
-        refused = session.post(f"/v1/tasks/{mine_id}/cancel")
+        assert session.get("/ui/session").json()["project"] == "beta"
+        assert session.get(f"/v1/tasks/{theirs_id}").status_code == 200
+        assert session.get(f"/v1/tasks/{mine_id}").status_code == 404
+        assert session.get("/v1/dlq").status_code == 403  # not a developer's permission
+        refused = session.post(f"/v1/tasks/{theirs_id}/cancel")
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "forbidden"
-        allowed = session.post(f"/v1/tasks/{mine_id}/cancel", headers={"x-autoglm-ui": "1"})
+        allowed = session.post(f"/v1/tasks/{theirs_id}/cancel", headers={"x-autoglm-ui": "1"})
         assert allowed.status_code == 200
         out = session.delete("/ui/session")
         assert out.status_code == 204

@@ -1,14 +1,23 @@
 // The dashboard's shell: sign-in, navigation, and one page at a time (hash routes).
 import { api } from "./api.js";
 import { h } from "./dom.js";
+import { may, session } from "./session.js";
+import * as dlq from "./dlq.js";
 import * as overview from "./overview.js";
 import * as task from "./task.js";
+import * as tasks from "./tasks.js";
+import * as webhooks from "./webhooks.js";
 import * as workers from "./workers.js";
 
-const PAGES = [
-  ["overview", "Overview", overview],
-  ["workers", "Workers", workers],
+// Each page with the permission it needs: a role sees the pages it may use.
+const ALL_PAGES = [
+  ["overview", "Overview", overview, "queues:read"],
+  ["tasks", "Tasks", tasks, "tasks:read"],
+  ["workers", "Workers", workers, "workers:read"],
+  ["webhooks", "Webhooks", webhooks, "dlq:manage"],
+  ["dlq", "Dead letters", dlq, "dlq:manage"],
 ];
+let PAGES = [];
 const main = document.getElementById("main");
 let cleanup = null;
 
@@ -31,7 +40,7 @@ function render() {
     return;
   }
   const entry = PAGES.find(([name]) => name === page) ?? PAGES[0];
-  cleanup = entry[2].render(main, params);
+  if (entry) cleanup = entry[2].render(main, params);
 }
 
 async function signIn() {
@@ -39,10 +48,14 @@ async function signIn() {
   if (!dialog.open) dialog.showModal();
 }
 
-async function start() {
+function navigation() {
+  PAGES = ALL_PAGES.filter(([, , , permission]) => may(permission));
   document.getElementById("nav").replaceChildren(
     ...PAGES.map(([name, title]) => h("a", { href: `#/${name}`, dataset: { page: name } }, title)),
   );
+}
+
+async function start() {
   document.getElementById("search").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = document.getElementById("search-id");
@@ -80,9 +93,12 @@ async function start() {
 
 async function whoAmI() {
   try {
-    const session = await api("/ui/session");
-    document.getElementById("who").textContent = `project ${session.project}`;
-    document.getElementById("logout").hidden = !session.auth;
+    const answer = await api("/ui/session");
+    Object.assign(session, { project: answer.project, role: answer.role, permissions: new Set(answer.permissions) });
+    document.getElementById("who").textContent = `project ${answer.project}`;
+    document.getElementById("who").title = `role ${answer.role}`;
+    document.getElementById("logout").hidden = !answer.auth;
+    navigation();
     return true;
   } catch {
     return false;

@@ -1,18 +1,40 @@
-// Overview: live charts of the platform, refreshed every second.
+// Overview: live charts of the caller's project, refreshed every second.
 import { api } from "./api.js";
-import { h, notice } from "./dom.js";
+import { ago, h, notice, table } from "./dom.js";
 import { Series } from "./charts.js";
 
 export function render(main) {
   const grid = h("div", { class: "charts" });
   const status = h("div");
-  main.append(h("h1", {}, "Overview"), status, grid);
-  const workers = new Series(grid, "Workers", ["alive", "suspect"], { unit: "workers" });
+  const models = h("section");
+  main.append(h("h1", {}, "Overview"), status, grid, h("h2", {}, "Queues"), models);
+  const rates = new Series(grid, "Tasks per second", ["submitted", "succeeded", "failed"], { unit: "/s" });
+  const workers = new Series(grid, "Workers", ["alive", "suspect", "failed"], { unit: "workers" });
+  let backlog = null;
+  let age = null;
   const refresh = async () => {
     try {
-      const { workers: list } = await api("/v1/workers");
-      const count = (state) => list.filter((w) => w.state === state).length;
-      workers.push({ alive: count("alive"), suspect: count("suspect") });
+      const view = await api("/v1/queues?window_s=5");
+      rates.push(view.rates);
+      workers.push(view.workers);
+      const names = view.queues.map((q) => q.model);
+      backlog ??= new Series(grid, "Backlog", names, { unit: "tasks" });
+      age ??= new Series(grid, "Oldest queued task", names, { unit: "s" });
+      backlog.push(Object.fromEntries(view.queues.map((q) => [q.model, q.backlog])));
+      age.push(Object.fromEntries(view.queues.map((q) => [q.model, q.oldest_queued_age_s ?? 0])));
+      models.replaceChildren(
+        table(
+          [
+            ["Model", (q) => q.model],
+            ["Backlog", (q) => q.backlog],
+            ["Oldest queued", (q) => ago(q.oldest_queued_age_s)],
+            ["Running", (q) => q.running],
+            ["Workers alive / suspect", (q) => `${q.workers.alive} / ${q.workers.suspect}`],
+          ],
+          view.queues,
+          { id: "queues" },
+        ),
+      );
       status.replaceChildren();
     } catch (exc) {
       status.replaceChildren(notice(exc.message));

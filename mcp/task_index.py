@@ -1,0 +1,300 @@
+"""Per-project indexes of tasks in Redis, kept in the same Lua step as the task's state.
+
+Every script that changes a task's status (`mcp.lua`) ends by calling `index_task` (the Lua in
+`INDEX_LIB`), so an index never disagrees with the hash it describes: the hash remembers the
+status it was last indexed under (`indexed`) and the step moves the task from that set to the
+current one. Sorted sets, scored by creation time (ms), per project `p`:
+
+    idx:<p>:all                  every task
+    idx:<p>:status:<status>      by status           idx:<p>:sm:<status>:<model>  both (backlog)
+    idx:<p>:model:<model>        idx:<p>:action:<action>
+    idx:<p>:meta:<key>=<value>   scalar top-level metadata values
+    idx:<p>:done:<status>        terminal tasks, scored by finish time (rates)
+
+`autoglm replay` rebuilds them with the state (same scripts). Entries older than the retention
+are trimmed by `TaskIndex.trim`; a listing drops entries whose task hash has expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from mcp.errors import InvalidCursor
+from mcp.names import Keys
+from schemas import AsyncTask
+
+META_MAX_PAIRS = 16
+META_MAX_KEY = 64
+META_MAX_VALUE = 128
+LIST_BUDGET = 5_000
+"""Index entries one listing call examines at most; past that it answers with a cursor."""
+
+# A library prepended to the state scripts: `index_task(key)` brings the indexes of the task
+# whose hash is `key` in line with the hash. Keys are derived from the hash's own key prefix.
+INDEX_LIB = """
+local TERMINAL = {succeeded = true, failed = true, cancelled = true, expired = true}
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function index_task(key)
+  local f = redis.call('HMGET', key, 'task_id', 'project', 'status', 'model', 'action',
+    'created_ms', 'indexed', 'meta_index', 'finished_ms')
+  local id, project, status, model, action = f[1], f[2], f[3], f[4], f[5]
+  local created, indexed = f[6], f[7]
+  if not (id and project and status and model and action and created) or indexed == status then
+    return
+  end
+  local prefix = string.match(key, '^(.*)task:')
+  local base = prefix .. 'idx:' .. project .. ':'
+  local score = tonumber(created)
+  if not indexed then
+    redis.call('SADD', prefix .. 'idx:projects', project)
+    redis.call('ZADD', base .. 'all', score, id)
+    redis.call('ZADD', base .. 'model:' .. model, score, id)
+    redis.call('ZADD', base .. 'action:' .. action, score, id)
+    if f[8] then
+      for _, pair in ipairs(cjson.decode(f[8])) do
+        redis.call('ZADD', base .. 'meta:' .. pair, score, id)
+      end
+    end
+  else
+    redis.call('ZREM', base .. 'status:' .. indexed, id)
+    redis.call('ZREM', base .. 'sm:' .. indexed .. ':' .. model, id)
+  end
+  redis.call('ZADD', base .. 'status:' .. status, score, id)
+  redis.call('ZADD', base .. 'sm:' .. status .. ':' .. model, score, id)
+  if TERMINAL[status] then
+    redis.call('ZADD', base .. 'done:' .. status, tonumber(f[9]) or now_ms(), id)
+  end
+  redis.call('HSET', key, 'indexed', status)
+end
+"""
+
+# KEYS[1]: the index that drives the walk; KEYS[2..]: indexes a task must also be in.
+# ARGV: max score, min score, cursor id ('' for none), limit, budget, task key prefix, then the
+# task fields to return. Walks newest first from (max, cursor id), exclusive. Returns
+# {rows, next score, next id}: each row the task's fields (HMGET); next score is '' at the end.
+LIST = """
+local driver = KEYS[1]
+local max, min, after = ARGV[1], ARGV[2], ARGV[3]
+local limit, budget, task_prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local fields = {}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+local top = tonumber(max)
+local found, stale = {}, {}
+local examined, offset = 0, 0
+local last_score, last_id = '', ''
+while #found < limit and examined < budget do
+  local batch = redis.call('ZREVRANGEBYSCORE', driver, max, min, 'WITHSCORES', 'LIMIT', offset, 256)
+  if #batch == 0 then last_score = ''; break end
+  offset = offset + #batch / 2
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    if not (after ~= '' and tonumber(score) == top and id >= after) then
+      examined = examined + 1
+      last_score, last_id = score, id
+      local keep = true
+      for k = 2, #KEYS do
+        if not redis.call('ZSCORE', KEYS[k], id) then keep = false; break end
+      end
+      if keep then
+        local row = redis.call('HMGET', task_prefix .. id, unpack(fields))
+        if row[1] then found[#found + 1] = row else stale[#stale + 1] = id end
+      end
+      if #found >= limit or examined >= budget then break end
+    end
+  end
+end
+if #stale > 0 then redis.call('ZREM', driver, unpack(stale)) end
+return {found, last_score, last_id}
+"""
+
+
+def index_fields(task: AsyncTask) -> dict[str, Any]:
+    """What the index step reads from the task hash besides its description."""
+    fields: dict[str, Any] = {"created_ms": epoch_ms(task.created_at)}
+    pairs = metadata_pairs(task.metadata)
+    if pairs:
+        fields["meta_index"] = pairs
+    return fields
+
+
+def epoch_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def metadata_pairs(metadata: Mapping[str, Any]) -> list[str]:
+    """The `key=value` pairs a task is findable by: scalar top-level values, bounded."""
+    pairs: list[str] = []
+    for key, value in metadata.items():
+        if len(pairs) >= META_MAX_PAIRS:
+            break
+        text = scalar_text(value)
+        if text is not None and len(key) <= META_MAX_KEY and len(text) <= META_MAX_VALUE:
+            pairs.append(f"{key}={text}")
+    return pairs
+
+
+def scalar_text(value: Any) -> str | None:
+    """How a metadata value is written in a filter: strings as they are, others as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float) or value is None:
+        return orjson.dumps(value).decode()
+    return None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a listing resumes: after the entry (score, task id), newest first."""
+
+    score: str
+    task_id: str
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.score, self.task_id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            score, task_id = orjson.loads(raw)
+            float(score)
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            raise InvalidCursor(
+                "the cursor is not one this API returned", {"cursor": text}
+            ) from exc
+        if not isinstance(score, str) or not isinstance(task_id, str):
+            raise InvalidCursor("the cursor is not one this API returned", {"cursor": text})
+        return cls(score, task_id)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """What `GET /v1/tasks` narrows the project's tasks to; None means any."""
+
+    status: str | None = None
+    model: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    metadata: str | None = None
+
+    def index_names(self) -> list[str]:
+        names: list[str] = []
+        if self.status and self.model:
+            names.append(f"sm:{self.status}:{self.model}")
+        elif self.status:
+            names.append(f"status:{self.status}")
+        if self.model and not self.status:
+            names.append(f"model:{self.model}")
+        if self.action:
+            names.append(f"action:{self.action}")
+        if self.metadata:
+            names.append(f"meta:{self.metadata}")
+        return names or ["all"]
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[list[Any]]
+    """The asked-for fields of each task, in order (the first field is never missing)."""
+    next_cursor: str | None
+
+
+class TaskIndex:
+    """Reads of the indexes for the API (the writes happen inside the state scripts)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._list = redis.register_script(LIST)
+
+    async def page(
+        self,
+        project: str,
+        where: TaskFilter,
+        limit: int,
+        cursor: Cursor | None,
+        fields: tuple[str, ...] = ("task_id",),
+    ) -> Page:
+        """The fields of one page of tasks, newest first, and the cursor of the next page."""
+        names = [self.keys.index(project, n) for n in where.index_names()]
+        if len(names) > 1:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.zcard(name)
+                sizes = await pipe.execute()
+            names = [name for _, name in sorted(zip(sizes, names, strict=True))]
+        top, after = "+inf" if where.until is None else str(epoch_ms(where.until)), ""
+        if cursor is not None and (where.until is None or float(top) >= float(cursor.score)):
+            top, after = cursor.score, cursor.task_id
+        bottom = "-inf" if where.since is None else str(epoch_ms(where.since))
+        args: list[Any] = [
+            top,
+            bottom,
+            after,
+            limit,
+            LIST_BUDGET,
+            self.keys.task(""),
+            *fields,
+        ]
+        rows, score, last = await self._list(keys=names, args=args)
+        more = _text(score) != ""
+        return Page(list(rows), Cursor(_text(score), _text(last)).encode() if more else None)
+
+    async def count_between(self, project: str, name: str, since_ms: int, until_ms: int) -> int:
+        return int(await self.redis.zcount(self.keys.index(project, name), since_ms, until_ms))
+
+    async def trim(self, retention_s: int) -> int:
+        """Drop index entries older than the retention; returns how many went."""
+        cutoff = (time.time() - retention_s) * 1000
+        removed = 0
+        for project in await self.redis.smembers(self.keys.index_projects):
+            pattern = self.keys.index(_text(project), "*")
+            async for name in self.redis.scan_iter(match=pattern, count=1000):
+                removed += int(await self.redis.zremrangebyscore(name, "-inf", f"({cutoff}"))
+        return removed
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def newest_first(
+    redis: aioredis.Redis, key: str, limit: int, cursor: Cursor | None
+) -> tuple[list[str], str | None]:
+    """Members of a sorted set, highest score first, after `cursor` (exclusive); and the cursor
+    of the next page, None at the end. Members of one score come in reverse id order."""
+    top = "+inf" if cursor is None else cursor.score
+    found: list[str] = []
+    last_score = 0.0
+    offset = 0
+    while len(found) <= limit:
+        batch = cast(
+            list[tuple[Any, float]],
+            await redis.zrevrangebyscore(key, top, "-inf", start=offset, num=256, withscores=True),
+        )
+        if not batch:
+            return found, None
+        offset += len(batch)
+        for member, score in batch:
+            item = _text(member)
+            if cursor and float(score) == float(cursor.score) and item >= cursor.task_id:
+                continue
+            if len(found) == limit:
+                return found, Cursor(repr(last_score), found[-1]).encode()
+            found.append(item)
+            last_score = float(score)
+    return found, None

@@ -1,0 +1,168 @@
+"""Task indexes follow the task state in the same Lua step, against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from mcp.errors import InvalidCursor
+from mcp.lua import CANCEL
+from mcp.names import Keys
+from mcp.settings import Settings
+from mcp.store import SyncTaskStore
+from mcp.task_index import Cursor, TaskFilter, TaskIndex, metadata_pairs
+from schemas import AsyncTask, TaskEvent, TaskStatus
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[SyncTaskStore]:
+    sync = SyncTaskStore(settings)
+    yield sync
+    sync.close()
+
+
+@pytest.fixture
+async def index(settings: Settings) -> AsyncIterator[TaskIndex]:
+    client = aioredis.Redis.from_url(settings.redis.url)
+    yield TaskIndex(client, Keys.of(settings))
+    await client.aclose()
+
+
+def task(n: int, project: str = "p", model: str = "echo", **fields: object) -> AsyncTask:
+    return AsyncTask(
+        task_id=f"task-{n:03d}",
+        model=model,
+        action=str(fields.pop("action", "generate")),
+        project=project,
+        created_at=T0 + timedelta(milliseconds=10 * n),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def queued(t: AsyncTask) -> TaskEvent:
+    return TaskEvent.of(t, TaskStatus.QUEUED, at=t.created_at, task=t)
+
+
+async def everything(index: TaskIndex, project: str, where: TaskFilter, limit: int) -> list[str]:
+    out: list[str] = []
+    cursor = None
+    while True:
+        page = await index.page(project, where, limit, cursor)
+        out += [row[0].decode() for row in page.rows]
+        if page.next_cursor is None:
+            return out
+        cursor = Cursor.decode(page.next_cursor)
+
+
+async def test_index_moves_with_the_status_and_never_backwards(
+    store: SyncTaskStore, index: TaskIndex
+) -> None:
+    tasks = [task(n) for n in range(3)]
+    store.apply_events([queued(t) for t in tasks])
+    assert store.claim([tasks[0]], "w1")[0][0] == "run"
+    done = TaskEvent.of(tasks[1], TaskStatus.SUCCEEDED, attempt=1, result={"ok": True})
+    late = TaskEvent.of(tasks[1], TaskStatus.RUNNING, attempt=1, worker_id="w2")
+    store.apply_events([done, late])
+
+    async def ids(status: str) -> list[str]:
+        return await everything(index, "p", TaskFilter(status=status), 50)
+
+    assert await ids("queued") == ["task-002"]
+    assert await ids("running") == ["task-000"]
+    assert await ids("succeeded") == ["task-001"]
+    assert await ids("failed") == []
+    # The CANCEL script indexes too.
+    assert store.redis.zcard(store.keys.index("p", "done:succeeded")) == 1
+
+    store.redis.register_script(CANCEL)(
+        keys=[store.keys.task("task-002"), store.keys.cancel("task-002")],
+        args=[T0.isoformat(), "60"],
+    )
+    assert await ids("queued") == []
+    assert await ids("cancelled") == ["task-002"]
+
+
+async def test_pages_walk_newest_first_without_gap_or_repeat(
+    store: SyncTaskStore, index: TaskIndex
+) -> None:
+    tasks = [task(n) for n in range(23)]
+    # Several tasks created in the same millisecond share a score: the cursor still holds.
+    same = [
+        AsyncTask(task_id=f"same-{i}", model="echo", action="generate", project="p", created_at=T0)
+        for i in range(5)
+    ]
+    store.apply_events([queued(t) for t in [*tasks, *same]])
+    walked = await everything(index, "p", TaskFilter(), 4)
+    # Newest first; tasks of the same millisecond in reverse id order.
+    order = sorted([*tasks, *same], key=lambda t: (t.created_at, t.task_id), reverse=True)
+    assert walked == [t.task_id for t in order]
+
+
+async def test_filters_combine_and_projects_stay_apart(
+    store: SyncTaskStore, index: TaskIndex
+) -> None:
+    events = [
+        queued(task(1, model="echo", metadata={"customer": "acme", "n": 1})),
+        queued(task(2, model="glm-tiny", metadata={"customer": "acme"})),
+        queued(task(3, model="glm-tiny", action="embed", metadata={"customer": "zeta"})),
+        queued(task(4, project="other", metadata={"customer": "acme"})),
+    ]
+    store.apply_events(events)
+
+    async def ids(**where: object) -> list[str]:
+        return await everything(index, "p", TaskFilter(**where), 10)  # type: ignore[arg-type]
+
+    assert await ids() == ["task-003", "task-002", "task-001"]
+    assert await ids(model="glm-tiny") == ["task-003", "task-002"]
+    assert await ids(model="glm-tiny", action="generate") == ["task-002"]
+    assert await ids(status="queued", model="echo") == ["task-001"]
+    assert await ids(metadata="customer=acme") == ["task-002", "task-001"]
+    assert await ids(metadata="n=1") == ["task-001"]
+    since = T0 + timedelta(milliseconds=20)
+    assert await ids(since=since) == ["task-003", "task-002"]
+    assert await ids(until=since) == ["task-002", "task-001"]
+    assert await everything(index, "other", TaskFilter(), 10) == ["task-004"]
+
+
+async def test_expired_tasks_leave_the_listing_and_old_entries_are_trimmed(
+    store: SyncTaskStore, index: TaskIndex
+) -> None:
+    store.apply_events([queued(task(n)) for n in range(3)])
+    store.redis.delete(store.keys.task("task-001"))  # as if its retention had run out
+    assert await everything(index, "p", TaskFilter(), 10) == ["task-002", "task-000"]
+    assert await index.trim(retention_s=60) >= 2  # created in 2026-01-01: long past
+    assert await everything(index, "p", TaskFilter(), 10) == []
+
+
+async def test_timeline_keeps_each_event_once(store: SyncTaskStore, settings: Settings) -> None:
+    t = task(1)
+    running = TaskEvent.of(t, TaskStatus.RUNNING, attempt=1, worker_id="w1")
+    done = TaskEvent.of(t, TaskStatus.SUCCEEDED, attempt=1, result={})
+    store.apply_events([queued(t), running, done])
+    store.apply_events([queued(t), running])  # redelivered by Kafka: nothing new
+    raw = store.redis.hgetall(Keys.of(settings).timeline(t.task_id))
+    entries = sorted((orjson.loads(v) for v in raw.values()), key=lambda e: e["at"])
+    assert [(e["status"], e["attempt"]) for e in entries] == [
+        ("queued", 0),
+        ("running", 1),
+        ("succeeded", 1),
+    ]
+    assert entries[1]["worker_id"] == "w1"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_bad_cursors_and_metadata_bounds() -> None:
+    for bad in ["", "!!", "bm90LWpzb24", Cursor("x", "y").encode()]:
+        with pytest.raises(InvalidCursor):
+            Cursor.decode(bad)
+    assert Cursor.decode(Cursor("17", "a").encode()) == Cursor("17", "a")
+    pairs = metadata_pairs({"s": "v", "b": True, "x": None, "nested": {"a": 1}, "long": "v" * 200})
+    assert pairs == ["s=v", "b=true", "x=null"]
