@@ -14,8 +14,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from tests.harness import Platform, submit, wait_for, wait_statuses
-from tests.ui.conftest import KEYS
 from tests.mcp.webhooks.conftest import Receiver, Reply
+from tests.ui.conftest import KEYS
 
 pytestmark = pytest.mark.integration
 
