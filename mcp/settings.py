@@ -58,8 +58,8 @@ class RedisSettings(BaseModel):
     idempotency_ttl_s: int = 86_400
     stream_maxlen: int = 10_000
     stream_ttl_s: int = 3_600
-    # Per-project task indexes for `GET /v1/tasks` and the dashboard; off only to measure
-    # what they cost (`make bench`).
+    # Per-project task indexes, timelines and kept inputs for `GET /v1/tasks` and the dashboard;
+    # off only to measure what they cost (`make bench`).
     task_indexes: bool = True
 
 

@@ -166,3 +166,18 @@ def test_bad_cursors_and_metadata_bounds() -> None:
     assert Cursor.decode(Cursor("17", "a").encode()) == Cursor("17", "a")
     pairs = metadata_pairs({"s": "v", "b": True, "x": None, "nested": {"a": 1}, "long": "v" * 200})
     assert pairs == ["s=v", "b=true", "x=null"]
+
+
+async def test_indexes_off_leave_only_the_task_state(settings: Settings) -> None:
+    off = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"task_indexes": False})}
+    )
+    store = SyncTaskStore(off)
+    try:
+        store.apply_events([queued(task(1))])
+        assert store.redis.hget(store.keys.task("task-001"), "status") == b"queued"
+        assert store.redis.exists(store.keys.index("p", "all")) == 0
+        assert store.redis.exists(store.keys.timeline("task-001")) == 0
+        assert store.redis.hget(store.keys.task("task-001"), "payload") is None
+    finally:
+        store.close()
