@@ -39,6 +39,7 @@ SUMMARY_FIELDS = (
 )
 JSON_FIELDS = frozenset({"error", "metadata"})
 DELIVERY_FIELDS = (
+    "record",  # the delivery's journal record, with its attempt history, where one is kept
     "webhook_id",
     "task_id",
     "type",
@@ -183,6 +184,8 @@ async def delivery_views(
             out.append(None)
             continue
         row["webhook_id"] = webhook_id
+        record = orjson.loads(row.pop("record")) if "record" in row else {}
+        row["history"] = record.get("history", [])
         for name in ("created_at", "next_attempt_at", "finished_at"):
             if name in row:
                 row[name] = datetime.fromtimestamp(float(row[name]), UTC)
