@@ -73,6 +73,9 @@ class WorkerSettings(BaseModel):
     heartbeat_interval_s: float = 2.0
     fetch_wait_max_ms: int = 5
     session_timeout_ms: int = 10_000
+    # How far past its lowest unfinished record a partition is read (in offsets) while a slow
+    # record is in flight; the finished ones above it travel in the commit's metadata.
+    lane_window: int = 2048
 
 
 class WebhookSettings(BaseModel):
@@ -138,6 +141,9 @@ class ModelSpec(BaseModel):
     actions: list[str] = Field(default_factory=lambda: ["generate"])
     max_batch_size: int = 8
     max_wait_ms: float = 5.0
+    # Batches one worker runs at once; None takes the backend's default (echo and openai 8,
+    # transformers 1: a second batch would compete for the same device).
+    concurrency: int | None = Field(default=None, ge=1, le=256)
     device: str = "auto"
     dtype: str = "auto"
     partitions: int | None = None

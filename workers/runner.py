@@ -7,12 +7,14 @@ inference code stays free of retries, clocks and Redis.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from mcp.errors import AutoGLMError
 from mcp.settings import ModelSpec, WorkerSettings
@@ -28,9 +30,16 @@ CANCEL_POLL_S = 0.2
 
 CancelCheck = Callable[[list[str]], set[str]]
 Reclaim = Callable[[TaskContext], int | None]
+# Called from a slot thread with each member's final outcome.
+Report = Callable[[TaskContext, Outcome], None]
 
 
 class Runner:
+    """Runs batches on `slots` threads; each member's outcome is reported as soon as it is final.
+
+    A member that runs past its `timeout_s` fails alone, at once: its batch-mates go on.
+    """
+
     def __init__(
         self,
         backend: Backend,
@@ -38,43 +47,32 @@ class Runner:
         settings: WorkerSettings,
         cancelled: CancelCheck,
         reclaim: Reclaim,
+        slots: int = 1,
     ) -> None:
         self.backend = backend
         self.spec = spec
         self.settings = settings
         self.cancelled = cancelled
         self.reclaim = reclaim
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="backend")
+        self.slots = max(1, slots)
+        self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="slot")
+        # Backend calls run apart from their slot, which watches deadlines and cancel flags.
+        self._calls = ThreadPoolExecutor(self.slots, thread_name_prefix="backend")
 
-    def run(self, contexts: list[TaskContext]) -> list[Outcome]:
-        """Run every task to an outcome; retried tasks come back with their later attempt."""
-        outcomes: list[Outcome] = []
-        for batch in self.batches(contexts):
-            outcomes += self._run_with_retries(batch)
-        return outcomes
+    def start(self, batch: list[TaskContext], report: Report) -> Future[None]:
+        """Run a batch to an outcome per member on a free slot; retries stay on that slot."""
+        return self._pool.submit(self._run_with_retries, batch, report)
 
-    def batches(self, contexts: list[TaskContext]) -> list[list[TaskContext]]:
-        groups: dict[Hashable, list[TaskContext]] = defaultdict(list)
-        for ctx in contexts:
-            key = (ctx.task.action, self.backend.batch_key(ctx.task.action, ctx.payload))
-            groups[key].append(ctx)
-        size = max(1, self.spec.max_batch_size)
-        return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    def batch_key(self, ctx: TaskContext) -> Hashable:
+        return (ctx.task.action, self.backend.batch_key(ctx.task.action, ctx.payload))
 
-    def _run_with_retries(self, batch: list[TaskContext]) -> list[Outcome]:
-        done: list[Outcome] = []
+    def _run_with_retries(self, batch: list[TaskContext], report: Report) -> None:
         pending = batch
         while pending:
-            retry: list[TaskContext] = []
-            for ctx, outcome in zip(pending, self._run_once(pending), strict=True):
-                if outcome is not None:
-                    done.append(outcome)
-                else:
-                    retry.append(ctx)
-            pending = self._next_attempts(retry, done)
-        return done
+            retry = self._run_once(pending, report)
+            pending = self._next_attempts(retry, report)
 
-    def _next_attempts(self, retry: list[TaskContext], done: list[Outcome]) -> list[TaskContext]:
+    def _next_attempts(self, retry: list[TaskContext], report: Report) -> list[TaskContext]:
         if not retry:
             return []
         attempt = max(ctx.attempt for ctx in retry)
@@ -84,62 +82,85 @@ class Runner:
         time.sleep(backoff)
         again: list[TaskContext] = []
         for ctx in retry:
-            next_attempt = self.reclaim(ctx)
+            next_attempt = None if ctx.cancel_event.is_set() else self.reclaim(ctx)
             if next_attempt is None:
-                done.append(Outcome(ctx.task, TaskStatus.CANCELLED, ctx.attempt))
+                report(ctx, Outcome(ctx.task, TaskStatus.CANCELLED, ctx.attempt))
             else:
                 ctx.attempt = next_attempt
                 again.append(ctx)
         return again
 
-    def _run_once(self, batch: list[TaskContext]) -> list[Outcome | None]:
-        """One attempt of a batch: an outcome per task, or None where a retry is due."""
+    def _run_once(self, batch: list[TaskContext], report: Report) -> list[TaskContext]:
+        """One attempt of a batch: reports final outcomes, returns the members due a retry."""
         started = utcnow()
         now = time.monotonic()
         for ctx in batch:
             ctx.deadline = now + ctx.task.timeout_s
-        future = self._pool.submit(self.backend.run_batch, batch[0].task.action, batch)
-        results = self._wait(future, batch)
-        out: list[Outcome | None] = []
-        for ctx, result in zip(batch, results, strict=True):
-            out.append(self._judge(ctx, result, started))
-        return out
+        retry: list[TaskContext] = []
+        pending = set(range(len(batch)))
 
-    def _wait(
-        self, future: Future[list[ResultOrError]], batch: list[TaskContext]
-    ) -> list[ResultOrError]:
-        task_ids = [ctx.task.task_id for ctx in batch]
-        abandon_at = max(ctx.deadline for ctx in batch) + ABANDON_GRACE_S
-        while True:
-            try:
-                results = future.result(timeout=CANCEL_POLL_S)
-            except FutureTimeout:
-                flagged = self.cancelled(task_ids)
-                for ctx in batch:
-                    if ctx.task.task_id in flagged:
-                        ctx.cancel_event.set()
-                if time.monotonic() > abandon_at:
-                    log.error("backend ignored its deadline; abandoning its thread")
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="backend")
-                    return [TimeoutError("the backend ignored the deadline")] * len(batch)
-                continue
-            except Exception as exc:  # the whole batch failed: run its tasks one by one
-                if len(batch) == 1:
-                    return [exc]
-                log.warning("batch of %d failed (%s); running its tasks alone", len(batch), exc)
-                return [self._alone(ctx) for ctx in batch]
-            if not isinstance(results, list) or len(results) != len(batch):
-                error = RuntimeError("backend returned a wrong number of results")
-                return [error] * len(batch)
-            return results
+        def settle(index: int, result: ResultOrError) -> None:
+            if index not in pending:
+                return  # already settled: timed out or cancelled before the backend answered
+            pending.discard(index)
+            outcome = self._judge(batch[index], result, started)
+            if outcome is None:
+                retry.append(batch[index])
+            else:
+                report(batch[index], outcome)
+
+        call = _BackendCall(self._calls, self.backend, batch)
+        while pending:
+            event = call.next(CANCEL_POLL_S)
+            if event is None:
+                self._watch(batch, pending, settle)
+            elif event.kind == "result":
+                settle(event.index, event.result)
+            elif event.kind == "failed":  # the whole batch failed: run its tasks one by one
+                if len(batch) > 1:
+                    log.warning(
+                        "batch of %d failed (%s); running its tasks alone", len(batch), event.result
+                    )
+                for index in sorted(pending):
+                    settle(index, event.result if len(batch) == 1 else self._alone(batch[index]))
+            else:  # the backend returned without reporting some members
+                for index in sorted(pending):
+                    settle(index, event.result)
+        if not call.wait_end(ABANDON_GRACE_S):
+            log.error("backend ignored its deadline; abandoning its thread")
+            stuck, self._calls = (
+                self._calls,
+                ThreadPoolExecutor(self.slots, thread_name_prefix="backend"),
+            )
+            stuck.shutdown(wait=False)
+        return retry
+
+    def _watch(
+        self,
+        batch: list[TaskContext],
+        pending: set[int],
+        settle: Callable[[int, ResultOrError], None],
+    ) -> None:
+        """Between results: pass cancel requests on, fail members past their deadline."""
+        members = [batch[i] for i in sorted(pending)]
+        flagged = self.cancelled([ctx.task.task_id for ctx in members])
+        for ctx in members:
+            if ctx.task.task_id in flagged:
+                ctx.cancel_event.set()
+        now = time.monotonic()
+        for index in sorted(pending):
+            if now > batch[index].deadline:
+                settle(index, TimeoutError("the task ran past its deadline"))
 
     def _alone(self, ctx: TaskContext) -> ResultOrError:
-        try:
-            future = self._pool.submit(self.backend.run_batch, ctx.task.action, [ctx])
-            return self._wait(future, [ctx])[0]
-        except Exception as exc:
-            return exc
+        call = _BackendCall(self._calls, self.backend, [ctx])
+        while True:
+            event = call.next(CANCEL_POLL_S)
+            if event is None:
+                if time.monotonic() > ctx.deadline:
+                    return TimeoutError("the task ran past its deadline")
+                continue
+            return event.result
 
     def _judge(
         self, ctx: TaskContext, result: ResultOrError, started_at: datetime
@@ -164,3 +185,49 @@ class Runner:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.shutdown(wait=False, cancel_futures=True)
+
+
+_UNREPORTED = RuntimeError("backend returned a wrong number of results")
+
+
+@dataclass
+class _Event:
+    kind: Literal["result", "failed", "end"]
+    index: int
+    result: ResultOrError
+
+
+class _BackendCall:
+    """One `run_streaming` call on a pool thread, so that a stuck backend can be left behind;
+    its reports arrive on a queue."""
+
+    def __init__(
+        self, pool: ThreadPoolExecutor, backend: Backend, batch: list[TaskContext]
+    ) -> None:
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._ended = threading.Event()
+        action = batch[0].task.action
+
+        def run() -> None:
+            try:
+                backend.run_streaming(
+                    action, batch, lambda i, r: self._events.put(_Event("result", i, r))
+                )
+            except Exception as exc:
+                self._events.put(_Event("failed", -1, exc))
+            else:
+                self._events.put(_Event("end", -1, _UNREPORTED))
+            finally:
+                self._ended.set()
+
+        pool.submit(run)
+
+    def next(self, timeout: float) -> _Event | None:
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def wait_end(self, grace: float) -> bool:
+        return self._ended.wait(grace)

@@ -1,33 +1,38 @@
 """The inference worker: consume tasks, run them, publish each outcome exactly once.
 
-One loop iteration takes a batch from the model's topic, claims its tasks in Redis (counting
-attempts across crashes), runs them, and produces results, terminal events and DLQ copies into
-the open transaction. The transaction commits with the consumed offsets every
-`commit_every_n` tasks or `commit_every_ms`, whichever comes first (KIP-447 fencing through
-the consumer group metadata). Only after a commit does Redis hear of the outcomes directly.
+The loop reads records into per-partition lanes (`workers.lanes`), claims them in Redis
+(counting attempts across crashes) and runs them as batches on `concurrency` slots, so a slow
+task holds up only its own slot. Each member's outcome goes into the open transaction as soon
+as it is final, whatever the order; the transaction commits with each lane's lowest unfinished
+offset and the finished records above it every `commit_every_n` outcomes or `commit_every_ms`,
+whichever comes first (KIP-447 fencing through the consumer group metadata). Only after a
+commit does Redis hear of the outcomes directly.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
-from dataclasses import replace
-from typing import Any, cast
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from redis.exceptions import RedisError
 
 from mcp.grouped_txn import Group, Refusal
 from mcp.kafka import consumer_config
 from mcp.names import Topics
-from mcp.records import Record, refused_record
 from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
-from schemas import AsyncTask, DecodeError, TaskEvent, TaskStatus, dumps, loads, utcnow
+from schemas import AsyncTask, DecodeError, TaskStatus, loads, utcnow
 from workers.backends.base import Backend, TaskContext
+from workers.lanes import Key, Lane, Lanes
 from workers.outcome import Outcome
+from workers.records import outcome_records, running_record, substitute, undecodable_record
 from workers.runner import Runner
 from workers.streams import TokenStreams
 from workers.transaction import TransactionLost, WorkerTransaction
@@ -36,6 +41,17 @@ log = logging.getLogger(__name__)
 
 # Burst mode stops after this long without a message, counted from the latest assignment.
 BURST_IDLE_S = 2.0
+# How often the loop looks for finished work while some is running.
+BUSY_POLL_S = 0.005
+
+
+@dataclass(eq=False)
+class Job(TaskContext):
+    """A task on its way through the worker, and the record it came from."""
+
+    key: Key = ("", -1)
+    offset: int = -1
+    lane: Lane | None = None
 
 
 class InferenceWorker:
@@ -70,13 +86,20 @@ class InferenceWorker:
                 },
             )
         )
-        self.runner = Runner(backend, spec, settings.worker, self.store.cancelled, self._reclaim)
+        self.slots = spec.concurrency or backend.concurrency
+        self.runner = Runner(
+            backend, spec, settings.worker, self.store.cancelled, self._reclaim, self.slots
+        )
         self.stopping = threading.Event()
-        # Offsets of work whose outcome sits in the open transaction, per partition.
-        self._done: dict[tuple[str, int], int] = {}
+        self.lanes = Lanes()
+        self._backlog: list[Job] = []  # read, not yet running
+        self._in_flight: dict[tuple[Key, int], Job] = {}  # claimed and running
+        self._running: set[Future[None]] = set()  # one per busy slot
+        self._finished: queue.SimpleQueue[tuple[TaskContext, Outcome]] = queue.SimpleQueue()
+        # Outcomes in the open transaction; their groups are known by their place here.
         self._after_commit: list[Outcome] = []
         self._ids = itertools.count()
-        self._pending = 0
+        self._pending = 0  # records finished since the last commit
         self._assigned: set[str] = set()
         self._assigned_at = 0.0
         self.processed = 0
@@ -96,34 +119,62 @@ class InferenceWorker:
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
-                messages = self._poll()
-                if messages:
+                try:
+                    busy = self._step()
+                except RedisError as exc:
+                    self._wait_out_store_outage(exc)
+                    continue
+                except TransactionLost:
+                    self._rewind()
+                    continue
+                if busy:
                     idle_since = time.monotonic()
-                    try:
-                        self._handle(messages)
-                    except RedisError as exc:
-                        self._wait_out_store_outage(exc)
-                        continue
-                    except TransactionLost:
-                        self._rewind()
-                        continue
-                self._maybe_commit(force=not messages)
                 if (
                     self.burst
-                    and not messages
+                    and not busy
                     and self._assigned
                     and time.monotonic() - max(idle_since, self._assigned_at) > BURST_IDLE_S
                 ):
                     log.info("burst: queue drained, exiting")
                     break
+            self._drain()
         finally:
             self._maybe_commit(force=True)
             self.consumer.close()  # leaves the group: partitions move at once
             self.txn.close()
             self.runner.close()
 
+    def _step(self) -> bool:
+        """One turn of the loop; False when there was nothing to do at all."""
+        self._flow()
+        messages = self._poll()
+        self._read(messages)
+        self._dispatch()
+        published = self._collect()
+        self._check_slots()
+        self._maybe_commit(force=not messages and not published)
+        return bool(messages or published or self._running or self._backlog)
+
+    def _drain(self) -> None:
+        """Stopping: let running work finish and commit it; what was only read is read again
+        by the next owner."""
+        self._backlog.clear()
+        while self._running:
+            self.lanes.hold(self.consumer, set(self.lanes.by_key))
+            self.consumer.poll(BUSY_POLL_S)  # serves rebalance callbacks, returns nothing
+            try:
+                self._collect()
+                self._check_slots()
+            except (RedisError, TransactionLost) as exc:
+                log.warning("cannot drain (%s); leaving the rest to the next owner", exc)
+                break
+            self._maybe_commit()
+        self._collect()
+
+    # -- reading -----------------------------------------------------------------------------
+
     def _poll(self) -> list[Message]:
-        timeout = self.settings.worker.poll_timeout_s
+        timeout = BUSY_POLL_S if self._running else self.settings.worker.poll_timeout_s
         if self.txn.open:
             due = self.txn.began_at + self.settings.worker.commit_every_ms / 1000
             timeout = max(0.0, min(timeout, due - time.monotonic()))
@@ -136,144 +187,163 @@ class InferenceWorker:
             messages += self.consumer.consume(room, self.spec.max_wait_ms / 1000)
         return messages
 
-    # -- one batch ---------------------------------------------------------------------------
+    def _flow(self) -> None:
+        """Pause what must not be read now: every partition while the backlog could fill the
+        next free slot, and a partition read a window past its lowest unfinished record."""
+        if len(self._backlog) >= self.spec.max_batch_size:
+            self.lanes.hold(self.consumer, set(self.lanes.by_key))
+        else:
+            self.lanes.hold(
+                self.consumer, set(self.lanes.crowded(self.settings.worker.lane_window))
+            )
 
-    def _handle(self, messages: list[Message]) -> None:
-        groups: list[Group] = []
-        tasks: list[AsyncTask] = []
+    def _read(self, messages: list[Message]) -> None:
         for msg in messages:
             if msg.error():
                 log.warning("consume error: %s", msg.error())
                 continue
+            key: Key = (msg.topic() or "", msg.partition() or 0)
+            offset = msg.offset() or 0
+            lane = self.lanes.get(key)
+            if lane is None:
+                continue  # its partition was taken away meanwhile
+            if not lane.read(offset):
+                log.info("%s/%d@%d: result already committed; skipping", *key, offset)
+                self._pending += 1
+                continue
             try:
-                tasks.append(loads(AsyncTask, msg.value() or b""))
+                task = loads(AsyncTask, msg.value() or b"")
             except DecodeError as exc:
-                groups.append(Group(("raw", next(self._ids)), [self._dlq_raw(msg, exc)]))
-        outcomes, contexts = self._claim(tasks)
-        if contexts:
+                raw = undecodable_record(self.topics, msg, exc)
+                self.txn.produce([Group(("raw", next(self._ids)), [raw])])
+                self._finish(lane, offset)
+                continue
+            self._backlog.append(Job(task=task, key=key, offset=offset, lane=lane))
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start batches from the backlog, oldest first, while slots are free."""
+        while self._backlog and len(self._running) < self.slots:
+            batch = self._next_batch()
+            jobs = self._claim(batch)
+            if not jobs:
+                continue
             self.txn.produce(
-                [Group(("running", next(self._ids)), [self._running_record(c)]) for c in contexts]
+                [
+                    Group(
+                        ("running", next(self._ids)),
+                        [running_record(self.topics, j, self.worker_id)],
+                    )
+                    for j in jobs
+                ]
             )
             # `task.started` webhooks should not wait for the result. A lost transaction here
-            # abandons the batch: the rewound consumer reads it again.
-            if any(ctx.task.wants("started") for ctx in contexts) and not self._commit():
+            # abandons the work in flight: the rewound consumer reads it again.
+            if any(job.task.wants("started") for job in jobs) and not self._commit():
                 return
-            self.streams.status(contexts, TaskStatus.RUNNING)
-            outcomes += self.runner.run(contexts)
-        # Outcomes are known by their place in the open transaction: a refused one is replaced.
-        base = len(self._after_commit)
-        self._after_commit += outcomes
-        groups += [
-            Group(("outcome", base + i), self._outcome_records(o)) for i, o in enumerate(outcomes)
-        ]
-        self.txn.produce(groups)
-        for msg in messages:
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            if (
-                not msg.error()
-                and topic is not None
-                and partition is not None
-                and offset is not None
-            ):
-                key = (topic, partition)
-                self._done[key] = max(self._done.get(key, 0), offset + 1)
-        self._pending += len(messages)
-        self.processed += len(outcomes)
+            self.streams.status(list(jobs), TaskStatus.RUNNING)
+            for job in jobs:
+                self._in_flight[(job.key, job.offset)] = job
+            self._running.add(self.runner.start(list(jobs), self._report))
+
+    def _next_batch(self) -> list[Job]:
+        """The oldest job and the jobs after it that may share its batch."""
+        head = self._backlog[0]
+        key = self.runner.batch_key(head)
+        batch: list[Job] = []
+        rest: list[Job] = []
+        for job in self._backlog:
+            if len(batch) < self.spec.max_batch_size and self.runner.batch_key(job) == key:
+                batch.append(job)
+            else:
+                rest.append(job)
+        self._backlog = rest
+        return batch
+
+    def _report(self, ctx: TaskContext, outcome: Outcome) -> None:
+        """From a slot thread: an outcome is final."""
+        self._finished.put((ctx, outcome))
+
+    def _check_slots(self) -> None:
+        for future in [f for f in self._running if f.done()]:
+            self._running.discard(future)
+            error = future.exception()
+            if error is not None:
+                raise error
+
+    def _collect(self) -> bool:
+        """Put every final outcome into the open transaction; True when there was one."""
+        published = False
+        while True:
+            try:
+                ctx, outcome = self._finished.get_nowait()
+            except queue.Empty:
+                return published
+            assert isinstance(ctx, Job)
+            self._in_flight.pop((ctx.key, ctx.offset), None)
+            if ctx.lane is None or self.lanes.get(ctx.key) is not ctx.lane:
+                continue  # its partition moved or the transaction was lost: it runs again
+            self._publish(outcome, ctx.lane, ctx.offset)
+            published = True
+
+    def _publish(self, outcome: Outcome, lane: Lane, offset: int) -> None:
+        n = len(self._after_commit)
+        self._after_commit.append(outcome)
+        records = outcome_records(self.topics, outcome, self.worker_id)
+        self.txn.produce([Group(("outcome", n), records)])
+        self.processed += 1
+        self._finish(lane, offset)
+
+    def _finish(self, lane: Lane, offset: int) -> None:
+        lane.finish(offset)
+        self._pending += 1
 
     def _substitute(self, group: Group, refusal: Refusal) -> Group | None:
-        """What is published in place of a group Kafka refused; None: nothing can be."""
-        kind, n = cast(tuple[str, int], group.id)
-        error = refused_record(refusal.error, topic=refusal.topic)
-        log.warning("Kafka refused the %s records of a task: %s", kind, error.message)
-        if kind == "outcome":  # the task fails instead, with a copy in the DLQ
-            done = self._after_commit[n]
-            failed = Outcome.failure(
-                done.task,
-                done.attempt,
-                error.code,
-                f"the task's {done.status.value} outcome could not be published: {error.message}",
-                to_dlq=True,
-                started_at=done.started_at,
-            )
-            self._after_commit[n] = failed
-            return Group(("unpublishable", n), self._outcome_records(failed))
-        if kind == "unpublishable":  # even the DLQ copy was refused: the failure alone
-            return Group(("failure", n), [r for r in group.records if r.topic != self.topics.dlq])
-        if kind == "raw":  # an undecodable message the DLQ will not take: its coordinates
-            return Group(("raw-refused", n), [replace(r, value=b"") for r in group.records])
-        if kind in ("running", "raw-refused"):  # informational; nothing depends on it
-            return Group((f"{kind}-dropped", n), [])
-        return None
+        return substitute(self.topics, self.worker_id, self._after_commit, group, refusal)
 
-    def _claim(self, tasks: list[AsyncTask]) -> tuple[list[Outcome], list[TaskContext]]:
-        outcomes: list[Outcome] = []
-        contexts: list[TaskContext] = []
+    def _claim(self, batch: list[Job]) -> list[Job]:
+        """Start an attempt of each job; those that must not run are settled here."""
         now = utcnow()
-        live = []
-        for task in tasks:
-            if task.expires_at < now:
-                outcomes.append(Outcome(task, TaskStatus.EXPIRED, task.attempt))
+        live: list[Job] = []
+        for job in batch:
+            assert job.lane is not None
+            if job.task.expires_at < now:
+                outcome = Outcome(job.task, TaskStatus.EXPIRED, job.task.attempt)
+                self._publish(outcome, job.lane, job.offset)
             else:
-                live.append(task)
-        for task, (verdict, attempt) in zip(
-            live, self.store.claim(live, self.worker_id), strict=True
-        ):
+                live.append(job)
+        jobs: list[Job] = []
+        verdicts = self.store.claim([job.task for job in live], self.worker_id)
+        for job, (verdict, attempt) in zip(live, verdicts, strict=True):
+            assert job.lane is not None
+            task = job.task
             if verdict == "cancelled":
-                outcomes.append(Outcome(task, TaskStatus.CANCELLED, attempt))
+                self._publish(Outcome(task, TaskStatus.CANCELLED, attempt), job.lane, job.offset)
             elif verdict == "terminal":
                 log.info("task %s already finished; skipping", task.task_id)
+                self._finish(job.lane, job.offset)
             elif attempt > self.settings.worker.max_attempts:
                 message = f"gave up after {attempt - 1} attempt(s) that never finished"
-                outcomes.append(
-                    Outcome.failure(task, attempt - 1, "too_many_attempts", message, to_dlq=True)
+                outcome = Outcome.failure(
+                    task, attempt - 1, "too_many_attempts", message, to_dlq=True
                 )
+                self._publish(outcome, job.lane, job.offset)
             else:
-                contexts.append(self._context(task, attempt))
-        return outcomes, contexts
-
-    def _context(self, task: AsyncTask, attempt: int) -> TaskContext:
-        on_token = None
-        if task.action == "generate" and task.payload.get("stream", True):
-            on_token = self.streams.writer(task.task_id)
-        return TaskContext(task=task, attempt=attempt, on_token=on_token)
+                job.attempt = attempt
+                if task.action == "generate" and task.payload.get("stream", True):
+                    job.on_token = self.streams.writer(task.task_id)
+                jobs.append(job)
+        return jobs
 
     def _reclaim(self, ctx: TaskContext) -> int | None:
         verdict, attempt = self.store.claim([ctx.task], self.worker_id)[0]
         return attempt if verdict == "run" else None
 
-    # -- records -----------------------------------------------------------------------------
-
-    def _running_record(self, ctx: TaskContext) -> Record:
-        event = TaskEvent.of(
-            ctx.task, TaskStatus.RUNNING, attempt=ctx.attempt, worker_id=self.worker_id
-        )
-        return Record(self.topics.events, ctx.task.task_id.encode(), dumps(event))
-
-    def _outcome_records(self, outcome: Outcome) -> list[Record]:
-        key = outcome.task.task_id.encode()
-        out = [
-            Record(self.topics.results, key, dumps(outcome.result_record(self.worker_id))),
-            Record(self.topics.events, key, dumps(outcome.event_record(self.worker_id))),
-        ]
-        if outcome.to_dlq:
-            code = outcome.error.code if outcome.error else "failed"
-            reason = outcome.error.message if outcome.error else ""
-            headers = (("error", code.encode()), ("reason", reason.encode()))
-            out.append(Record(self.topics.dlq, key, dumps(outcome.task), headers))
-        return out
-
-    def _dlq_raw(self, msg: Message, exc: DecodeError) -> Record:
-        headers = (
-            ("error", b"undecodable"),
-            ("reason", str(exc).encode()),
-            ("source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
-        )
-        return Record(self.topics.dlq, msg.key(), msg.value() or b"", headers)
-
     # -- commits -----------------------------------------------------------------------------
 
     def _maybe_commit(self, force: bool = False) -> None:
-        if not self.txn.open and not self._done:
+        if not self.txn.open and not self.lanes.changed:
             return
         age_ms = (time.monotonic() - self.txn.began_at) * 1000 if self.txn.open else 0.0
         if (
@@ -285,13 +355,12 @@ class InferenceWorker:
 
     def _commit(self) -> bool:
         """Commit the open transaction; False when it was lost and the consumer rewound."""
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         try:
-            self.txn.commit(offsets, self.consumer)
+            self.txn.commit(self.lanes.offsets(), self.consumer)
         except TransactionLost:
             self._rewind()
             return False
-        self._done.clear()
+        self.lanes.committed()
         self._pending = 0
         outcomes, self._after_commit = self._after_commit, []
         if outcomes:
@@ -313,49 +382,47 @@ class InferenceWorker:
         self._rewind()
         self.stopping.wait(1.0)
 
-    def _rewind(self) -> None:
+    def _abandon(self, keys: set[Key] | None = None) -> None:
+        """Forget the work of these partitions (all when None): running jobs are told to stop
+        and their outcomes will be dropped; the next owner of the records runs them again."""
+        for (key, _), job in list(self._in_flight.items()):
+            if keys is None or key in keys:
+                job.cancel_event.set()
+        self._backlog = [j for j in self._backlog if keys is not None and j.key not in keys]
+        if keys is None:
+            self._after_commit = []
+            self._pending = 0
+
+    def _rewind(self, exclude: set[Key] | None = None) -> None:
         """Forget the lost transaction's work and read again from the committed offsets."""
         log.warning("rewinding to committed offsets after a lost transaction")
-        self._done.clear()
-        self._after_commit = []
-        self._pending = 0
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return
-        while True:  # without the committed offsets, going on would skip the lost work
-            try:
-                committed = self.consumer.committed(assignment, timeout=10)
-                break
-            except KafkaException as exc:
-                log.warning("cannot read committed offsets yet: %s", exc)
-                time.sleep(1.0)
-        for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else 0
-            try:
-                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-            except KafkaException as exc:
-                log.warning("seek %s failed: %s", tp, exc)
+        self._abandon()
+        self.lanes.rewind(self.consumer, exclude or set())
 
     # -- rebalance ---------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.lanes.assign(self.consumer, partitions)
         self._assigned |= {f"{tp.topic}/{tp.partition}" for tp in partitions}
         self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Work in the open transaction is complete: commit it before the partitions move.
-        if self.txn.open or self._done:
+        # Finished work is in the open transaction: commit it before the partitions move.
+        # Work still running on them is abandoned; their next owner runs it again.
+        self._collect()
+        if self.txn.open or self.lanes.changed:
             self._commit()
-        for tp in partitions:
-            self._done.pop((tp.topic, tp.partition), None)
-            self._assigned.discard(f"{tp.topic}/{tp.partition}")
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._abandon(keys)
+        self.lanes.drop(keys)
+        self._assigned -= {f"{t}/{p}" for t, p in keys}
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned -= {f"{tp.topic}/{tp.partition}" for tp in partitions}
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= {f"{t}/{p}" for t, p in keys}
+        self.lanes.drop(keys)
         self.txn.abort()
-        self._done.clear()
-        self._after_commit = []
-        self._pending = 0
+        self._rewind(exclude=keys)
 
     def info(self) -> dict[str, Any]:
         """Read by the heartbeat thread: no consumer calls here, they are not thread-safe."""
@@ -364,4 +431,6 @@ class InferenceWorker:
             "processed": self.processed,
             "commits": self.txn.commits,
             "partitions": sorted(self._assigned),
+            "slots": self.slots,
+            "in_flight": len(self._in_flight),
         }

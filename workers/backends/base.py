@@ -15,6 +15,8 @@ from schemas import AsyncTask
 Result = dict[str, Any]
 ResultOrError = Result | BaseException
 """What a backend returns per task: its result, or the exception that failed that task alone."""
+# Called by a backend as each member of its batch is done: (index in the batch, its result).
+Report = Callable[[int, ResultOrError], None]
 
 
 @dataclass
@@ -39,6 +41,9 @@ class TaskContext:
 class Backend(ABC):
     """A model behind the worker. Retries, deadlines and metrics are the worker's business."""
 
+    # Batches one worker runs at once unless the model's `concurrency` says otherwise.
+    concurrency = 1
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
 
@@ -52,3 +57,17 @@ class Backend(ABC):
     @abstractmethod
     def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
         """One result (or the exception that failed that task alone) per task, in order."""
+
+    def run_streaming(self, action: str, batch: list[TaskContext], report: Report) -> None:
+        """Run a batch, reporting each member's result as soon as it is known.
+
+        By default every member is reported when the whole batch is done. Backends whose
+        members finish at different times (one request per member to an upstream server,
+        sequential work) override this, so a quick member never waits for a slow batch-mate.
+        """
+        results = self.run_batch(action, batch)
+        if not isinstance(results, list) or len(results) != len(batch):
+            error = RuntimeError("backend returned a wrong number of results")
+            results = [error] * len(batch)
+        for index, result in enumerate(results):
+            report(index, result)

@@ -1,7 +1,8 @@
 """The built-in `echo` model: returns its payload. Measures the platform itself.
 
 Test hooks in the payload: `sleep_ms` makes a task slow (and honours cancellation),
-`fail_times` makes its first N attempts raise.
+`fail_times` makes its first N attempts raise. A batch runs its members one after another,
+shortest first, and reports each as it is done.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 from typing import Any
 
 from mcp.errors import BackendError
-from workers.backends.base import Backend, ResultOrError, TaskContext
+from workers.backends.base import Backend, Report, ResultOrError, TaskContext
 
 
 class EchoFailure(BackendError):
@@ -18,8 +19,15 @@ class EchoFailure(BackendError):
 
 
 class EchoBackend(Backend):
+    concurrency = 8
+
     def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
         return [self._one(ctx) for ctx in batch]
+
+    def run_streaming(self, action: str, batch: list[TaskContext], report: Report) -> None:
+        order = sorted(range(len(batch)), key=lambda i: _sleep_s(batch[i].payload))
+        for index in order:
+            report(index, self._one(batch[index]))
 
     def _one(self, ctx: TaskContext) -> ResultOrError:
         payload: dict[str, Any] = ctx.payload
@@ -34,3 +42,11 @@ class EchoBackend(Backend):
             for word in payload["prompt"].split(" "):
                 ctx.on_token(word + " ")
         return {"echo": payload}
+
+
+def _sleep_s(payload: dict[str, Any]) -> float:
+    """The member's cost, for ordering only (a bad value fails in `_one`)."""
+    try:
+        return max(0.0, float(payload.get("sleep_ms", 0) or 0) / 1000)
+    except (TypeError, ValueError):
+        return 0.0

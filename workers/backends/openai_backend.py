@@ -1,8 +1,9 @@
 """A model served elsewhere behind an OpenAI-compatible API (vLLM, SGLang: how AutoGLM-Phone runs).
 
 The server batches on its own, so the tasks of a batch go out as concurrent requests
-(`embed` as one request). Connection failures, 429 and 5xx are retried with back-off until
-the first token arrives; after that a failure fails the task, since its tokens were streamed.
+(`embed` as one request), each reported as soon as its answer is complete. Connection
+failures, 429 and 5xx are retried with back-off until the first token arrives; after that a
+failure fails the task, since its tokens were streamed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 import httpx
@@ -20,7 +21,7 @@ import orjson
 from mcp.errors import BackendError, InvalidPayload, ModelLoadError, UnknownAction
 from mcp.settings import ModelSpec, Settings
 from schemas.payloads import PAYLOADS
-from workers.backends.base import Backend, Result, ResultOrError, TaskContext
+from workers.backends.base import Backend, Report, Result, ResultOrError, TaskContext
 from workers.backends.isolation import as_task_error, run_isolated, stopped_early
 from workers.backends.sampling import sampling_key
 from workers.phone import build_phone_messages, parse_phone_answer
@@ -62,6 +63,8 @@ def openai_image_part(data: str) -> dict[str, Any]:
 
 
 class OpenAIBackend(Backend):
+    concurrency = 8  # the server batches on its own: slow requests hold up no other
+
     def __init__(self, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(spec)
         self.settings = settings
@@ -74,7 +77,8 @@ class OpenAIBackend(Backend):
         if not self.spec.url:
             raise ModelLoadError(f"model {self.spec.name!r}: the openai backend needs a url")
         headers = {"Authorization": f"Bearer {self.spec.api_key}"} if self.spec.api_key else {}
-        workers = max(1, min(self.spec.max_batch_size, 64))
+        slots = self.spec.concurrency or self.concurrency
+        workers = max(1, min(self.spec.max_batch_size * slots, 256))
         self._client = httpx.Client(
             base_url=self.spec.url.rstrip("/"),
             headers=headers,
@@ -94,8 +98,20 @@ class OpenAIBackend(Backend):
         return (action,)
 
     def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
+        results: list[ResultOrError] = [BackendError("task produced no result")] * len(batch)
+
+        def keep(index: int, result: ResultOrError) -> None:
+            results[index] = result
+
+        self.run_streaming(action, batch, keep)
+        return results
+
+    def run_streaming(self, action: str, batch: list[TaskContext], report: Report) -> None:
+        """Each member is its own request: it is reported when its answer is complete."""
         if action == "embed":
-            return run_isolated(self._embed, batch)
+            for index, result in enumerate(run_isolated(self._embed, batch)):
+                report(index, result)
+            return
         one: dict[str, Callable[[TaskContext], Result]] = {
             "generate": self._generate,
             "phone_step": self._phone_step,
@@ -103,17 +119,17 @@ class OpenAIBackend(Backend):
         runner = one.get(action)
         if runner is None:
             error = UnknownAction(f"the openai backend does not offer {action!r}")
-            return [as_task_error(error) for _ in batch]
+            for index in range(len(batch)):
+                report(index, as_task_error(error))
+            return
         if self._pool is None:
             raise BackendError(f"model {self.spec.name!r} is not loaded; call load() first")
-        futures = [self._pool.submit(runner, ctx) for ctx in batch]
-        outcomes: list[ResultOrError] = []
-        for future in futures:
+        futures = {self._pool.submit(runner, ctx): index for index, ctx in enumerate(batch)}
+        for future in as_completed(futures):
             try:
-                outcomes.append(future.result())
+                report(futures[future], future.result())
             except Exception as exc:
-                outcomes.append(as_task_error(exc))
-        return outcomes
+                report(futures[future], as_task_error(exc))
 
     # ------------------------------------------------------------ actions
 

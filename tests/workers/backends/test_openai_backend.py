@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ PHONE_REPLY = (
 class FakeServerState:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # statuses to answer before succeeding
+    delays: dict[str, float] = field(default_factory=dict)  # prompt -> seconds before answering
 
 
 def _reply_for(body: dict[str, Any]) -> str:
@@ -50,6 +52,7 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.state.requests.append((self.path, body))
+        time.sleep(self.state.delays.get(str(body.get("prompt")), 0.0))
         if self.state.failures:
             status = self.state.failures.pop(0)
             self._json(status, {"error": {"message": "try later"}}, {"Retry-After": "0"})
@@ -162,6 +165,24 @@ def test_generate_chat_and_prompt(fake_server: tuple[str, FakeServerState]) -> N
     completion = next(body for path, body in state.requests if path == "/v1/completions")
     assert completion["model"] == "autoglm-phone-9b"
     assert completion["stop"] == ["\n"] and completion["seed"] == 3
+
+
+def test_members_are_reported_as_each_answer_completes(
+    fake_server: tuple[str, FakeServerState],
+) -> None:
+    url, state = fake_server
+    state.delays["slow"] = 1.5
+    batch = [
+        make_context("m", "generate", {"prompt": prompt, "stream": False})
+        for prompt in ("slow", "quick", "quicker")
+    ]
+    started = time.monotonic()
+    seen: list[tuple[int, float]] = []
+    _backend(url).run_streaming(
+        "generate", batch, lambda i, r: seen.append((i, time.monotonic() - started))
+    )
+    assert sorted(i for i, _ in seen[:2]) == [1, 2] and seen[2][0] == 0
+    assert all(at < 1.0 for _, at in seen[:2]), seen
 
 
 def test_streaming_forwards_deltas(fake_server: tuple[str, FakeServerState]) -> None:

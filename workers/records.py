@@ -1,0 +1,76 @@
+"""The Kafka records a worker publishes: running events, outcomes, dead letters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import cast
+
+from confluent_kafka import Message
+
+from mcp.grouped_txn import Group, Refusal
+from mcp.names import Topics
+from mcp.records import Record, refused_record
+from schemas import DecodeError, TaskEvent, TaskStatus, dumps
+from workers.backends.base import TaskContext
+from workers.outcome import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def running_record(topics: Topics, ctx: TaskContext, worker_id: str) -> Record:
+    event = TaskEvent.of(ctx.task, TaskStatus.RUNNING, attempt=ctx.attempt, worker_id=worker_id)
+    return Record(topics.events, ctx.task.task_id.encode(), dumps(event))
+
+
+def outcome_records(topics: Topics, outcome: Outcome, worker_id: str) -> list[Record]:
+    """The result, the terminal event and, for a task given up on, its dead letter."""
+    key = outcome.task.task_id.encode()
+    out = [
+        Record(topics.results, key, dumps(outcome.result_record(worker_id))),
+        Record(topics.events, key, dumps(outcome.event_record(worker_id))),
+    ]
+    if outcome.to_dlq:
+        code = outcome.error.code if outcome.error else "failed"
+        reason = outcome.error.message if outcome.error else ""
+        headers = (("error", code.encode()), ("reason", reason.encode()))
+        out.append(Record(topics.dlq, key, dumps(outcome.task), headers))
+    return out
+
+
+def undecodable_record(topics: Topics, msg: Message, exc: DecodeError) -> Record:
+    headers = (
+        ("error", b"undecodable"),
+        ("reason", str(exc).encode()),
+        ("source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+    )
+    return Record(topics.dlq, msg.key(), msg.value() or b"", headers)
+
+
+def substitute(
+    topics: Topics, worker_id: str, outcomes: list[Outcome], group: Group, refusal: Refusal
+) -> Group | None:
+    """What is published in place of a group Kafka refused; None: nothing can be. An outcome
+    group is known by its place in `outcomes`, which gets the failure that replaces it."""
+    kind, n = cast(tuple[str, int], group.id)
+    error = refused_record(refusal.error, topic=refusal.topic)
+    log.warning("Kafka refused the %s records of a task: %s", kind, error.message)
+    if kind == "outcome":  # the task fails instead, with a copy in the DLQ
+        done = outcomes[n]
+        failed = Outcome.failure(
+            done.task,
+            done.attempt,
+            error.code,
+            f"the task's {done.status.value} outcome could not be published: {error.message}",
+            to_dlq=True,
+            started_at=done.started_at,
+        )
+        outcomes[n] = failed
+        return Group(("unpublishable", n), outcome_records(topics, failed, worker_id))
+    if kind == "unpublishable":  # even the DLQ copy was refused: the failure alone
+        return Group(("failure", n), [r for r in group.records if r.topic != topics.dlq])
+    if kind == "raw":  # an undecodable message the DLQ will not take: its coordinates
+        return Group(("raw-refused", n), [replace(r, value=b"") for r in group.records])
+    if kind in ("running", "raw-refused"):  # informational; nothing depends on it
+        return Group((f"{kind}-dropped", n), [])
+    return None
