@@ -15,6 +15,7 @@ from schemas import AsyncTask
 Result = dict[str, Any]
 ResultOrError = Result | BaseException
 """What a backend returns per task: its result, or the exception that failed that task alone."""
+
 # Called by a backend as each member of its batch is done: (index in the batch, its result).
 Report = Callable[[int, ResultOrError], None]
 
