@@ -69,8 +69,9 @@ def test_sigkill_worker_mid_batch_loses_nothing_and_duplicates_nothing(platform:
     platform.api()
     first = platform.worker("echo", "0")
     with platform.client() as client:
+        # Tasks long enough that a worker running several at once is still busy when killed.
         task_ids = [
-            submit(client, {**ECHO, "payload": {"prompt": str(i), "sleep_ms": 150}}).json()[
+            submit(client, {**ECHO, "payload": {"prompt": str(i), "sleep_ms": 1000}}).json()[
                 "task_id"
             ]
             for i in range(40)
