@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from datetime import timedelta
 
 import orjson
 
@@ -23,6 +24,7 @@ from mcp.records import Record
 from mcp.webhooks.ssrf import check_callback_url
 from schemas import (
     AsyncTask,
+    Idempotency,
     SubmitRequest,
     SubmitResponse,
     TaskEvent,
@@ -97,13 +99,19 @@ class Submitter:
         if body.callback_url is not None:
             await asyncio.to_thread(check_callback_url, str(body.callback_url), services.settings)
         await self.ensure_topics()
-        task = AsyncTask.of(body, project, TraceContext(traceparent=traceparent))
+        claim = None
+        if idempotency_key:
+            ttl = timedelta(seconds=services.settings.redis.idempotency_ttl_s)
+            claim = Idempotency(
+                key=idempotency_key, fingerprint=fingerprint(body), expires_at=utcnow() + ttl
+            )
+        task = AsyncTask.of(body, project, TraceContext(traceparent=traceparent), claim)
         records, event = task_records(services, task)
         # Before the group commit and before anything is remembered: a record Kafka would refuse
         # must not cost the requests that share its transaction.
         services.producer.limits.check(records)
-        if idempotency_key:
-            repeat = await self._repeat(body, project, idempotency_key, task.task_id)
+        if claim is not None:
+            repeat = await self._repeat(project, claim, task.task_id)
             if repeat is not None:
                 return 200, repeat
         await self._reserve(project, task.task_id, idempotency_key)
@@ -137,9 +145,9 @@ class Submitter:
         )
 
     async def _repeat(
-        self, body: SubmitRequest, project: str, key: str, task_id: str
+        self, project: str, claim: Idempotency, task_id: str
     ) -> SubmitResponse | None:
-        fp = fingerprint(body)
+        key, fp = claim.key, claim.fingerprint
         existing = await self.services.store.remember_idempotency(project, key, fp, task_id)
         if existing is None:
             return None

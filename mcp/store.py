@@ -20,9 +20,11 @@ several writers are safe; each exists for a reason:
    each dead task's record is, for `GET /v1/dlq` and its requeue (`mcp.dead_letters`).
 
 Paths 1, 4 and 5 also keep each project's `active:<project>` set (`mcp.active.track`), so a
-replay rebuilds the `max_active` quota's count with the rest. Every script that changes a
-task's status (paths 1 to 5) keeps the task's per-project indexes and timeline in the same step
-(`mcp.task_index`).
+replay rebuilds the `max_active` quota's count with the rest. Paths 1 and 5 restore a task's
+`Idempotency-Key` (`idem:<project>:<key>`, claimed by the API before the commit) from its
+`queued` event while the key lasts, so a replay brings the keys back with the tasks. Every
+script that changes a task's status (paths 1 to 5) keeps the task's per-project indexes and
+timeline in the same step (`mcp.task_index`).
 
 `TaskStore` (asyncio) serves the API process (requests, committer hook, projector) on its one
 client; `SyncTaskStore` serves the worker and the replay command.
@@ -197,6 +199,28 @@ def _cancel_args(keys: Keys, task_id: str, at: datetime, flag_ttl_s: int) -> dic
     }
 
 
+def idempotency_value(fingerprint: str, task_id: str) -> bytes:
+    """What `idem:<project>:<key>` holds: the body's fingerprint and the task it made."""
+    return orjson.dumps({"fp": fingerprint, "task_id": task_id})
+
+
+def _claimed(events: list[TaskEvent]) -> list[AsyncTask]:
+    """The tasks of these events that were submitted with an `Idempotency-Key`."""
+    return [e.task for e in events if e.task is not None and e.task.idempotency is not None]
+
+
+def _remember_claim(pipe: Any, keys: Keys, task: AsyncTask) -> None:
+    """Restore a task's `Idempotency-Key` (from its queued event) while the claim lasts; a key
+    already held is left as it is."""
+    claim = task.idempotency
+    if claim is None:
+        return
+    left_s = int((claim.expires_at - utcnow()).total_seconds())
+    if left_s > 0:
+        value = idempotency_value(claim.fingerprint, task.task_id)
+        pipe.set(keys.idempotency(task.project, claim.key), value, nx=True, ex=left_s)
+
+
 def _flag_ttl(event: TaskEvent, default: int) -> int:
     return int(event.task.ttl_s) if event.task else default
 
@@ -229,6 +253,8 @@ class TaskStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             await self._apply(keys=keys, args=[items], client=pipe)
             track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
+            for task in _claimed(events):
+                _remember_claim(pipe, self.keys, task)
             for event in cancels:
                 flag_ttl = _flag_ttl(event, self.ttl)
                 await self._cancel(
@@ -276,7 +302,7 @@ class TaskStore:
     ) -> tuple[str, str] | None:
         """Claim `key` for `task_id`; when already claimed, return (fingerprint, task_id) of it."""
         name = self.keys.idempotency(project, key)
-        value = orjson.dumps({"fp": fingerprint, "task_id": task_id})
+        value = idempotency_value(fingerprint, task_id)
         ttl = self.settings.redis.idempotency_ttl_s
         if await self.redis.set(name, value, nx=True, ex=ttl):
             return None
@@ -326,6 +352,8 @@ class SyncTaskStore:
         pipe = self.redis.pipeline(transaction=False)
         self._apply(keys=keys, args=[items], client=pipe)
         track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
+        for task in _claimed(events):
+            _remember_claim(pipe, self.keys, task)
         for event in cancels:
             flag_ttl = _flag_ttl(event, self.ttl)
             self._cancel(**_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe)

@@ -82,6 +82,15 @@ class TaskError(Frozen):
     details: Any = None
 
 
+class Idempotency(Frozen):
+    """The `Idempotency-Key` a task was submitted with: a replay restores the key from it."""
+
+    key: str = Field(min_length=1, max_length=256)
+    fingerprint: str = Field(min_length=1, max_length=128)
+    """SHA-256 of the canonical submit body: the same key with another body is a conflict."""
+    expires_at: datetime
+
+
 class AsyncTask(Frozen):
     """A task accepted by the API; the value of a record in `tasks.<model>`."""
 
@@ -99,6 +108,7 @@ class AsyncTask(Frozen):
     project: str = Field(default="default", min_length=1, max_length=128)
     metadata: JsonDict = Field(default_factory=dict)
     trace: TraceContext = Field(default_factory=TraceContext)
+    idempotency: Idempotency | None = None
 
     @field_validator("created_at")
     @classmethod
@@ -106,9 +116,16 @@ class AsyncTask(Frozen):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @classmethod
-    def of(cls, request: SubmitRequest, project: str, trace: TraceContext) -> AsyncTask:
+    def of(
+        cls,
+        request: SubmitRequest,
+        project: str,
+        trace: TraceContext,
+        idempotency: Idempotency | None = None,
+    ) -> AsyncTask:
         """The task a submission describes, for `project`."""
-        return cls(**cls.shared_fields(request), project=project, trace=trace)
+        fields = cls.shared_fields(request)
+        return cls(**fields, project=project, trace=trace, idempotency=idempotency)
 
     @property
     def expires_at(self) -> datetime:
