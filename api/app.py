@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 from starlette.routing import Route
 
 from api import errors
+from api.admission import AdaptiveLimit, AdmissionControl
 from api.auth.openapi import document_access
 from api.limits import BodySizeLimit, CompressResponses
 from api.routes import browse, dead_webhooks, dlq, infer, keys, queues, stream, system, tasks
@@ -65,4 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.server.compression == "gzip":
         app.add_middleware(CompressResponses, minimum_size=settings.server.compression_min_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    server = settings.server
+    if server.admission_control:
+        limit = AdaptiveLimit(
+            server.admission_min_inflight,
+            server.admission_max_inflight,
+            server.admission_target_ms / 1000,
+        )
+        app.state.admission = limit
+        # Outermost: a refusal costs no more than reading the headers.
+        app.add_middleware(AdmissionControl, settings=server, limit=limit)
     return app

@@ -15,3 +15,7 @@ SUBMIT_SECONDS = Histogram(
 )
 TRANSACTIONS = Gauge("autoglm_api_transactions", "Kafka transactions committed by this process")
 PROJECTED = Gauge("autoglm_projected_events", "Task events applied to Redis by this process")
+ADMISSION_LIMIT = Gauge(
+    "autoglm_api_admission_limit",
+    "Submissions the API accepts at once (adaptive admission control)",
+)

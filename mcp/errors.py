@@ -13,6 +13,7 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     │   │   InvalidPayload
     │   └── CallbackRefused
     ├── IdempotencyConflict, TaskNotFound, KeyNotFound, RateLimited, QuotaExceeded
+    ├── Overloaded                  api.admission: refused before the body is read
     ├── AccessError                 callers the platform refuses
     │   ├── Unauthenticated
     │   └── PermissionDenied
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidWebhookSecret",
     "KeyNotFound",
     "ModelLoadError",
+    "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "QuotaExceeded",
@@ -212,6 +214,16 @@ class RecordNotAuthorized(RecordRefused):
     """The platform's Kafka credentials may not write the record's topic."""
 
     code = "record_not_authorized"
+
+
+class Overloaded(AutoGLMError):
+    """The API holds as much work as it can finish in time; the submission was not read."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, details: dict[str, Any], retry_after_s: int = 1) -> None:
+        super().__init__(message, {**details, "retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
 
 
 class StoreError(AutoGLMError):

@@ -49,6 +49,8 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
             "fetch.wait.max.ms": 5,
             "fetch.error.backoff.ms": 50,
             "socket.nagle.disable": True,
+            "queued.min.messages": settings.kafka.consumer_prefetch_messages,
+            "queued.max.messages.kbytes": settings.kafka.consumer_prefetch_kbytes,
             **extra,
         }
     )

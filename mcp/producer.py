@@ -119,6 +119,8 @@ class TaskProducer:
         self._sweeper: asyncio.Task[None] | None = None
         self.transactions = 0
         self.records = 0
+        # Bytes of records awaiting their commit on the event loop (admission control reads it).
+        self.pending_bytes = 0
         # Filled in with the topics' limits once they are known; refusals cite them.
         self.limits = RecordLimits.of(settings)
 
@@ -142,7 +144,12 @@ class TaskProducer:
         self._deadlines.append((loop.time() + self._settings.kafka.request_timeout_s, waiter))
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = loop.create_task(self._sweep(loop))
-        await waiter
+        size = sum(len(r.value) for r in records)
+        self.pending_bytes += size
+        try:
+            await waiter
+        finally:
+            self.pending_bytes -= size
 
     async def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._deadlines or not self._stopping:

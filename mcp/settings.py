@@ -32,6 +32,14 @@ class ServerSettings(BaseModel):
     rate_limit_burst: int = 200
     # The API process also projects task-events into Redis (one projector per group member).
     run_projector: bool = True
+    # Admission control: above the bound, submissions get 503 + Retry-After before the body is
+    # read. The bound adapts between min and max to keep accepted submissions' p90 under target.
+    admission_control: bool = True
+    admission_min_inflight: int = 128
+    admission_max_inflight: int = 1024
+    admission_target_ms: float = 100.0
+    admission_max_pending_bytes: int = 64 * 1_048_576
+    admission_retry_after_s: int = 1
 
 
 class KafkaSettings(BaseModel):
@@ -49,6 +57,11 @@ class KafkaSettings(BaseModel):
     group_commit_lanes: int = 1
     transaction_timeout_ms: int = 30_000
     request_timeout_s: float = 10.0
+    # What a consumer fetches ahead of its processing: bounded, so that a backlog of any size
+    # costs a worker or the dispatcher the same memory (librdkafka's defaults: 100,000
+    # messages and 64 MiB).
+    consumer_prefetch_messages: int = 1_000
+    consumer_prefetch_kbytes: int = 4_096
 
 
 class RedisSettings(BaseModel):

@@ -1,0 +1,131 @@
+"""Admission control: under overload, submissions are refused at once instead of queueing.
+
+Every submission in progress holds a slot from the moment its headers arrive until it is
+answered. When all slots are taken, or the records waiting for a Kafka commit already hold
+`admission_max_pending_bytes`, the next one is answered `503 overloaded` with `Retry-After`
+before its body is read: nothing of it is recorded, and a client that retries later with the
+same Idempotency-Key gets exactly one task.
+
+The number of slots adapts to the latency of accepted submissions (additive increase,
+multiplicative decrease, like TCP): each window, when the 90th percentile of their time in the
+API is over `admission_target_ms`, the limit shrinks by a fifth; when it is under half the target
+while the limit was reached, the limit grows. More slots than the committer can serve would only
+lengthen the queue in front of it, which is what the target measures. The floor
+(`admission_min_inflight`) keeps enough submissions in progress to fill the group commits: a
+request's latency is at least one commit, so throughput is at most the limit divided by the
+commit time, and a machine that is slow for other reasons must not be throttled below that.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import platform_error_response
+from api.metrics import ADMISSION_LIMIT, REFUSED
+from mcp.errors import Overloaded
+from mcp.settings import ServerSettings
+
+WINDOW_S = 0.25
+GUARDED = frozenset({"/v1/tasks", "/v1/tasks:batch"})
+
+
+class AdaptiveLimit:
+    """How many submissions may be in progress at once."""
+
+    def __init__(self, minimum: int, maximum: int, target_s: float) -> None:
+        self.minimum = max(1, minimum)
+        self.maximum = max(self.minimum, maximum)
+        self.target_s = target_s
+        self.limit = float(self.minimum)
+        self.in_flight = 0
+        self._samples: list[float] = []
+        self._reached = False
+        self._window_end = time.monotonic() + WINDOW_S
+
+    def acquire(self) -> bool:
+        if self.in_flight >= int(self.limit):
+            self._reached = True
+            return False
+        self.in_flight += 1
+        if self.in_flight >= int(self.limit):
+            self._reached = True
+        return True
+
+    def release(self, seconds: float) -> None:
+        self.in_flight -= 1
+        self._samples.append(seconds)
+        now = time.monotonic()
+        if now >= self._window_end:
+            self._adapt()
+            self._window_end = now + WINDOW_S
+
+    def _adapt(self) -> None:
+        samples = sorted(self._samples)
+        p90 = samples[int(0.9 * (len(samples) - 1))]
+        if p90 > self.target_s:
+            self.limit = max(self.minimum, self.limit * 0.8)
+        elif p90 < self.target_s / 2 and self._reached:
+            self.limit = min(self.maximum, self.limit + max(1.0, math.sqrt(self.limit)))
+        self._samples = []
+        self._reached = False
+        ADMISSION_LIMIT.set(int(self.limit))
+
+
+class AdmissionControl:
+    """ASGI middleware in front of the submission routes."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings, limit: AdaptiveLimit) -> None:
+        self.app = app
+        self.limit = limit
+        self.max_pending_bytes = settings.admission_max_pending_bytes
+        self.retry_after_s = max(1, settings.admission_retry_after_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GUARDED:
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            REFUSED.labels(refusal.code).inc()
+            await platform_error_response(refusal)(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.limit.release(time.perf_counter() - started)
+
+    def _refusal(self, scope: Scope) -> Overloaded | None:
+        pending = _pending_bytes(scope)
+        if pending + _content_length(scope) > self.max_pending_bytes > 0:
+            return Overloaded(
+                f"{pending} bytes of submissions are waiting for Kafka; "
+                f"retry in {self.retry_after_s} s with the same Idempotency-Key",
+                {"pending_bytes": pending, "max_pending_bytes": self.max_pending_bytes},
+                self.retry_after_s,
+            )
+        if not self.limit.acquire():
+            return Overloaded(
+                f"the API holds {self.limit.in_flight} submissions, its limit now; "
+                f"retry in {self.retry_after_s} s with the same Idempotency-Key",
+                {"in_flight": self.limit.in_flight, "limit": int(self.limit.limit)},
+                self.retry_after_s,
+            )
+        return None
+
+
+def _content_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _pending_bytes(scope: Scope) -> int:
+    app: Any = scope.get("app")
+    services = getattr(getattr(app, "state", None), "services", None)
+    return int(services.producer.pending_bytes) if services is not None else 0

@@ -1,0 +1,182 @@
+"""Overload: 1,000 connections posting echo tasks for 30 s, with and without admission control.
+
+Baseline in the same run: the API's unloaded maximum (64 connections, closed loop). Under
+overload the clients behave as the SDK does: a 503 with Retry-After makes that connection wait
+Retry-After seconds (times a random 1-2, so retries do not arrive in lockstep) before its next
+request; every other answer is followed by the next request at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import post_request
+from bench.pipeline import BODY, _closed_loop, _env, _free_port, _start, _stop, bench_api
+
+CONNECTIONS = int(os.environ.get("BENCH_OVERLOAD_CONNECTIONS", "1000"))
+DURATION_S = float(os.environ.get("BENCH_OVERLOAD_DURATION_S", "30"))
+WARM_UP_S = float(os.environ.get("BENCH_OVERLOAD_WARM_UP_S", "20"))
+P99_TARGET_MS = 250.0
+THROUGHPUT_TARGET = 0.9
+
+
+@dataclass
+class Overload:
+    accepted_ms: list[float] = field(default_factory=list)
+    refused: int = 0
+    other: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    seconds: float = 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def _read(reader: asyncio.StreamReader) -> tuple[int, float]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length, retry_after = 0, 0.0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value.strip())
+        elif name.lower() == b"retry-after":
+            retry_after = float(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status, retry_after
+
+
+async def overload(port: int, connections: int, duration_s: float) -> Overload:
+    result = Overload()
+    request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
+    stop_at = time.perf_counter() + duration_s
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                writer.write(request)
+                status, retry_after = await _read(reader)
+                if status == 202:
+                    result.accepted_ms.append((time.perf_counter() - t0) * 1000)
+                elif status == 503 and retry_after:
+                    result.refused += 1
+                    await asyncio.sleep(retry_after * (1 + random.random()))
+                else:
+                    result.other[status] = result.other.get(status, 0) + 1
+        except (OSError, asyncio.IncompleteReadError):
+            result.errors += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1) if ordered else 0.0
+
+
+def run_api(admission: bool) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    port = _free_port()
+    extra = {
+        "AUTOGLM_SERVER__RUN_PROJECTOR": "false",
+        "AUTOGLM_SERVER__ADMISSION_CONTROL": str(admission).lower(),
+    }
+    proc = _start(
+        ["-m", "autoglm", "api", "--port", str(port)], _env(prefix, **extra), port, "/readyz"
+    )
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], rss_mb(proc.pid))
+
+    try:
+        # The unloaded maximum is the API's own capacity: measured without admission control.
+        unloaded = _closed_loop(port) if not admission else None
+        rss_before = rss_mb(proc.pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        loaded = asyncio.run(overload(port, CONNECTIONS, DURATION_S))
+        done.set()
+        sampler.join()
+        time.sleep(2)  # what stays after the burst
+        rss_after = rss_mb(proc.pid)
+    finally:
+        done.set()
+        _stop(proc)
+    return {
+        "admission_control": admission,
+        "unloaded": unloaded,
+        "accepted": len(loaded.accepted_ms),
+        "accepted_rps": round(len(loaded.accepted_ms) / loaded.seconds, 1),
+        "refused": loaded.refused,
+        "other_statuses": {str(k): v for k, v in loaded.other.items()},
+        "connection_errors": loaded.errors,
+        "accepted_p50_ms": _pct(loaded.accepted_ms, 0.5),
+        "accepted_p99_ms": _pct(loaded.accepted_ms, 0.99),
+        "accepted_max_ms": _pct(loaded.accepted_ms, 1.0),
+        "rss_mb_before": rss_before,
+        "rss_mb_peak": peak[0],
+        "rss_mb_after": rss_after,
+        "seconds": round(loaded.seconds, 1),
+    }
+
+
+def _line(r: dict[str, Any], unloaded_rps: float) -> str:
+    return (
+        f"admission {'on ' if r['admission_control'] else 'off'}: accepted {r['accepted_rps']}/s "
+        f"({r['accepted_rps'] / unloaded_rps:.0%} of unloaded {unloaded_rps}/s), "
+        f"refused {r['refused']}, accepted p99 {r['accepted_p99_ms']} ms "
+        f"(max {r['accepted_max_ms']} ms), RSS {r['rss_mb_before']} -> {r['rss_mb_after']} MB"
+    )
+
+
+def run(out: dict[str, Any]) -> None:
+    bench_api(group_commit=True, warm_up_s=WARM_UP_S)  # a fresh broker runs cold until JIT-ed
+    without = run_api(admission=False)
+    unloaded = without.pop("unloaded")
+    rps = max(float(unloaded["throughput_rps"]), 1e-9)
+    with_control = run_api(admission=True)
+    del with_control["unloaded"]
+    for r in (with_control, without):
+        r["accepted_vs_unloaded_max"] = round(r["accepted_rps"] / rps, 3)
+        print(_line(r, rps), flush=True)
+    out["overload"] = {
+        "connections": CONNECTIONS,
+        "duration_s": DURATION_S,
+        "clients": "each connection waits Retry-After x random(1, 2) after a 503",
+        "unloaded_max": {"connections": 64, **unloaded},
+        "with_admission_control": with_control,
+        "without_admission_control": without,
+        "targets": {
+            "accepted_vs_unloaded_max": THROUGHPUT_TARGET,
+            "accepted_p99_ms": P99_TARGET_MS,
+        },
+    }
+
+
+if __name__ == "__main__":
+    from bench.__main__ import main
+
+    raise SystemExit(main(["overload"]))
