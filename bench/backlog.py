@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.overload import rss_mb
 from bench.pipeline import KAFKA, _env, _start, _stop
@@ -26,7 +26,7 @@ from schemas import AsyncTask, TaskResult, TaskStatus, dumps, utcnow
 
 TASKS = int(os.environ.get("BENCH_BACKLOG_TASKS", "100000"))
 WEBHOOKS = int(os.environ.get("BENCH_BACKLOG_WEBHOOKS", "50000"))
-SAMPLE_S = float(os.environ.get("BENCH_BACKLOG_SAMPLE_S", "20"))
+SAMPLE_S = float(os.environ.get("BENCH_BACKLOG_SAMPLE_S", "30"))
 LIBRDKAFKA_DEFAULTS = {
     "AUTOGLM_KAFKA__CONSUMER_PREFETCH_MESSAGES": "100000",
     "AUTOGLM_KAFKA__CONSUMER_PREFETCH_KBYTES": "65536",
@@ -65,9 +65,20 @@ def _results(n: int, url: str) -> Any:
             action="generate",
             created_at=now,
             result={"echo": {"n": i, "text": "the quick brown fox " * 8}},
-            callback_url=url,  # type: ignore[arg-type]
+            callback_url=url,
         )
         yield result.task_id.encode(), dumps(result)
+
+
+def _consumed(settings: Settings, group: str, topic: str) -> int:
+    """How far `group` has committed through `topic`: the backlog it has worked through."""
+    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return sum(max(0, tp.offset) for tp in committed)
+    finally:
+        consumer.close()
 
 
 def _sample(pid: int, seconds: float) -> dict[str, float]:
@@ -118,7 +129,9 @@ def worker_backlog(bounded: bool) -> dict[str, Any]:
         memory = _sample(worker.pid, SAMPLE_S)
     finally:
         _stop(worker)
-    return {"bounded_prefetch": bounded, "backlog": produced, **memory}
+    topics = Topics.of(settings)
+    done = _consumed(settings, topics.group("worker.echo"), topics.tasks("echo"))
+    return {"bounded_prefetch": bounded, "backlog": produced, "processed": done, **memory}
 
 
 def dispatcher_backlog(bounded: bool, receiver: HangingReceiver) -> dict[str, Any]:
@@ -134,7 +147,9 @@ def dispatcher_backlog(bounded: bool, receiver: HangingReceiver) -> dict[str, An
         memory = _sample(dispatcher.pid, SAMPLE_S)
     finally:
         _stop(dispatcher)
-    return {"bounded_prefetch": bounded, "pending_webhooks": produced, **memory}
+    topics = Topics.of(settings)
+    done = _consumed(settings, topics.group("dispatcher"), topics.results)
+    return {"bounded_prefetch": bounded, "pending_webhooks": produced, "scheduled": done, **memory}
 
 
 def run(out: dict[str, Any]) -> None:
@@ -144,9 +159,10 @@ def run(out: dict[str, Any]) -> None:
     for name, rows in (("worker", workers), ("dispatcher", dispatchers)):
         for r in rows:
             kind = "bounded prefetch " if r["bounded_prefetch"] else "librdkafka defaults"
+            done = r.get("processed", r.get("scheduled"))
             print(
-                f"{name} ({kind}): RSS {r['rss_mb_first']} -> peak {r['rss_mb_peak']} MB "
-                f"over {SAMPLE_S:g} s",
+                f"{name} ({kind}): RSS peak {r['rss_mb_peak']} MB, last {r['rss_mb_last']} MB "
+                f"over {SAMPLE_S:g} s ({done} records worked through)",
                 flush=True,
             )
     out["backlog"] = {

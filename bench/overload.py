@@ -61,7 +61,8 @@ async def _read(reader: asyncio.StreamReader) -> tuple[int, float]:
 
 async def overload(port: int, connections: int, duration_s: float) -> Overload:
     result = Overload()
-    request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
+    body: dict[str, object] = dict(BODY)
+    request = post_request("127.0.0.1", port, "/v1/tasks", body)
     stop_at = time.perf_counter() + duration_s
 
     async def connection() -> None:
