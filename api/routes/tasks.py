@@ -13,7 +13,7 @@ from api.deps import Reader, find_task, json_response, owned_task, services_of, 
 from api.errors import parse_body
 from mcp.errors import TaskNotFound, ValidationFailed
 from mcp.records import Record
-from schemas import SubmitRequest, TaskEvent, dumps
+from schemas import ErrorBody, SubmitRequest, TaskEvent, dumps
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
@@ -39,7 +39,29 @@ def _header(request: Request, name: str) -> str | None:
     return value
 
 
-@router.post("", status_code=202, openapi_extra=SUBMIT_DOC, dependencies=[Security(SUBMIT)])
+SUBMIT_REFUSALS: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": ErrorBody,
+        "description": "`payload_too_large`: the body is over the size limit; "
+        "`record_too_large`: the task would not fit a Kafka record (nothing recorded)",
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "`overloaded` (refused before the body was read), `broker_unavailable`, "
+        "`store_unavailable`: nothing recorded; retry after `Retry-After` seconds with the "
+        "same Idempotency-Key",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=SUBMIT_DOC,
+    responses=SUBMIT_REFUSALS,
+    dependencies=[Security(SUBMIT)],
+)
 async def submit(request: Request) -> Response:
     # The hottest route: the body is parsed here rather than through dependency injection,
     # which costs more per request than everything else the route does. It is served by a plain
