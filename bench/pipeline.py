@@ -72,7 +72,7 @@ def _start(
         stderr=subprocess.DEVNULL,
     )
     if port is not None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code < 500:
