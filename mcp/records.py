@@ -9,6 +9,7 @@ they join a group commit keeps one large request from costing anybody else a tra
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from mcp.errors import RecordNotAuthorized, RecordRefused, RecordTooLarge
-from mcp.kafka import producer_config
+from mcp.kafka import kafka_error, producer_config
 from mcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ TOPIC_DEFAULT_MAX = 1_048_588
 BATCH_OVERHEAD = 61
 RECORD_OVERHEAD = 36
 HEADER_OVERHEAD = 10
+LEARN_ATTEMPTS = 5
 
 # Errors that Kafka reports for one record (or the batch of one partition) rather than for the
 # connection or the transaction: the request behind that record is refused, the others retried.
@@ -100,17 +102,38 @@ class RecordLimits:
                 )
 
     def learn(self, settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> None:
-        """Read the topics' `max.message.bytes` from the cluster (best effort)."""
+        """Read the topics' `max.message.bytes` from the cluster (best effort).
+
+        A topic created a moment ago may not be known to the broker that answers yet: asked
+        again a few times before its limit is left at Kafka's default."""
         admin = AdminClient(settings.kafka_client_config())
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
-        for resource, future in admin.describe_configs(resources).items():
-            try:
-                entry = future.result(timeout=timeout).get("max.message.bytes")
-            except Exception as exc:  # the broker's refusal still isolates the request
-                log.warning("could not read max.message.bytes of %s: %s", resource.name, exc)
-                continue
-            if entry is not None and entry.value is not None:
-                self.topic_max[resource.name] = int(entry.value)
+        pending = list(topics)
+        for attempt in range(LEARN_ATTEMPTS):
+            resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in pending]
+            unknown = []
+            for resource, future in admin.describe_configs(resources).items():
+                try:
+                    entry = future.result(timeout=timeout).get("max.message.bytes")
+                except Exception as exc:  # the broker's refusal still isolates the request
+                    err = kafka_error(exc)
+                    last = attempt == LEARN_ATTEMPTS - 1
+                    if (
+                        not last
+                        and err is not None
+                        and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                    ):
+                        unknown.append(resource.name)
+                    else:
+                        log.warning(
+                            "could not read max.message.bytes of %s: %s", resource.name, exc
+                        )
+                    continue
+                if entry is not None and entry.value is not None:
+                    self.topic_max[resource.name] = int(entry.value)
+            if not unknown:
+                return
+            pending = unknown
+            time.sleep(0.5)
 
 
 def refused_record(
