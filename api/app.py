@@ -9,14 +9,28 @@ from fastapi import FastAPI
 from prometheus_client import start_http_server
 from starlette.routing import Route
 
-from api import errors
+from api import contract, errors
 from api.admission import AdaptiveLimit, AdmissionControl
 from api.auth.openapi import document_access
 from api.limits import BodySizeLimit, CompressResponses
-from api.routes import browse, dead_webhooks, dlq, infer, keys, queues, stream, system, tasks
+from api.routes import (
+    batches,
+    browse,
+    dead_webhooks,
+    dlq,
+    infer,
+    jsonl_batches,
+    keys,
+    queues,
+    stream,
+    system,
+    tasks,
+    webhooks,
+)
 from api.services import Services
 from api.submit import Submitter
 from api.ui import routes as ui
+from mcp.registry import ModelRegistry
 from mcp.settings import Settings, get_settings
 
 
@@ -50,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.insert(0, Route("/v1/tasks", tasks.submit, methods=["POST"]))
     app.include_router(browse.router)
     app.include_router(tasks.router)
+    app.include_router(batches.router)
+    app.include_router(jsonl_batches.router)
+    app.include_router(webhooks.router)
     if settings.server.streaming:
         app.include_router(stream.router)
     app.include_router(infer.router)
@@ -63,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(system.metrics_router)
     app.include_router(keys.router)
     document_access(app)
+    contract.install(app, ModelRegistry(settings), settings.default_model)
     if settings.server.compression == "gzip":
         app.add_middleware(CompressResponses, minimum_size=settings.server.compression_min_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)

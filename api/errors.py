@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from mcp.errors import (
     AutoGLMError,
@@ -21,6 +22,7 @@ from mcp.errors import (
     InvalidCursor,
     InvalidJSON,
     KeyNotFound,
+    NothingToRedeliver,
     Overloaded,
     PayloadTooLarge,
     PermissionDenied,
@@ -29,6 +31,7 @@ from mcp.errors import (
     RecordNotAuthorized,
     RecordRefused,
     RecordTooLarge,
+    SecretsConfigured,
     StoreError,
     TaskNotFound,
     Unauthenticated,
@@ -45,6 +48,8 @@ STATUS: dict[type[AutoGLMError], int] = {
     KeyNotFound: 404,
     BlobNotFound: 404,
     IdempotencyConflict: 409,
+    NothingToRedeliver: 409,
+    SecretsConfigured: 409,
     PayloadTooLarge: 413,
     RecordTooLarge: 413,
     ValidationFailed: 422,
@@ -78,20 +83,36 @@ HTTP_CODES = {
 M = TypeVar("M", bound=BaseModel)
 
 
+INT64 = 2**63
+
+
+def json_numbers(value: Any) -> Any:
+    """JSON numbers as the pipeline carries them: an integral float is an int (JSON Schema's
+    `integer` includes 5.0), an int beyond 64 bits a float (Kafka records are orjson)."""
+    if isinstance(value, dict):
+        return {k: json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < INT64:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT64:
+        return float(value)
+    return value
+
+
 def parse_body(schema: type[M], raw: bytes) -> M:
-    """Validate a JSON body with the same error shapes FastAPI's own parsing produces."""
+    """Validate a JSON body with JSON's own types (no "5" for a number, no `true` for 1.0), as
+    the OpenAPI document describes it, and FastAPI's error shapes."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         details = [{"loc": ["body", exc.pos], "msg": "JSON decode error", "type": "json_invalid"}]
         raise InvalidJSON("the body is not valid JSON", details) from exc
     try:
-        return schema.model_validate(data)
+        return schema.model_validate_json(orjson.dumps(json_numbers(data)), strict=True)
     except ValidationError as exc:
-        details = [
-            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False)
-        ]
+        errors = exc.errors(include_url=False)
+        details = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
         raise ValidationFailed("the request does not fit the schema", details) from exc
 
 
@@ -122,6 +143,16 @@ def platform_error_response(exc: AutoGLMError) -> Response:
     return error_response(status_of(exc), exc.code, exc.message, exc.details, headers or None)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route offers on this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "\x00"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AutoGLMError)
     async def platform_error(_: Request, exc: AutoGLMError) -> Response:
@@ -141,9 +172,11 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, "error")
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RedisError)

@@ -23,6 +23,7 @@ from mcp.projector import Projector
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings
 from mcp.store import TaskStore
+from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.store import WebhookStore
 from schemas import TaskEvent
 
@@ -34,6 +35,7 @@ class Services:
     settings: Settings
     store: TaskStore
     webhooks: WebhookStore
+    secrets: WebhookSecrets
     producer: TaskProducer
     registry: ModelRegistry
     limiter: RateLimiter
@@ -54,8 +56,9 @@ class Services:
         topics = Topics.of(settings)
 
         async def project_queued(notes: list[Any]) -> None:
-            """Write path 1 of `mcp.store`: a submission's `queued` event, before its 202."""
-            await store.apply_events([n for n in notes if isinstance(n, TaskEvent)])
+            """Write path 1 of `mcp.store`: a submission's `queued` events, before its 202."""
+            events = [e for n in notes for e in (n if isinstance(n, list) else [n])]
+            await store.apply_events([e for e in events if isinstance(e, TaskEvent)])
 
         producer = TaskProducer(
             settings,
@@ -70,6 +73,7 @@ class Services:
             key_feed=KeyFeed(settings, keyring) if settings.auth.enabled else None,
             store=store,
             webhooks=WebhookStore(store.redis, settings),
+            secrets=WebhookSecrets(store.redis, settings),
             producer=producer,
             registry=ModelRegistry(settings),
             limiter=RateLimiter(settings.server, settings.quotas),

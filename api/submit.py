@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import orjson
 
+from api.errors import status_of
 from api.metrics import REFUSED, SUBMIT_SECONDS, SUBMITTED
 from api.services import Services
 from mcp.errors import (
@@ -36,6 +38,17 @@ from schemas import (
 )
 
 TOPIC_RETRY_S = 2.0
+Answers = list[tuple[int, SubmitResponse | AutoGLMError]]
+Seal = Callable[[Answers], list[Record]]
+
+
+def accepted(task: AsyncTask) -> SubmitResponse:
+    return SubmitResponse(
+        task_id=task.task_id,
+        status=TaskStatus.QUEUED,
+        created_at=task.created_at,
+        links=TaskLinks.for_task(task.task_id),
+    )
 
 
 def fingerprint(body: SubmitRequest) -> str:
@@ -92,6 +105,23 @@ class Submitter:
         traceparent: str | None,
         started: float,
     ) -> tuple[int, SubmitResponse]:
+        prepared = await self.prepare(body, project, idempotency_key, traceparent)
+        if isinstance(prepared, SubmitResponse):
+            return 200, prepared
+        records, event = task_records(self.services, prepared)
+        await self._publish(records, [event], project, [idempotency_key])
+        SUBMIT_SECONDS.observe(time.perf_counter() - started)
+        return 202, accepted(prepared)
+
+    async def prepare(
+        self,
+        body: SubmitRequest,
+        project: str,
+        idempotency_key: str | None,
+        traceparent: str | None = None,
+    ) -> AsyncTask | SubmitResponse:
+        """Everything before the commit: guards, the task, its idempotency record, its place in
+        the quota. The earlier task's answer when the key was used before with the same body."""
         services = self.services
         services.limiter.check(project)
         spec = services.registry.resolve(body.model, body.action)
@@ -106,30 +136,74 @@ class Submitter:
                 key=idempotency_key, fingerprint=fingerprint(body), expires_at=utcnow() + ttl
             )
         task = AsyncTask.of(body, project, TraceContext(traceparent=traceparent), claim)
-        records, event = task_records(services, task)
+        records, _ = task_records(services, task)
         # Before the group commit and before anything is remembered: a record Kafka would refuse
         # must not cost the requests that share its transaction.
         services.producer.limits.check(records)
         if claim is not None:
             repeat = await self._repeat(project, claim, task.task_id)
             if repeat is not None:
-                return 200, repeat
+                return repeat
         await self._reserve(project, task.task_id, idempotency_key)
+        return task
+
+    async def _publish(
+        self,
+        records: list[Record],
+        events: list[TaskEvent],
+        project: str,
+        keys: list[str | None],
+    ) -> None:
+        """One committed transaction for all `records`; on failure no key stays remembered and
+        no task keeps its place in the project's quota."""
         try:
-            await services.producer.publish(records, note=event)
+            await self.services.producer.publish(records, note=events)
         except (BrokerUnavailable, RecordRefused):
-            await services.active.release(project, task.task_id)
-            if idempotency_key:
-                await services.store.forget_idempotency(project, idempotency_key)
+            for event in events:
+                await self.services.active.release(project, event.task_id)
+            for key in keys:
+                if key:
+                    await self.services.store.forget_idempotency(project, key)
             raise
-        SUBMITTED.labels(task.model, task.action).inc()
-        SUBMIT_SECONDS.observe(time.perf_counter() - started)
-        return 202, SubmitResponse(
-            task_id=task.task_id,
-            status=TaskStatus.QUEUED,
-            created_at=task.created_at,
-            links=TaskLinks.for_task(task.task_id),
-        )
+        for event in events:
+            SUBMITTED.labels(event.model, event.action).inc()
+
+    async def submit_many(
+        self,
+        bodies: list[tuple[SubmitRequest | AutoGLMError, str | None]],
+        project: str,
+        seal: Seal | None = None,
+    ) -> Answers:
+        """Per item (status, answer or refusal); the new tasks of all items share one committed
+        transaction, so either all of them are recorded or, with a 503, none. `seal` adds
+        records made from the answers (a batch's manifest) to that transaction."""
+        answers: Answers = []
+        fresh: list[tuple[AsyncTask, str | None]] = []
+        for body, key in bodies:
+            try:
+                if isinstance(body, AutoGLMError):
+                    raise body
+                prepared = await self.prepare(body, project, key)
+            except AutoGLMError as exc:
+                REFUSED.labels(exc.code).inc()
+                answers.append((status_of(exc), exc))
+                continue
+            if isinstance(prepared, SubmitResponse):
+                answers.append((200, prepared))
+            else:
+                fresh.append((prepared, key))
+                answers.append((202, accepted(prepared)))
+        records: list[Record] = []
+        events: list[TaskEvent] = []
+        for task, _ in fresh:
+            task_recs, event = task_records(self.services, task)
+            records.extend(task_recs)
+            events.append(event)
+        if seal is not None:
+            records.extend(seal(answers))
+        if records:
+            await self._publish(records, events, project, [key for _, key in fresh])
+        return answers
 
     async def _reserve(self, project: str, task_id: str, idempotency_key: str | None) -> None:
         """A place among the project's `max_active` queued and running tasks, or 429."""

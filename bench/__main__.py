@@ -16,7 +16,17 @@ from typing import Any
 import orjson
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SUITES = ("pipeline", "mixed", "overload", "backlog", "auth", "webhooks", "models", "listing")
+SUITES = (
+    "pipeline",
+    "mixed",
+    "overload",
+    "backlog",
+    "auth",
+    "webhooks",
+    "models",
+    "listing",
+    "batch",
+)
 
 
 def machine() -> dict[str, Any]:

@@ -12,7 +12,8 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     │   ├── InvalidJSON, InvalidCursor, PayloadTooLarge, UnknownModel, UnknownAction,
     │   │   InvalidPayload
     │   └── CallbackRefused
-    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, RateLimited, QuotaExceeded
+    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, RateLimited, QuotaExceeded,
+    │   NothingToRedeliver, SecretsConfigured
     ├── Overloaded                  api.admission: refused before the body is read
     ├── AccessError                 callers the platform refuses
     │   ├── Unauthenticated
@@ -45,6 +46,7 @@ __all__ = [
     "AccessError",
     "AutoGLMError",
     "BackendError",
+    "BatchNotFound",
     "BlobError",
     "BlobNotFound",
     "BlobStoreUnavailable",
@@ -59,6 +61,7 @@ __all__ = [
     "InvalidWebhookSecret",
     "KeyNotFound",
     "ModelLoadError",
+    "NothingToRedeliver",
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -67,6 +70,7 @@ __all__ = [
     "RecordNotAuthorized",
     "RecordRefused",
     "RecordTooLarge",
+    "SecretsConfigured",
     "StoreError",
     "TaskCancelled",
     "TaskNotFound",
@@ -171,6 +175,24 @@ class QuotaExceeded(AutoGLMError):
     def __init__(self, message: str, retry_after_s: float, details: Any = None) -> None:
         super().__init__(message, details)
         self.retry_after_s = max(1, round(retry_after_s + 0.5))
+
+
+class BatchNotFound(TaskNotFound):
+    """No JSONL batch with this id is visible to the caller."""
+
+    code = "batch_not_found"
+
+
+class SecretsConfigured(AutoGLMError):
+    """The project's webhook secrets come from the configuration; rotate them there."""
+
+    code = "secrets_configured"
+
+
+class NothingToRedeliver(AutoGLMError):
+    """The task has no final webhook yet (it is still running, or has no callback URL)."""
+
+    code = "no_final_webhook"
 
 
 class RateLimited(AutoGLMError):

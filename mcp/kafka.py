@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from mcp.names import Topics
@@ -65,8 +73,11 @@ def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: 
         topics.results: partitions,
         topics.dlq: 1,
         topics.api_keys: 1,
+        topics.webhook_secrets: 1,
+        topics.batches: 1,
     }
-    configs = {topics.api_keys: {"cleanup.policy": "compact"}}
+    compact = {"cleanup.policy": "compact"}
+    configs = {t: compact for t in (topics.api_keys, topics.webhook_secrets, topics.batches)}
     registry = ModelRegistry(settings)
     for name in models if models is not None else list(registry.specs):
         spec = registry.get(name)
@@ -93,3 +104,36 @@ def kafka_error(exc: BaseException) -> KafkaError | None:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return exc.args[0]
     return None
+
+
+def latest_values(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[bytes]:
+    """The latest committed value of each key of a (compacted) topic, read to its end."""
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            Topics.of(settings).group(f"read-{uuid.uuid4().hex[:8]}"),
+            **{"enable.partition.eof": True},
+        )
+    )
+    latest: dict[bytes | None, bytes] = {}
+    try:
+        found = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if found is None or found.error is not None:
+            return []
+        partitions = sorted(found.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                    continue
+                value = msg.value()
+                if value is not None:
+                    latest[msg.key()] = value
+    finally:
+        consumer.close()
+    return list(latest.values())

@@ -26,6 +26,16 @@ class Topics:
         return f"{self.prefix}task-results"
 
     @property
+    def batches(self) -> str:
+        """Compacted: the manifest of each JSONL batch, keyed by batch id."""
+        return f"{self.prefix}batches"
+
+    @property
+    def webhook_secrets(self) -> str:
+        """Compacted: the latest signing secrets of each project, keyed by project."""
+        return f"{self.prefix}webhook-secrets"
+
+    @property
     def dlq(self) -> str:
         return f"{self.prefix}tasks.dlq"
 
@@ -125,9 +135,14 @@ class Keys:
         """Tasks whose output a dispatcher slot forwards as `task.output` webhooks."""
         return f"{self.prefix}webhook:watch:{slot}"
 
+    def batch(self, batch_id: str) -> str:
+        """A JSONL batch's manifest (projected from the `batches` topic)."""
+        return f"{self.prefix}batch:{batch_id}"
+
     def webhook_secret(self, project: str) -> str:
-        """The generated signing secret of a project that has none configured."""
-        return f"{self.prefix}webhook:secret:{project}"
+        """The generated signing secrets of a project that has none configured (a hash: the
+        latest `ProjectSecrets` and its version; projected from the `webhook-secrets` topic)."""
+        return f"{self.prefix}webhook:secrets:{project}"
 
     def webhook_turn(self, task_id: str) -> str:
         """The webhook of a task being attempted now; the task's others wait for their turn."""

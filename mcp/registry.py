@@ -43,7 +43,7 @@ class ModelRegistry:
         if schema is None:
             raise UnknownAction(f"no payload schema for action {action!r}", {"action": action})
         try:
-            schema.model_validate(payload)
+            schema.model_validate(payload, strict=True)
         except ValidationError as exc:
             details = [
                 {"loc": ["payload", *e["loc"]], "msg": e["msg"], "type": e["type"]}

@@ -11,11 +11,14 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from mcp.dead_letters import DeadLetter
-from mcp.kafka import consumer_config
-from mcp.names import Topics
+from mcp.kafka import consumer_config, latest_values
+from mcp.names import Keys, Topics
 from mcp.projector import decode_events
 from mcp.settings import Settings, get_settings
 from mcp.store import SyncTaskStore
+from mcp.webhooks.secrets import replay_secrets
+from schemas import dumps, loads
+from schemas.batch import BatchManifest
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,21 @@ def replay(settings: Settings, store: SyncTaskStore, timeout_s: float = 300.0) -
     return applied
 
 
+def replay_batches(settings: Settings, store: SyncTaskStore) -> int:
+    """The manifests of JSONL batches, from the compacted `batches` topic."""
+    keys = Keys.of(settings)
+    manifests = [
+        loads(BatchManifest, raw) for raw in latest_values(settings, Topics.of(settings).batches)
+    ]
+    with store.redis.pipeline(transaction=False) as pipe:
+        for manifest in manifests:
+            pipe.set(
+                keys.batch(manifest.batch_id), dumps(manifest), ex=settings.redis.task_retention_s
+            )
+        pipe.execute()
+    return len(manifests)
+
+
 def run(flush: bool = False) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
@@ -66,4 +84,7 @@ def run(flush: bool = False) -> int:
     started = time.monotonic()
     applied = replay(settings, store)
     print(f"replay: applied {applied} task events in {time.monotonic() - started:.1f} s")
+    projects = replay_secrets(settings, store.redis)
+    print(f"replay: restored the webhook secrets of {projects} project(s)")
+    print(f"replay: restored {replay_batches(settings, store)} batch manifest(s)")
     return 0

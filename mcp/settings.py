@@ -114,6 +114,8 @@ class WebhookSettings(BaseModel):
     per_host_concurrency: int = 8
     # project -> list of active secrets (`whsec_<base64>`); several during a rotation.
     secrets: dict[str, list[str]] = Field(default_factory=dict)
+    # After a rotation (`POST /v1/webhooks/secret/rotate`) the old secret signs this long too.
+    rotation_overlap_s: float = Field(default=86_400.0, ge=0)
     allow_networks: list[str] = Field(default_factory=list)
     output_throttle_ms: int = 500
 

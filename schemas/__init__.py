@@ -1,6 +1,9 @@
 """Messages of autoglm-mcp: immutable, versioned, free of I/O."""
 
 from schemas.api import (
+    InferAccepted,
+    InferredTask,
+    RotateRequest,
     SubmitRequest,
     SubmitResponse,
     TaskLinks,
@@ -36,8 +39,11 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "Idempotency",
+    "InferAccepted",
+    "InferredTask",
     "MCPEnvelope",
     "MCPResponse",
+    "RotateRequest",
     "StreamEntry",
     "SubmitRequest",
     "SubmitResponse",

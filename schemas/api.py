@@ -27,7 +27,9 @@ class SubmitRequest(Frozen):
     model: str = Field(min_length=1, max_length=128)
     action: str = Field(min_length=1, max_length=64)
     payload: JsonDict = Field(default_factory=dict)
-    callback_url: HttpUrl | None = None
+    callback_url: HttpUrl | None = Field(
+        default=None, json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+    )
     webhook_events_filter: tuple[WebhookEventFilter, ...] = ("completed",)
     timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     ttl_s: float = Field(default=86_400.0, gt=0, le=7 * 86_400)
@@ -79,6 +81,29 @@ class TaskView(Frozen):
     def of(cls, source: BaseModel, **fields: Any) -> TaskView:
         """The view of a task message (a result, a webhook target), with `fields` set on top."""
         return cls(**{**cls.shared_fields(source), **fields})
+
+
+class InferredTask(TaskView):
+    """`POST /v1/infer`'s finished task; `request_id` echoes an MCP envelope's."""
+
+    request_id: str | None = None
+
+
+class InferAccepted(SubmitResponse):
+    """`POST /v1/infer`'s answer when the task did not finish within the wait."""
+
+    request_id: str | None = None
+
+
+class RotateRequest(Frozen):
+    """`POST /v1/webhooks/secret/rotate` (the body is optional)."""
+
+    overlap_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=30 * 86_400,
+        description="How long the old secret keeps signing (default: webhooks.rotation_overlap_s)",
+    )
 
 
 class WebhookBody(Frozen):

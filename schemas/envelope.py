@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from schemas.task import Frozen, JsonDict, utcnow
+
+# RFC 3339, as the OpenAPI document's `date-time` says: no unix numbers, no naive times.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 class EnvelopeMetadata(Frozen):
     source: str = "api"
     timestamp: datetime = Field(default_factory=utcnow)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value
+        if isinstance(value, str) and RFC3339.match(value):
+            return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        raise ValueError("timestamp must be an RFC 3339 date-time string")
 
 
 class MCPEnvelope(Frozen):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 
 class Payload(BaseModel):
@@ -16,7 +16,25 @@ class ChatMessage(Payload):
     content: str | list[dict[str, object]]
 
 
+# Exactly one of `prompt` and `messages`, in JSON Schema: the OpenAPI document says what
+# `_one_input` checks.
+ONE_INPUT: dict[str, JsonValue] = {
+    "oneOf": [
+        {
+            "required": ["prompt"],
+            "properties": {"prompt": {"type": "string"}, "messages": {"type": "null"}},
+        },
+        {
+            "required": ["messages"],
+            "properties": {"messages": {"type": "array"}, "prompt": {"type": "null"}},
+        },
+    ]
+}
+
+
 class GeneratePayload(Payload):
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=ONE_INPUT)
+
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
     max_tokens: int = Field(default=64, ge=1, le=8192)
@@ -34,7 +52,7 @@ class GeneratePayload(Payload):
 
 
 class EmbedPayload(Payload):
-    input: str | list[str] = Field(min_length=1)
+    input: Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)]
 
 
 class ClassifyPayload(Payload):

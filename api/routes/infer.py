@@ -11,14 +11,17 @@ import re
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Request
+import orjson
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import RootModel, ValidationError
 
 from api.auth import Caller, Permission, require
+from api.contract import INFER_REF, WITH_BODY, errors
 from api.deps import find_task, json_response, services_of, submitter_of
+from api.errors import parse_body
 from mcp.errors import ValidationFailed
-from schemas import MCPEnvelope, SubmitRequest
+from schemas import InferAccepted, InferredTask, MCPEnvelope, SubmitRequest
 
 router = APIRouter(tags=["infer"])
 
@@ -38,23 +41,26 @@ def _parse(
     """(submit request, idempotency key, envelope request_id)."""
     try:
         if "request_id" in body:
-            envelope = MCPEnvelope.model_validate(body)
+            envelope = MCPEnvelope.model_validate_json(orjson.dumps(body), strict=True)
             payload = dict(envelope.payload)
             model = str(payload.pop("model", default_model))
             options = {
                 k: payload.pop(k) for k in ("callback_url", "timeout_s", "ttl_s") if k in payload
             }
-            request = SubmitRequest.model_validate(
-                {
-                    "model": model,
-                    "action": envelope.action,
-                    "payload": payload,
-                    "metadata": envelope.metadata.model_dump(mode="json", exclude_unset=True),
-                    **options,
-                }
+            request = SubmitRequest.model_validate_json(
+                orjson.dumps(
+                    {
+                        "model": model,
+                        "action": envelope.action,
+                        "payload": payload,
+                        "metadata": envelope.metadata.model_dump(mode="json", exclude_unset=True),
+                        **options,
+                    }
+                ),
+                strict=True,
             )
             return request, envelope.request_id, envelope.request_id
-        return SubmitRequest.model_validate(body), None, None
+        return SubmitRequest.model_validate_json(orjson.dumps(body), strict=True), None, None
     except ValidationError as exc:
         details = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
@@ -63,15 +69,35 @@ def _parse(
         raise ValidationFailed("the request does not fit the schema", details) from exc
 
 
-@router.post("/v1/infer")
+class JsonObject(RootModel[dict[str, Any]]):
+    pass
+
+
+INFER_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": INFER_REF}}},
+    }
+}
+
+
+@router.post(
+    "/v1/infer",
+    response_model=InferredTask,
+    responses={
+        202: {"model": InferAccepted, "description": "Not finished within the wait: submitted"},
+        **errors(*WITH_BODY, 409, 429),
+    },
+    openapi_extra=INFER_DOC,
+)
 async def infer(
     request: Request,
     caller: Annotated[Caller, require(Permission.TASKS_SUBMIT)],
-    body: Annotated[dict[str, Any], Body()],
     prefer: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Response:
     services = services_of(request)
+    body = parse_body(JsonObject, await request.body()).root
     submit_body, envelope_key, request_id = _parse(body, services.settings.default_model)
     _, accepted = await submitter_of(request).submit(
         submit_body, caller.project, envelope_key or idempotency_key

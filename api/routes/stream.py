@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Caller
+from api.contract import WITH_ID, errors
 from api.deps import Reader, find_task, services_of
 from api.services import Services
 
@@ -52,19 +53,30 @@ async def _events(
                 return
 
 
-@router.get("/{task_id}/stream")
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+@router.get(
+    "/{task_id}/stream",
+    response_class=EventStream,
+    responses={
+        200: {"description": "Server-Sent Events: `token`, `status`, `end`"},
+        **errors(*WITH_ID),
+    },
+)
 async def stream(
     task_id: str,
     request: Request,
     caller: Reader,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
-) -> StreamingResponse:
+) -> EventStream:
     services = services_of(request)
     await find_task(services, task_id, caller)
     start = last_event_id if last_event_id and "-" in last_event_id else "0-0"
     if start.endswith("-end"):
         start = start[: -len("-end")]
-    return StreamingResponse(
+    return EventStream(
         _events(services, task_id, caller, start, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -9,25 +9,27 @@ from fastapi import APIRouter, Query, Request, Security
 from fastapi.responses import Response
 
 from api.auth import Caller, Permission, Require, require
+from api.contract import SUBMIT_REF, WITH_BODY, WITH_ID, errors
 from api.deps import Reader, find_task, json_response, owned_task, services_of, submitter_of
 from api.errors import parse_body
-from mcp.errors import TaskNotFound, ValidationFailed
+from mcp.errors import NothingToRedeliver, ValidationFailed
 from mcp.records import Record
-from schemas import ErrorBody, SubmitRequest, TaskEvent, dumps
+from schemas import ErrorBody, SubmitRequest, SubmitResponse, TaskEvent, TaskView, dumps
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
 SUBMIT = Require(Permission.TASKS_SUBMIT)
 
 
+HEADER = {"type": "string", "maxLength": MAX_HEADER}
 SUBMIT_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": SubmitRequest.model_json_schema()}},
+        "content": {"application/json": {"schema": {"$ref": SUBMIT_REF}}},
     },
     "parameters": [
-        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
-        {"name": "traceparent", "in": "header", "schema": {"type": "string"}},
+        {"name": "Idempotency-Key", "in": "header", "schema": HEADER},
+        {"name": "traceparent", "in": "header", "schema": HEADER},
     ],
 }
 
@@ -58,8 +60,13 @@ SUBMIT_REFUSALS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "",
     status_code=202,
+    response_model=SubmitResponse,
+    responses={
+        200: {"model": SubmitResponse, "description": "An earlier task with this key"},
+        **errors(*WITH_BODY, 409, 429),
+        **SUBMIT_REFUSALS,
+    },
     openapi_extra=SUBMIT_DOC,
-    responses=SUBMIT_REFUSALS,
     dependencies=[Security(SUBMIT)],
 )
 async def submit(request: Request) -> Response:
@@ -77,7 +84,7 @@ async def submit(request: Request) -> Response:
     return json_response(status, answer.model_dump(mode="json"))
 
 
-@router.get("/{task_id}")
+@router.get("/{task_id}", response_model=TaskView, responses=errors(*WITH_ID))
 async def get_task(
     task_id: str,
     request: Request,
@@ -96,7 +103,7 @@ async def get_task(
     return json_response(200, body)
 
 
-@router.post("/{task_id}/cancel")
+@router.post("/{task_id}/cancel", response_model=TaskView, responses=errors(*WITH_ID))
 async def cancel(
     task_id: str,
     request: Request,
@@ -114,7 +121,12 @@ async def cancel(
     return json_response(200, view.model_dump(mode="json"))
 
 
-@router.post("/{task_id}/webhook/redeliver", status_code=202)
+@router.post(
+    "/{task_id}/webhook/redeliver",
+    status_code=202,
+    response_model=TaskView,
+    responses=errors(*WITH_ID, 409),
+)
 async def redeliver(
     task_id: str,
     request: Request,
@@ -123,7 +135,7 @@ async def redeliver(
     services = services_of(request)
     view = await find_task(services, task_id, caller)
     if not await services.webhooks.redeliver(task_id):
-        raise TaskNotFound(
+        raise NothingToRedeliver(
             f"task {task_id!r} has no final webhook to redeliver yet",
             {"task_id": task_id, "status": view.status.value},
         )

@@ -60,7 +60,9 @@ class Session(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body is not valid JSON"},
     401: {"model": ErrorBody, "description": "No valid API key"},
+    413: {"model": ErrorBody, "description": "The body is over the size limit"},
     422: {"model": ErrorBody, "description": "The body does not fit the schema"},
 }
 

@@ -92,6 +92,10 @@ class IdempotencyConflict(Conflict):
     """The Idempotency-Key came back with a different body."""
 
 
+class NothingToRedeliver(Conflict):
+    """The task has no final webhook to redeliver yet."""
+
+
 class PayloadTooLarge(APIError):
     """413: the body is over the size limit."""
 
@@ -161,6 +165,7 @@ BY_CODE: dict[str, type[APIError]] = {
     "not_found": NotFoundError,
     "task_not_found": TaskNotFound,
     "idempotency_conflict": IdempotencyConflict,
+    "no_final_webhook": NothingToRedeliver,
     "payload_too_large": PayloadTooLarge,
     "unsupported_media_type": UnsupportedMediaType,
     "invalid_request": InvalidRequest,

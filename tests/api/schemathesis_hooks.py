@@ -1,0 +1,39 @@
+"""Test-data hooks for the schemathesis run (loaded through SCHEMATHESIS_HOOKS).
+
+Two rules of the API depend on the world rather than on the request's shape, so requests are
+adjusted for them just before they are sent (schemathesis then re-checks them against the
+schema, so a case stays correctly labelled valid or invalid):
+- a callback URL must resolve to an address the platform may call: a fuzzed host never does, so
+  an `http(s)://` URL becomes one on loopback (allowed in dev mode);
+- `POST /v1/infer` waits up to `Prefer: wait=N` (30 s by default) for tasks that no worker of
+  this test runs: one second is enough to check the answer.
+And the JSONL batch upload (`application/jsonl`) is sent as text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import schemathesis
+
+LOOPBACK = "http://127.0.0.1:9/hook"
+# A JSONL upload is text on the wire.
+schemathesis.serializer.alias("application/jsonl", "text/plain")
+HTTP_URL = re.compile(r"^[Hh][Tt][Tt][Pp][Ss]?://")
+
+
+def _callback_on_loopback(holder: Any) -> None:
+    if isinstance(holder, dict):
+        url = holder.get("callback_url")
+        if isinstance(url, str) and HTTP_URL.match(url) and len(url) <= 2083:
+            holder["callback_url"] = LOOPBACK
+
+
+@schemathesis.hook
+def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    _callback_on_loopback(case.body)
+    if isinstance(case.body, dict):
+        _callback_on_loopback(case.body.get("payload"))
+    if case.operation.path == "/v1/infer":
+        case.headers = {**(case.headers or {}), "prefer": "wait=1"}
