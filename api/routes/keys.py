@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.auth import Caller, Permission, require
 from api.auth.audit import admin_action
 from api.auth.keys import KeyRecord, new_key
+from api.contract import READ, WITH_BODY, WITH_ID, errors
 from api.deps import json_response, services_of
 from api.services import Services
 from api.submit import Submitter
@@ -79,7 +80,7 @@ async def _record(request: Request, services: Services, record: KeyRecord) -> No
     services.keyring.apply(record)
 
 
-@router.post("", status_code=201, response_model=KeyCreated)
+@router.post("", status_code=201, response_model=KeyCreated, responses=errors(*WITH_BODY))
 async def create_key(body: KeyCreate, request: Request, caller: Admin) -> Response:
     services = services_of(request)
     record, token = new_key(body.project, body.role, body.name, body.expiry(), caller.subject)
@@ -96,7 +97,7 @@ async def create_key(body: KeyCreate, request: Request, caller: Admin) -> Respon
     return json_response(201, answer)
 
 
-@router.get("", response_model=KeyList)
+@router.get("", response_model=KeyList, responses=errors(*READ))
 async def list_keys(
     request: Request,
     caller: Admin,
@@ -107,7 +108,7 @@ async def list_keys(
     return json_response(200, {"keys": keys})
 
 
-@router.delete("/{key_id}", response_model=KeyView)
+@router.delete("/{key_id}", response_model=KeyView, responses=errors(*WITH_ID))
 async def revoke_key(key_id: str, request: Request, caller: Admin) -> Response:
     """Revoke a key: every API process refuses it within a second. Revoking twice is a no-op."""
     services = services_of(request)
