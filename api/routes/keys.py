@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from api.auth import Caller, Permission, require
 from api.auth.audit import admin_action
@@ -25,14 +32,36 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 Admin = Annotated[Caller, require(Permission.KEYS_MANAGE)]
 
 
+# In the OpenAPI document too: not both expiries.
+NOT_BOTH: dict[str, Any] = {
+    "not": {
+        "required": ["expires_in_s", "expires_at"],
+        "properties": {
+            "expires_in_s": {"not": {"type": "null"}},
+            "expires_at": {"not": {"type": "null"}},
+        },
+    }
+}
+
+
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=NOT_BOTH)
 
     project: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
     role: Role
     name: str = Field(default="", max_length=256)
     expires_in_s: int | None = Field(default=None, gt=0)
     expires_at: datetime | None = None
+
+    @field_validator("expires_in_s", "expires_at", mode="before")
+    @classmethod
+    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        """JSON's own types, as the OpenAPI document says: no "60" or true for a number, no
+        number for a date-time."""
+        wanted = str if info.field_name == "expires_at" else int | float
+        if value is None or (isinstance(value, wanted) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"{info.field_name} has the wrong JSON type")
 
     @model_validator(mode="after")
     def _one_expiry(self) -> KeyCreate:

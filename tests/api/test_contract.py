@@ -83,6 +83,7 @@ def schemathesis(url: str, *args: str) -> subprocess.CompletedProcess[str]:
             *("--config-file", str(HERE / "schemathesis.toml")),
             *("run", f"{url}/openapi.json", "--checks", "all", "--no-color"),
             *("--request-timeout", "20", "--max-examples", "10", "--seed", "1"),
+            *("--header", f"Authorization: Bearer {ADMIN_KEY}"),
             *args,
         ],
         env=env,
@@ -93,8 +94,15 @@ def schemathesis(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+ADMIN_KEY = "contract-test-admin-key-8d1f0c5e2b7a4e69"
+
+
 @pytest.mark.integration
 def test_schemathesis_finds_nothing(platform: Platform) -> None:
+    # Auth on, as in production: schemathesis also checks that every route which declares
+    # security refuses a missing or broken credential.
+    admin = {"project": "default", "role": "admin"}
+    platform = platform.variant(auth={"enabled": True, "api_keys": {ADMIN_KEY: admin}})
     platform.api()
     platform.worker("echo", "0")
     # The event stream of a task that no worker runs never ends: the stateful phase (which
