@@ -25,7 +25,7 @@ from confluent_kafka import KafkaError, Producer
 from pydantic import Field
 
 from mcp.errors import BrokerUnavailable, SecretsConfigured, StoreError
-from mcp.kafka import latest_values
+from mcp.kafka import ensure_topics, latest_values
 from mcp.names import Keys, Topics
 from mcp.settings import Settings
 from mcp.webhooks.signing import new_secret, secret_key
@@ -151,6 +151,11 @@ class WebhookSecrets:
 
     def _publish(self, fact: ProjectSecrets) -> None:
         if self._producer is None:
+            # A dispatcher may be the first to need the topic.
+            try:
+                ensure_topics(self.settings, [], self.settings.kafka.request_timeout_s)
+            except Exception as exc:
+                raise BrokerUnavailable(f"Kafka is not reachable: {exc}") from exc
             self._producer = Producer(
                 self.settings.kafka_client_config(
                     **{"acks": "all", "enable.idempotence": True, "linger.ms": 0}
