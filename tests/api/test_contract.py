@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from mcp.settings import Settings
+from mcp.settings import ConfiguredKey, Settings
 from tests.harness import ROOT, Platform
 
 ERROR_REF = "#/components/schemas/ErrorBody"
@@ -101,7 +101,7 @@ ADMIN_KEY = "contract-test-admin-key-8d1f0c5e2b7a4e69"
 def test_schemathesis_finds_nothing(platform: Platform) -> None:
     # Auth on, as in production: schemathesis also checks that every route which declares
     # security refuses a missing or broken credential.
-    admin = {"project": "default", "role": "admin"}
+    admin = ConfiguredKey(project="default", role="admin")
     platform = platform.variant(auth={"enabled": True, "api_keys": {ADMIN_KEY: admin}})
     platform.api()
     platform.worker("echo", "0")
