@@ -58,6 +58,7 @@ ERROR_TEXT = {
     403: "The caller's role lacks the permission",
     404: "No such task in the caller's project",
     409: "The request conflicts with an earlier one",
+    413: "The body is over the size limit",
     422: "An unknown or malformed parameter",
     429: "Rate limited or over the project's quota",
     503: "Kafka or Redis is unavailable; nothing was recorded",
@@ -89,7 +90,7 @@ def summary_of(values: list[Any]) -> dict[str, Any] | None:
     return row
 
 
-@router.get("", response_model=TaskPage, responses=errors(400, 401, 403, 422))
+@router.get("", response_model=TaskPage, responses=errors(400, 401, 403, 422, 503))
 async def list_tasks(
     request: Request,
     caller: Reader,
@@ -132,7 +133,7 @@ async def list_tasks(
     return json_response(200, {"tasks": tasks, "next_cursor": page.next_cursor})
 
 
-@router.get("/{task_id}/events", response_model=TaskTimeline, responses=errors(401, 403, 404))
+@router.get("/{task_id}/events", response_model=TaskTimeline, responses=errors(401, 403, 404, 503))
 async def timeline(task_id: str, request: Request, caller: Reader) -> Response:
     """The task's lifecycle events, oldest first."""
     services = services_of(request)
@@ -146,7 +147,9 @@ async def timeline(task_id: str, request: Request, caller: Reader) -> Response:
 
 
 @router.get(
-    "/{task_id}/webhook/attempts", response_model=TaskDeliveries, responses=errors(401, 403, 404)
+    "/{task_id}/webhook/attempts",
+    response_model=TaskDeliveries,
+    responses=errors(401, 403, 404, 503),
 )
 async def webhook_attempts(task_id: str, request: Request, caller: Reader) -> Response:
     """Every webhook of the task with its attempts: status code, error, next attempt."""

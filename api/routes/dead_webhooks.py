@@ -18,7 +18,7 @@ REDELIVER_ALL_MAX = 1000
 Manager = Annotated[Caller, require(Permission.DLQ_MANAGE)]
 
 
-@router.get("", response_model=DeadWebhookPage, responses=errors(400, 401, 403, 422))
+@router.get("", response_model=DeadWebhookPage, responses=errors(400, 401, 403, 422, 503))
 async def dead_webhooks(
     request: Request,
     caller: Manager,
@@ -39,7 +39,10 @@ async def dead_webhooks(
 
 
 @router.post(
-    "/redeliver", status_code=202, response_model=RedeliverAnswer, responses=errors(401, 403, 422)
+    "/redeliver",
+    status_code=202,
+    response_model=RedeliverAnswer,
+    responses=errors(400, 401, 403, 413, 422, 503),
 )
 async def redeliver_dead(body: RedeliverRequest, request: Request, caller: Manager) -> Response:
     """Send dead webhooks again: the ones named, or every dead one of the project (up to 1,000).

@@ -27,7 +27,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@router.get("", response_model=DeadLetterPage, responses=errors(400, 401, 403, 422))
+@router.get("", response_model=DeadLetterPage, responses=errors(400, 401, 403, 422, 503))
 async def dead_letters(
     request: Request,
     caller: Manager,

@@ -25,7 +25,7 @@ def counts(workers: list[dict[str, object]]) -> WorkerCounts:
     )
 
 
-@router.get("/v1/queues", response_model=QueuesView, responses=errors(401, 403, 422))
+@router.get("/v1/queues", response_model=QueuesView, responses=errors(401, 403, 422, 503))
 async def queues(
     request: Request,
     caller: Annotated[Caller, require(Permission.QUEUES_READ)],
