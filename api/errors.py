@@ -11,7 +11,6 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from mcp.errors import (
     AutoGLMError,
@@ -145,10 +144,13 @@ def platform_error_response(exc: AutoGLMError) -> Response:
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route offers on this path (Starlette names only the first route's)."""
+    from api.auth.openapi import served_routes
+
+    path = request.url.path
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})
-        if match is not Match.NONE:
+    for route in served_routes(request.app):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
             methods |= set(getattr(route, "methods", None) or ())
     return sorted(methods)
 

@@ -83,6 +83,12 @@ class TaskView(Frozen):
         return cls(**{**cls.shared_fields(source), **fields})
 
 
+class TaskDetail(TaskView):
+    """`GET /v1/tasks/{id}`; `payload` only with `?include=payload`."""
+
+    payload: JsonDict | None = None
+
+
 class InferredTask(TaskView):
     """`POST /v1/infer`'s finished task; `request_id` echoes an MCP envelope's."""
 

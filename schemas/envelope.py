@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from schemas.task import Frozen, JsonDict, utcnow
 
 # RFC 3339, as the OpenAPI document's `date-time` says: no unix numbers, no naive times.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def rfc3339(value: Any) -> Any:
+    """Only what the OpenAPI document calls `date-time`: no unix numbers, no naive times."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and RFC3339.match(value):
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    raise ValueError("expected an RFC 3339 date-time string")
+
+
+DateTime = Annotated[datetime, BeforeValidator(rfc3339)]
+"""A date-time parsed exactly as JSON Schema's `date-time` format reads it."""
 
 
 class EnvelopeMetadata(Frozen):

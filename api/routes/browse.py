@@ -20,6 +20,7 @@ from schemas.browse import (
     TaskTimeline,
     TimelineEvent,
 )
+from schemas.envelope import DateTime
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 EPOCH = datetime.fromtimestamp(0, UTC)
@@ -97,8 +98,8 @@ async def list_tasks(
     status: TaskStatus | None = None,
     model: Annotated[str | None, Query(max_length=128)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="Created at or before")] = None,
+    since: Annotated[DateTime | None, Query(description="Created at or after")] = None,
+    until: Annotated[DateTime | None, Query(description="Created at or before")] = None,
     metadata: Annotated[
         str | None,
         Query(

@@ -14,7 +14,7 @@ from api.deps import Reader, find_task, json_response, owned_task, services_of, 
 from api.errors import parse_body
 from mcp.errors import NothingToRedeliver, ValidationFailed
 from mcp.records import Record
-from schemas import ErrorBody, SubmitRequest, SubmitResponse, TaskEvent, TaskView, dumps
+from schemas import ErrorBody, SubmitRequest, SubmitResponse, TaskDetail, TaskEvent, TaskView, dumps
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
@@ -84,7 +84,7 @@ async def submit(request: Request) -> Response:
     return json_response(status, answer.model_dump(mode="json"))
 
 
-@router.get("/{task_id}", response_model=TaskView, responses=errors(*WITH_ID))
+@router.get("/{task_id}", response_model=TaskDetail, responses=errors(*WITH_ID))
 async def get_task(
     task_id: str,
     request: Request,
