@@ -11,6 +11,7 @@ which a cross-site form cannot send (and the cookie is `SameSite=Strict` besides
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from mcp.settings import AuthSettings, ConfiguredKey
 from schemas import utcnow
 
 DEFAULT_PROJECT = "default"
+# Verified JWTs, so a client reusing its token pays for the signature check once.
+TOKEN_CACHE_SIZE = 4096
 SESSION_COOKIE = "autoglm_session"
 UI_HEADER = "x-autoglm-ui"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -64,6 +67,7 @@ class Authenticator:
             key: value if isinstance(value, ConfiguredKey) else ConfiguredKey(project=value)
             for key, value in auth.api_keys.items()
         }
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
     def caller(self, token: str) -> Caller:
         """The caller a bearer token stands for; `Unauthenticated` when it stands for no one."""
@@ -90,10 +94,25 @@ class Authenticator:
         return Caller(record.project, Role(record.role), f"key:{record.key_id}")
 
     def _jwt(self, token: str) -> Caller:
+        """A token's signature and claims never change: once verified, only `exp` is checked
+        again (the cache holds nothing else that time could invalidate)."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            caller, expires = cached
+            if time.time() < expires + self.auth.jwt_leeway_s:
+                return caller
+            self._verified.pop(token, None)
         try:
             claims = self.tokens.claims(token)
         except TokenRefused as exc:
             raise Refused(exc.message, exc.reason) from exc
+        caller = self._caller_of(claims)
+        if len(self._verified) >= TOKEN_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (caller, float(claims["exp"]))
+        return caller
+
+    def _caller_of(self, claims: dict[str, Any]) -> Caller:
         project = claims.get(self.auth.jwt_project_claim) or claims.get("sub")
         role = claims.get(self.auth.jwt_role_claim, self.auth.jwt_default_role)
         if not isinstance(project, str) or not project:

@@ -145,3 +145,15 @@ def test_callers_of_tokens_and_keys() -> None:
     ring.apply(expiring)
     with pytest.raises(Refused, match="expired"):
         authenticator.caller(expired_token)
+
+
+def test_a_verified_token_still_expires() -> None:
+    authenticator = Authenticator(
+        AuthSettings(enabled=True, jwt_secret=SECRET, jwt_leeway_s=0), KeyRing()
+    )
+    token = jwt.encode(claims(exp=time.time() + 1), SECRET)
+    assert authenticator.caller(token).project == "alpha"
+    assert authenticator.caller(token).project == "alpha"  # from the cache
+    time.sleep(1.1)
+    with pytest.raises(Refused, match="expired"):
+        authenticator.caller(token)
