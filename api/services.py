@@ -49,6 +49,7 @@ class Services:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _topics_task: asyncio.Task[None] | None = None
     _projector_task: asyncio.Task[None] | None = None
+    partitions: dict[str, int] = field(default_factory=dict)  # of each topic, once known
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -94,7 +95,7 @@ class Services:
 
     async def _prepare_topics(self) -> None:
         try:
-            await asyncio.to_thread(ensure_topics, self.settings)
+            self.partitions = await asyncio.to_thread(ensure_topics, self.settings)
             await asyncio.to_thread(self.learn_record_limits)
             self.topics_ready = True
         except Exception as exc:
@@ -108,7 +109,8 @@ class Services:
 
     def learn_record_limits(self) -> None:
         """The topics' record limits, for refusing too large a task before it is batched."""
-        names = [self.topics.events, *(self.topics.tasks(m) for m in self.registry.specs)]
+        lanes = [lane for m in self.registry.specs for lane in self.topics.lanes(m)]
+        names = [self.topics.events, *lanes]
         limits = self.producer.limits
         limits.learn(self.settings, names)
         body_max = self.settings.server.max_body_bytes

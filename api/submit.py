@@ -22,6 +22,7 @@ from mcp.errors import (
     RecordRefused,
 )
 from mcp.kafka import ensure_topics
+from mcp.names import lane_partition
 from mcp.records import Record
 from mcp.webhooks.ssrf import check_callback_url
 from schemas import (
@@ -63,8 +64,11 @@ def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], Tas
     if task.trace.traceparent:
         headers += (("traceparent", task.trace.traceparent.encode()),)
     event = TaskEvent.of(task, TaskStatus.QUEUED, at=task.created_at, task=task)
+    lane = services.topics.tasks(task.model, task.priority)
+    count = services.partitions.get(lane)
+    partition = lane_partition(task.project, count) if count else -1
     records = [
-        Record(services.topics.tasks(task.model), key, dumps(task), headers),
+        Record(lane, key, dumps(task), headers, partition),
         Record(services.topics.events, key, dumps(event)),
     ]
     return records, event
@@ -135,7 +139,13 @@ class Submitter:
             claim = Idempotency(
                 key=idempotency_key, fingerprint=fingerprint(body), expires_at=utcnow() + ttl
             )
-        task = AsyncTask.of(body, project, TraceContext(traceparent=traceparent), claim)
+        task = AsyncTask.of(
+            body,
+            project,
+            TraceContext(traceparent=traceparent),
+            claim,
+            services.settings.quotas.of(project).default_priority,
+        )
         records, _ = task_records(services, task)
         # Before the group commit and before anything is remembered: a record Kafka would refuse
         # must not cost the requests that share its transaction.
@@ -248,8 +258,9 @@ class Submitter:
             raise BrokerUnavailable("Kafka is not reachable")
         self._topics_checked_at = now
         try:
-            await asyncio.to_thread(ensure_topics, services.settings, None, 5.0)
+            counts = await asyncio.to_thread(ensure_topics, services.settings, None, 5.0)
         except Exception as exc:
             raise BrokerUnavailable(f"Kafka is not reachable: {exc}") from exc
+        services.partitions = counts
         await asyncio.to_thread(services.learn_record_limits)
         services.topics_ready = True

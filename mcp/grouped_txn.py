@@ -177,7 +177,12 @@ class GroupedTransaction:
         for i, r in enumerate(group.records):
             try:
                 self.producer.produce(
-                    r.topic, r.value, r.key, headers=list(r.headers), on_delivery=report
+                    r.topic,
+                    r.value,
+                    r.key,
+                    partition=r.partition,
+                    headers=list(r.headers),
+                    on_delivery=report,
                 )
             except KafkaException as exc:
                 err = kafka_error(exc)

@@ -64,8 +64,10 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
     )
 
 
-def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: float = 30) -> None:
-    """Create the platform's topics when missing (idempotent)."""
+def ensure_topics(
+    settings: Settings, models: list[str] | None = None, timeout: float = 30
+) -> dict[str, int]:
+    """Create the platform's topics when missing (idempotent); the partition count of each."""
     topics = Topics.of(settings)
     partitions = settings.kafka.partitions
     wanted: dict[str, int] = {
@@ -81,16 +83,20 @@ def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: 
     registry = ModelRegistry(settings)
     for name in models if models is not None else list(registry.specs):
         spec = registry.get(name)
-        wanted[topics.tasks(name)] = (spec.partitions if spec else None) or partitions
+        for lane in topics.lanes(name):
+            wanted[lane] = (spec.partitions if spec else None) or partitions
     admin = AdminClient(settings.kafka_client_config())
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    metadata = admin.list_topics(timeout=timeout).topics
+    existing = set(metadata)
+    counts = {name: len(metadata[name].partitions) for name in wanted if name in existing}
+    counts |= {name: count for name, count in wanted.items() if name not in existing}
     missing = [
         NewTopic(name, count, settings.kafka.replication_factor, config=configs.get(name, {}))
         for name, count in wanted.items()
         if name not in existing
     ]
     if not missing:
-        return
+        return counts
     for name, future in admin.create_topics(missing, request_timeout=timeout).items():
         try:
             future.result(timeout=timeout)
@@ -98,6 +104,7 @@ def ensure_topics(settings: Settings, models: list[str] | None = None, timeout: 
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    return counts
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
 from mcp.settings import Settings
+from schemas import PRIORITIES, Priority
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -14,8 +16,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 class Topics:
     prefix: str = ""
 
-    def tasks(self, model: str) -> str:
-        return f"{self.prefix}tasks.{_UNSAFE.sub('_', model)}"
+    def tasks(self, model: str, priority: Priority = "normal") -> str:
+        """A model's queue for one priority: `tasks.<model>`, `.high` and `.low` beside it."""
+        lane = "" if priority == "normal" else f".{priority}"
+        return f"{self.prefix}tasks.{_UNSAFE.sub('_', model)}{lane}"
+
+    def lanes(self, model: str) -> list[str]:
+        """Every queue topic of a model, highest priority first."""
+        return [self.tasks(model, priority) for priority in PRIORITIES]
 
     @property
     def events(self) -> str:
@@ -54,6 +62,12 @@ class Topics:
     @classmethod
     def of(cls, settings: Settings) -> Topics:
         return cls(settings.kafka.topic_prefix)
+
+
+def lane_partition(project: str, partitions: int) -> int:
+    """The partition of a project's tasks in a lane topic: its own, unless the hash collides,
+    so one project's backlog queues behind itself rather than in front of everyone."""
+    return zlib.crc32(project.encode()) % max(partitions, 1)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Record:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int = -1  # -1: the producer's partitioner chooses from the key
 
 
 def is_record_error(err: KafkaError) -> bool:

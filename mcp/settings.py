@@ -16,6 +16,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from schemas import Priority
+
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "whsec_changeme", "secret"})
 
 
@@ -166,7 +168,6 @@ class ModelSpec(BaseModel):
 
 
 Role = Literal["admin", "developer", "viewer"]
-Priority = Literal["high", "normal", "low"]
 
 
 class ConfiguredKey(BaseModel):
@@ -205,6 +206,7 @@ class ProjectQuota(BaseModel):
     max_active: int = 0  # queued + running tasks at most
     max_body_bytes: int | None = None  # None: server.max_body_bytes
     default_priority: Priority = "normal"
+    weight: float = Field(default=1.0, gt=0)  # share of a model's workers against other projects
 
 
 class QuotaSettings(BaseModel):

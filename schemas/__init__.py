@@ -17,10 +17,12 @@ from schemas.envelope import EnvelopeMetadata, MCPEnvelope, MCPResponse
 from schemas.errors import AutoGLMError, ErrorBody, ErrorDetail
 from schemas.stream import StreamEntry
 from schemas.task import (
+    PRIORITIES,
     SCHEMA_VERSION,
     TERMINAL_STATUSES,
     AsyncTask,
     Idempotency,
+    Priority,
     TaskError,
     TaskEvent,
     TaskResult,
@@ -31,6 +33,7 @@ from schemas.task import (
 )
 
 __all__ = [
+    "PRIORITIES",
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "AsyncTask",
@@ -44,6 +47,7 @@ __all__ = [
     "InferredTask",
     "MCPEnvelope",
     "MCPResponse",
+    "Priority",
     "RotateRequest",
     "StreamEntry",
     "SubmitRequest",

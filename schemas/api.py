@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, HttpUrl
 
-from schemas.task import Frozen, JsonDict, TaskError, TaskStatus, WebhookEventFilter
+from schemas.task import Frozen, JsonDict, Priority, TaskError, TaskStatus, WebhookEventFilter
 
 WebhookState = Literal["pending", "delivered", "retrying", "failed", "none"]
 WebhookType = Literal[
@@ -34,6 +34,10 @@ class SubmitRequest(Frozen):
     timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     ttl_s: float = Field(default=86_400.0, gt=0, le=7 * 86_400)
     metadata: JsonDict = Field(default_factory=dict)
+    priority: Priority | None = Field(
+        default=None,
+        description="high runs before normal, normal before low; the project's default if unset",
+    )
 
 
 class TaskLinks(Frozen):

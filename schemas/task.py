@@ -56,6 +56,9 @@ TERMINAL_STATUSES = frozenset(
 
 
 WebhookEventFilter = Literal["completed", "started", "output"]
+# Lanes of a model's queue: high runs before normal, normal before low.
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 
 
 class Frozen(BaseModel):
@@ -106,6 +109,7 @@ class AsyncTask(Frozen):
     ttl_s: float = Field(default=86_400.0, gt=0, le=7 * 86_400)
     attempt: int = Field(default=0, ge=0)
     project: str = Field(default="default", min_length=1, max_length=128)
+    priority: Priority = "normal"
     metadata: JsonDict = Field(default_factory=dict)
     trace: TraceContext = Field(default_factory=TraceContext)
     idempotency: Idempotency | None = None
@@ -122,9 +126,12 @@ class AsyncTask(Frozen):
         project: str,
         trace: TraceContext,
         idempotency: Idempotency | None = None,
+        default_priority: Priority = "normal",
     ) -> AsyncTask:
-        """The task a submission describes, for `project`."""
+        """The task a submission describes, for `project` (whose default priority applies when
+        the submission names none)."""
         fields = cls.shared_fields(request)
+        fields["priority"] = fields.get("priority") or default_priority
         return cls(**fields, project=project, trace=trace, idempotency=idempotency)
 
     @property

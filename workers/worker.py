@@ -111,7 +111,7 @@ class InferenceWorker:
 
     def run(self) -> None:
         self.consumer.subscribe(
-            [self.topics.tasks(self.spec.name)],
+            self.topics.lanes(self.spec.name),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
