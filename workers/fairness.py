@@ -55,6 +55,10 @@ class FairQueue(Generic[J]):
         self._count[project] = self._count.get(project, 0) + 1
         self._size += 1
 
+    def full(self, cap: int) -> set[Key]:
+        """Partitions with `cap` or more jobs waiting."""
+        return {key for key, part in self._partitions.items() if len(part.jobs) >= cap}
+
     def waiting(self, key: Key) -> int:
         part = self._partitions.get(key)
         return len(part.jobs) if part else 0

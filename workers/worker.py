@@ -1,8 +1,10 @@
 """The inference worker: consume tasks, run them, publish each outcome exactly once.
 
-The loop reads records into per-partition lanes (`workers.lanes`), claims them in Redis
-(counting attempts across crashes) and runs them as batches on `concurrency` slots, so a slow
-task holds up only its own slot. Each member's outcome goes into the open transaction as soon
+The loop reads the model's lane topics (one per priority) into per-partition lanes
+(`workers.lanes`) and a `FairQueue` that hands batches out by priority, then by a weighted
+round robin across projects (`workers.fairness`); it claims them in Redis (counting attempts
+across crashes) and runs them as batches on `concurrency` slots, so a slow task holds up only
+its own slot. Each member's outcome goes into the open transaction as soon
 as it is final, whatever the order; the transaction commits with each lane's lowest unfinished
 offset and the finished records above it every `commit_every_n` outcomes or `commit_every_ms`,
 whichever comes first (KIP-447 fencing through the consumer group metadata). Only after a
@@ -30,6 +32,7 @@ from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
 from schemas import AsyncTask, DecodeError, TaskStatus, loads, utcnow
 from workers.backends.base import Backend, TaskContext
+from workers.fairness import FairQueue
 from workers.lanes import Key, Lane, Lanes
 from workers.outcome import Outcome
 from workers.records import outcome_records, running_record, substitute, undecodable_record
@@ -92,7 +95,8 @@ class InferenceWorker:
         )
         self.stopping = threading.Event()
         self.lanes = Lanes()
-        self._backlog: list[Job] = []  # read, not yet running
+        # Read, not yet running: handed out by priority, then fairly across projects.
+        self._backlog: FairQueue[Job] = FairQueue(lambda p: settings.quotas.of(p).weight)
         self._in_flight: dict[tuple[Key, int], Job] = {}  # claimed and running
         self._running: set[Future[None]] = set()  # one per busy slot
         self._finished: queue.SimpleQueue[tuple[TaskContext, Outcome]] = queue.SimpleQueue()
@@ -153,12 +157,12 @@ class InferenceWorker:
         published = self._collect()
         self._check_slots()
         self._maybe_commit(force=not messages and not published)
-        return bool(messages or published or self._running or self._backlog)
+        return bool(messages or published or self._running or len(self._backlog))
 
     def _drain(self) -> None:
         """Stopping: let running work finish and commit it; what was only read is read again
         by the next owner."""
-        self._backlog.clear()
+        self._backlog.drop()
         while self._running:
             self.lanes.hold(self.consumer, set(self.lanes.by_key))
             self.consumer.poll(BUSY_POLL_S)  # serves rebalance callbacks, returns nothing
@@ -188,14 +192,13 @@ class InferenceWorker:
         return messages
 
     def _flow(self) -> None:
-        """Pause what must not be read now: every partition while the backlog could fill the
-        next free slot, and a partition read a window past its lowest unfinished record."""
-        if len(self._backlog) >= self.spec.max_batch_size:
-            self.lanes.hold(self.consumer, set(self.lanes.by_key))
-        else:
-            self.lanes.hold(
-                self.consumer, set(self.lanes.crowded(self.settings.worker.lane_window))
-            )
+        """Pause what must not be read now: a partition with a batch's worth of records waiting
+        (so one project's flood cannot crowd the other partitions out of the fetches; pausing
+        also drops what was prefetched for it), and a partition read a window past its lowest
+        unfinished record."""
+        full = self._backlog.full(self.spec.max_batch_size)
+        crowded = set(self.lanes.crowded(self.settings.worker.lane_window))
+        self.lanes.hold(self.consumer, full | crowded)
 
     def _read(self, messages: list[Message]) -> None:
         for msg in messages:
@@ -218,13 +221,14 @@ class InferenceWorker:
                 self.txn.produce([Group(("raw", next(self._ids)), [raw])])
                 self._finish(lane, offset)
                 continue
-            self._backlog.append(Job(task=task, key=key, offset=offset, lane=lane))
+            job = Job(task=task, key=key, offset=offset, lane=lane)
+            self._backlog.push(key, task.priority, task.project, job)
 
     # -- running -----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         """Start batches from the backlog, oldest first, while slots are free."""
-        while self._backlog and len(self._running) < self.slots:
+        while len(self._backlog) and len(self._running) < self.slots:
             batch = self._next_batch()
             jobs = self._claim(batch)
             if not jobs:
@@ -248,18 +252,9 @@ class InferenceWorker:
             self._running.add(self.runner.start(list(jobs), self._report))
 
     def _next_batch(self) -> list[Job]:
-        """The oldest job and the jobs after it that may share its batch."""
-        head = self._backlog[0]
-        key = self.runner.batch_key(head)
-        batch: list[Job] = []
-        rest: list[Job] = []
-        for job in self._backlog:
-            if len(batch) < self.spec.max_batch_size and self.runner.batch_key(job) == key:
-                batch.append(job)
-            else:
-                rest.append(job)
-        self._backlog = rest
-        return batch
+        """The job that should run next (priority, then a weighted round robin across projects:
+        `workers/fairness.py`) and the jobs that may share its batch."""
+        return self._backlog.take(self.spec.max_batch_size, self.runner.batch_key)
 
     def _report(self, ctx: TaskContext, outcome: Outcome) -> None:
         """From a slot thread: an outcome is final."""
@@ -388,7 +383,7 @@ class InferenceWorker:
         for (key, _), job in list(self._in_flight.items()):
             if keys is None or key in keys:
                 job.cancel_event.set()
-        self._backlog = [j for j in self._backlog if keys is not None and j.key not in keys]
+        self._backlog.drop(keys)
         if keys is None:
             self._after_commit = []
             self._pending = 0

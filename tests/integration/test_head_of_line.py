@@ -65,7 +65,8 @@ class ResultClock:
 
 
 def two_workers(platform: Platform) -> Platform:
-    """API and two echo workers on a 4-partition topic, each owning two partitions."""
+    """API and two echo workers on 4-partition topics (a lane per priority), each owning two
+    partitions of each lane."""
     plat = platform.variant(kafka={"partitions": 4}, worker={"heartbeat_interval_s": 0.3})
     plat.api()
     plat.worker("echo", "0")
@@ -74,7 +75,7 @@ def two_workers(platform: Platform) -> Platform:
 
         def shared() -> bool:
             workers = client.get("/v1/workers").json()["workers"]
-            return len(workers) == 2 and all(len(w["partitions"]) == 2 for w in workers)
+            return len(workers) == 2 and all(len(w["partitions"]) == 2 * 3 for w in workers)
 
         wait_for(shared, 60, "two workers sharing the partitions", interval=0.2)
     return plat
@@ -211,7 +212,7 @@ def test_rebalance_with_slow_tasks_in_flight_keeps_one_result_each(platform: Pla
 
         def moved() -> bool:
             workers = client.get("/v1/workers").json()["workers"]
-            return len(workers) == 2 and all(len(w["partitions"]) == 2 for w in workers)
+            return len(workers) == 2 and all(len(w["partitions"]) == 2 * 3 for w in workers)
 
         wait_for(moved, 30, "the newcomer's partitions", interval=0.1)
         running = [t for t in slow if client.get(f"/v1/tasks/{t}").json()["status"] == "running"]
