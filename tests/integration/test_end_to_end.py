@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from mcp.names import Topics
 from tests.harness import Platform, submit, submit_echo, wait_for, wait_statuses
 from tests.mcp.webhooks.conftest import SECRET, Receiver, verify
 
@@ -148,7 +149,8 @@ def test_infer_waits_for_the_answer_and_takes_the_mcp_envelope(platform: Platfor
         assert [w["worker_id"] for w in workers] == ["echo.0"]
         assert workers[0]["state"] == "alive"
         assert workers[0]["processed"] >= 3
-        assert len(workers[0]["partitions"]) == platform.settings.kafka.partitions
+        lanes = len(Topics.of(platform.settings).lanes("echo"))  # one topic per priority
+        assert len(workers[0]["partitions"]) == lanes * platform.settings.kafka.partitions
         metrics = client.get("/metrics").text
         assert 'autoglm_tasks_submitted_total{action="generate",model="echo"}' in metrics
 
