@@ -6,8 +6,9 @@ of 16:
 
 - beta's high tasks jump the flood: between a high task's record reaching Kafka and its start, at
   most three batches (48) of alpha's 4,000+ queued tasks are dispatched (measured: 1 to 31);
-- beta's normal tasks share the normal lane with alpha's 500 round robin: their p95 queue wait
-  stays under 1.5 s (first-come-first-served would put them behind all 500 of alpha's);
+- beta's normal tasks share the normal lane with alpha's 500 round robin: at most 20 + two
+  batches (52) of alpha's normal tasks are dispatched ahead of any of them, where first come,
+  first served would put every queued one (300+) ahead; their p95 queue wait is reported;
 - every one of the 5,525 tasks has exactly one committed result.
 """
 
@@ -38,7 +39,8 @@ BATCH = 16
 # A high task waits for the batch in flight and, at most, one more that was read before it (the
 # consumer hands records over in fetch order); a third batch is slack for a loaded machine.
 HIGH_AHEAD_BOUND = 3 * BATCH
-NORMAL_P95_BOUND_S = 1.5
+NORMAL_P95_BOUND_S = 1.5  # reported; on a loaded machine the count below is what is asserted
+NORMAL_AHEAD_BOUND = 20 + 2 * BATCH
 KEYS = {"key-alpha": "alpha", "key-beta": "beta"}
 
 
@@ -180,4 +182,9 @@ def test_high_jumps_the_flood_and_projects_share_a_lane(platform: Platform) -> N
     assert backlog > 1_000, "the flood was over before beta came: the test proves nothing"
     assert lane_backlog > 100, "alpha's normal tasks were done before beta's came"
     assert max(jumped) <= HIGH_AHEAD_BOUND, jumped
-    assert p95 <= NORMAL_P95_BOUND_S, normal_waits
+    # Round robin lets about one of alpha's normal tasks (plus batch granularity) go ahead of
+    # each of beta's; first come, first served would put all of alpha's queued ones ahead.
+    alpha_normal_starts = [started[t] for t in alpha[FLOOD:]]
+    ahead = [sum(1 for at in alpha_normal_starts if visible[t] < at < started[t]) for t in normal]
+    print(f"alpha normal tasks dispatched ahead of beta's: max {max(ahead)} of {lane_backlog}")
+    assert max(ahead) <= NORMAL_AHEAD_BOUND, ahead
