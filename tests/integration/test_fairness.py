@@ -5,7 +5,7 @@ project beta then submits 20 normal and 5 high-priority tasks. One echo worker, 
 of 16:
 
 - beta's high tasks jump the flood: between a high task's record reaching Kafka and its start, at
-  most three batches (48) of alpha's 4,000+ queued tasks are dispatched (measured: 1 to 31);
+  most three batches (48) of alpha's 4,000+ queued tasks are dispatched (measured: 0 to 16);
 - beta's normal tasks share the normal lane with alpha's 500 round robin: at most 20 + two
   batches (52) of alpha's normal tasks are dispatched ahead of any of them, where first come,
   first served would put every queued one (300+) ahead; their p95 queue wait is reported;
