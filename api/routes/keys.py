@@ -50,7 +50,8 @@ class KeyCreate(BaseModel):
     project: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
     role: Role
     name: str = Field(default="", max_length=256)
-    expires_in_s: int | None = Field(default=None, gt=0)
+    # At most a hundred years: beyond that a date no longer fits.
+    expires_in_s: int | None = Field(default=None, gt=0, le=100 * 365 * 86_400)
     expires_at: datetime | None = None
 
     @field_validator("expires_in_s", "expires_at", mode="before")

@@ -83,6 +83,8 @@ def test_keys_reach_every_api_process_within_a_second(platform: Platform) -> Non
             "/v1/keys", json={"project": "a b", "role": "root"}, headers=bearer(BOOT)
         )
         assert wrong.status_code == 422
+        forever = {"project": "a", "role": "viewer", "expires_in_s": 68_960_261_193_574}
+        assert client.post("/v1/keys", json=forever, headers=bearer(BOOT)).status_code == 422
         missing = client.delete("/v1/keys/nope", headers=bearer(BOOT))
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
 
