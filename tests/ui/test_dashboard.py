@@ -195,6 +195,8 @@ def run_flow(
 
     # 7. A developer of another project: only the pages of its role, none of alpha's tasks.
     page.click("#logout")
+    # Logging out reloads the page; signing in again must not race that reload.
+    expect(page.locator("#login")).to_be_visible()
     sign_in(page, platform, BETA)
     expect(page.locator("#nav a")).to_have_text(["Tasks"])
     expect(page.locator("main h1")).to_have_text("Tasks")
