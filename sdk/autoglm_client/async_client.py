@@ -190,7 +190,7 @@ class AsyncClient:
                     return
                 seen += 1
                 yield task
-            if page.next_cursor is None or not page.tasks:
+            if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 

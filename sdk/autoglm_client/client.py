@@ -191,7 +191,7 @@ class Client:
                     return
                 seen += 1
                 yield task
-            if page.next_cursor is None or not page.tasks:
+            if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 

@@ -109,3 +109,17 @@ def test_async_client(shared: Platform) -> None:
     done = asyncio.run(scenario())
     assert [t.result for t in done] == [{"echo": {"n": i}} for i in range(5)]
     assert all(t.status is TaskStatus.SUCCEEDED for t in done)
+
+
+def test_list_pages_through_tasks_and_events_show_the_timeline(shared: Platform) -> None:
+    run = uuid.uuid4().hex
+    with Client(shared.url) as client:
+        ids = [
+            client.submit("echo", payload={"n": i}, metadata={"run": run}).task_id for i in range(3)
+        ]
+        for task_id in ids:
+            client.wait(task_id, timeout=60)
+        listed = [t.task_id for t in client.list(model="echo", page_size=2, max_items=50)]
+        assert set(ids) <= set(listed)
+        timeline = [e.status for e in client.events(ids[0])]
+        assert timeline[0] is TaskStatus.QUEUED and timeline[-1] is TaskStatus.SUCCEEDED
