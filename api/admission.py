@@ -14,6 +14,10 @@ lengthen the queue in front of it, which is what the target measures. The floor
 (`admission_min_inflight`) keeps enough submissions in progress to fill the group commits: a
 request's latency is at least one commit, so throughput is at most the limit divided by the
 commit time, and a machine that is slow for other reasons must not be throttled below that.
+
+`POST /v1/infer` holds its connection until the model has answered, so its time in the API says
+nothing about the committer: it has a fixed bound of its own (`admission_max_infer`), counted
+apart from submissions, and the same pending-bytes check.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from mcp.settings import ServerSettings
 
 WINDOW_S = 0.25
 GUARDED = frozenset({"/v1/tasks", "/v1/tasks:batch"})
+INFER = "/v1/infer"
 
 
 class AdaptiveLimit:
@@ -83,11 +88,39 @@ class AdmissionControl:
         self.limit = limit
         self.max_pending_bytes = settings.admission_max_pending_bytes
         self.retry_after_s = max(1, settings.admission_retry_after_s)
+        self.max_infer = settings.admission_max_infer
+        self.infer_in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GUARDED:
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
+        elif scope["path"] in GUARDED:
+            await self._submission(scope, receive, send)
+        elif scope["path"] == INFER:
+            await self._infer(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._bytes_refusal(scope)
+        if refusal is None and self.infer_in_flight >= self.max_infer:
+            refusal = Overloaded(
+                f"the API holds {self.infer_in_flight} inferences, its limit; "
+                f"retry in {self.retry_after_s} s",
+                {"in_flight": self.infer_in_flight, "limit": self.max_infer},
+                self.retry_after_s,
+            )
+        if refusal is not None:
+            REFUSED.labels(refusal.code).inc()
+            await platform_error_response(refusal)(scope, receive, send)
             return
+        self.infer_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.infer_in_flight -= 1
+
+    async def _submission(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self._refusal(scope)
         if refusal is not None:
             REFUSED.labels(refusal.code).inc()
@@ -99,7 +132,7 @@ class AdmissionControl:
         finally:
             self.limit.release(time.perf_counter() - started)
 
-    def _refusal(self, scope: Scope) -> Overloaded | None:
+    def _bytes_refusal(self, scope: Scope) -> Overloaded | None:
         pending = _pending_bytes(scope)
         if pending + _content_length(scope) > self.max_pending_bytes > 0:
             return Overloaded(
@@ -108,6 +141,12 @@ class AdmissionControl:
                 {"pending_bytes": pending, "max_pending_bytes": self.max_pending_bytes},
                 self.retry_after_s,
             )
+        return None
+
+    def _refusal(self, scope: Scope) -> Overloaded | None:
+        bytes_refusal = self._bytes_refusal(scope)
+        if bytes_refusal is not None:
+            return bytes_refusal
         if not self.limit.acquire():
             return Overloaded(
                 f"the API holds {self.limit.in_flight} submissions, its limit now; "

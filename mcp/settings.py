@@ -39,6 +39,7 @@ class ServerSettings(BaseModel):
     admission_control: bool = True
     admission_min_inflight: int = 128
     admission_max_inflight: int = 1024
+    admission_max_infer: int = 256
     admission_target_ms: float = 100.0
     admission_max_pending_bytes: int = 64 * 1_048_576
     admission_retry_after_s: int = 1

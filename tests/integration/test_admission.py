@@ -68,3 +68,36 @@ def test_refusals_carry_retry_after_and_leave_no_task(platform: Platform) -> Non
         pending = [i for i, a in again.items() if a.status_code == 503]
     assert not pending
     assert committed() == Counter(range(CONCURRENT))
+
+
+def test_waiting_inferences_are_bounded_apart_from_submissions(platform: Platform) -> None:
+    # No worker runs: each accepted inference waits out its `Prefer: wait` holding its slot.
+    platform.api(AUTOGLM_SERVER__ADMISSION_MAX_INFER="2")
+
+    async def infer_all(count: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=platform.url, timeout=30) as client:
+
+            async def one(i: int) -> httpx.Response:
+                body = {"model": "echo", "action": "generate", "payload": {"i": i}}
+                return await client.post("/v1/infer", json=body, headers={"prefer": "wait=3"})
+
+            return await asyncio.gather(*(one(i) for i in range(count)))
+
+    answers = asyncio.run(infer_all(6))
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == Counter({202: 2, 503: 4}), statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json()["error"]["details"] == {
+                "in_flight": 2,
+                "limit": 2,
+                "retry_after_s": 1,
+            }
+    tasks = scan(platform.settings, Topics.of(platform.settings).tasks("echo"))
+    assert len(tasks) == 2  # a refused inference recorded nothing
+
+    # Submissions are counted apart: they are accepted while the inferences wait.
+    with httpx.Client(base_url=platform.url, timeout=30) as client:
+        body = {"model": "echo", "action": "generate", "payload": {"i": 99}}
+        assert client.post("/v1/tasks", json=body).status_code == 202
