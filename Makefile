@@ -14,7 +14,7 @@ STATE := $(HOME)/.cache/autoglm-mcp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
-        s3-up s3-down test-services-up test-services-down clean
+        s3-up s3-down proto test-services-up test-services-down clean
 
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
@@ -64,6 +64,11 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) -m mypy api workers mcp schemas bench autoglm.py sdk/autoglm_client
+
+# Python code for schemas/autoglm/v1/*.proto (committed; a test checks that it is current).
+proto: setup
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	  --mypy_out=. schemas/autoglm/v1/*.proto
 
 fmt: setup
 	$(PY) -m ruff format .

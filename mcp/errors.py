@@ -274,6 +274,30 @@ class BlobNotFound(BlobError):
     code = "blob_not_found"
 
 
+class FileNotFound(AutoGLMError):
+    """No live file with this id belongs to the caller's project."""
+
+    code = "file_not_found"
+
+
+class FileTooLarge(ValidationFailed):
+    """An upload or inline input is larger than the configured limit; nothing was kept."""
+
+    code = "payload_too_large"
+
+
+class UnknownInputFile(ValidationFailed):
+    """A payload refers to a file that the caller's project does not have (or no longer has)."""
+
+    code = "unknown_file"
+
+
+class InvalidImage(ValidationFailed):
+    """An image input is not a PNG, JPEG or WebP image that decodes."""
+
+    code = "invalid_image"
+
+
 class BackendError(AutoGLMError):
     """Base for failures inside a model backend."""
 

@@ -1,4 +1,8 @@
-"""Bytes on the wire: orjson in, orjson out, one clear error for anything malformed."""
+"""Bytes on the wire: JSON (orjson) or Protobuf, one clear error for anything malformed.
+
+`dumps`/`loads` are JSON; `encode`/`decode` take the content type that a Kafka record's
+`content-type` header or an HTTP Content-Type names, so every reader accepts both encodings.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,11 @@ class DecodeError(AutoGLMError, ValueError):
         self.errors = errors or []
 
 
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+CONTENT_TYPES = (JSON, PROTOBUF)
+
+
 def dumps(message: BaseModel) -> bytes:
     return type(message).__pydantic_serializer__.to_json(message)
 
@@ -36,6 +45,33 @@ def loads(schema: type[M], raw: bytes | str) -> M:
         raise DecodeError(schema.__name__, f"not JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise DecodeError(schema.__name__, f"expected a JSON object, got {type(data).__name__}")
+    return validated(schema, data)
+
+
+def encode(message: BaseModel, content_type: str = JSON) -> bytes:
+    if content_type == PROTOBUF:
+        from schemas.protobuf import to_bytes
+
+        return to_bytes(message)
+    return dumps(message)
+
+
+def decode(schema: type[M], raw: bytes, content_type: str | None = None) -> M:
+    """A message from either encoding; no content type (older records) means JSON."""
+    if content_type is None or content_type == JSON:
+        return loads(schema, raw)
+    if content_type != PROTOBUF:
+        raise DecodeError(schema.__name__, f"unknown content type {content_type!r}")
+    from schemas.protobuf import as_data, parse, protobuf_type
+
+    try:
+        data = as_data(parse(protobuf_type(schema), raw))
+    except ValueError as exc:
+        raise DecodeError(schema.__name__, str(exc)) from exc
+    return validated(schema, data)
+
+
+def validated(schema: type[M], data: dict[str, object]) -> M:
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -113,6 +113,8 @@ class AsyncTask(Frozen):
     metadata: JsonDict = Field(default_factory=dict)
     trace: TraceContext = Field(default_factory=TraceContext)
     idempotency: Idempotency | None = None
+    # Set when the payload was too large for Kafka: the file holding it (as JSON), `payload` empty.
+    payload_file: str | None = None
 
     @field_validator("created_at")
     @classmethod

@@ -1,0 +1,1 @@
+"""What a submission brings besides JSON: raw bytes (multipart, Protobuf), files, images."""
