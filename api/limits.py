@@ -13,20 +13,23 @@ from mcp.settings import QuotaSettings, ServerSettings
 
 
 class BodySizeLimit:
-    """Refuses bodies over `max_bytes`, whether announced by Content-Length or streamed."""
+    """Refuses bodies over `max_bytes` (or the limit of their path in `paths`), whether
+    announced by Content-Length or streamed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
+        max_bytes = self.paths.get(scope["path"], self.default_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit():
-                if int(value) > self.max_bytes:
-                    await self._refuse(scope, receive, send)
+                if int(value) > max_bytes:
+                    await self._refuse(scope, receive, send, max_bytes)
                 else:  # the server delivers no more than the announced length
                     await self.app(scope, receive, send)
                 return
@@ -38,9 +41,9 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     too_large = True
-                    raise self._too_large()
+                    raise self._too_large(max_bytes)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -53,14 +56,14 @@ class BodySizeLimit:
         except PayloadTooLarge:
             pass
         if too_large:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, max_bytes)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await platform_error_response(self._too_large())(scope, receive, send)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
+        await platform_error_response(self._too_large(max_bytes))(scope, receive, send)
 
-    def _too_large(self) -> PayloadTooLarge:
+    def _too_large(self, max_bytes: int) -> PayloadTooLarge:
         return PayloadTooLarge(
-            f"the body is larger than {self.max_bytes} bytes", {"max_bytes": self.max_bytes}
+            f"the body is larger than {max_bytes} bytes", {"max_bytes": max_bytes}
         )
 
 

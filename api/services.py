@@ -14,8 +14,12 @@ from typing import Any
 
 from api.auth.guard import Authenticator
 from api.auth.keys import KeyFeed, KeyRing
+from api.inputs.claim import ClaimCheck
 from api.limits import RateLimiter
 from mcp.active import ActiveTasks
+from mcp.blobs import open_blob_store
+from mcp.blobs.files import FileStore
+from mcp.blobs.sweeper import sweep_forever
 from mcp.kafka import ensure_topics
 from mcp.names import Keys, Topics
 from mcp.producer import TaskProducer
@@ -42,6 +46,8 @@ class Services:
     active: ActiveTasks
     topics: Topics
     keyring: KeyRing
+    files: FileStore
+    claim: ClaimCheck
     authenticator: Authenticator | None = None
     key_feed: KeyFeed | None = None
     projector: Projector | None = None
@@ -50,6 +56,7 @@ class Services:
     _topics_task: asyncio.Task[None] | None = None
     _projector_task: asyncio.Task[None] | None = None
     partitions: dict[str, int] = field(default_factory=dict)  # of each topic, once known
+    _sweeper_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -67,12 +74,15 @@ class Services:
             after_commit=project_queued,
         )
         keyring = KeyRing()
+        files = FileStore(open_blob_store(settings))
         return cls(
             settings=settings,
             keyring=keyring,
             authenticator=Authenticator(settings.auth, keyring) if settings.auth.enabled else None,
             key_feed=KeyFeed(settings, keyring) if settings.auth.enabled else None,
             store=store,
+            files=files,
+            claim=ClaimCheck(files, settings),
             webhooks=WebhookStore(store.redis, settings),
             secrets=WebhookSecrets(store.redis, settings),
             producer=producer,
@@ -92,6 +102,10 @@ class Services:
             self._projector_task = asyncio.create_task(
                 self.projector.run(self._stop), name="projector"
             )
+        self._sweeper_task = asyncio.create_task(
+            sweep_forever(self.files, self.settings.blobs.sweep_interval_s, self._stop),
+            name="blob-sweeper",
+        )
 
     async def _prepare_topics(self) -> None:
         try:
@@ -128,7 +142,7 @@ class Services:
         self._stop.set()
         if self._topics_task is not None:
             self._topics_task.cancel()
-        for task in (self._topics_task, self._projector_task):
+        for task in (self._topics_task, self._projector_task, self._sweeper_task):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

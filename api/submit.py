@@ -11,6 +11,7 @@ from datetime import timedelta
 import orjson
 
 from api.errors import status_of
+from api.inputs.claim import Prepared
 from api.metrics import REFUSED, SUBMIT_SECONDS, SUBMITTED
 from api.services import Services
 from mcp.errors import (
@@ -23,7 +24,7 @@ from mcp.errors import (
 )
 from mcp.kafka import ensure_topics
 from mcp.names import lane_partition
-from mcp.records import Record
+from mcp.records import Record, content_type_for, record
 from mcp.webhooks.ssrf import check_callback_url
 from schemas import (
     AsyncTask,
@@ -34,7 +35,7 @@ from schemas import (
     TaskLinks,
     TaskStatus,
     TraceContext,
-    dumps,
+    new_task_id,
     utcnow,
 )
 
@@ -52,8 +53,11 @@ def accepted(task: AsyncTask) -> SubmitResponse:
     )
 
 
-def fingerprint(body: SubmitRequest) -> str:
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+def fingerprint(body: SubmitRequest, files: dict[str, bytes] | None = None) -> str:
+    data = body.model_dump(mode="json")
+    if files:  # raw file parts count as the payload fields they stand for
+        data["files"] = {name: hashlib.sha256(raw).hexdigest() for name, raw in files.items()}
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -67,9 +71,10 @@ def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], Tas
     lane = services.topics.tasks(task.model, task.priority)
     count = services.partitions.get(lane)
     partition = lane_partition(task.project, count) if count else -1
+    wire = content_type_for(services.settings.kafka.encoding)
     records = [
-        Record(lane, key, dumps(task), headers, partition),
-        Record(services.topics.events, key, dumps(event)),
+        record(lane, key, task, wire, headers, partition),
+        record(services.topics.events, key, event, wire),
     ]
     return records, event
 
@@ -77,6 +82,8 @@ def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], Tas
 class Submitter:
     def __init__(self, services: Services) -> None:
         self.services = services
+        # The claim check's files of tasks prepared but not yet published, by task id.
+        self._inputs: dict[str, Prepared] = {}
         self._topics_checked_at = 0.0
 
     def check_body_size(self, project: str, size: int) -> None:
@@ -92,11 +99,15 @@ class Submitter:
         project: str,
         idempotency_key: str | None = None,
         traceparent: str | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> tuple[int, SubmitResponse]:
-        """(HTTP status, answer): 202 for a new task, 200 for an idempotent repeat."""
+        """(HTTP status, answer): 202 for a new task, 200 for an idempotent repeat. `files` are
+        raw bytes for payload fields (multipart file parts, Protobuf `files`)."""
         started = time.perf_counter()
         try:
-            return await self._submit(body, project, idempotency_key, traceparent, started)
+            return await self._submit(
+                body, project, idempotency_key, traceparent, files or {}, started
+            )
         except AutoGLMError as exc:
             REFUSED.labels(exc.code).inc()
             raise
@@ -107,9 +118,10 @@ class Submitter:
         project: str,
         idempotency_key: str | None,
         traceparent: str | None,
+        files: dict[str, bytes],
         started: float,
     ) -> tuple[int, SubmitResponse]:
-        prepared = await self.prepare(body, project, idempotency_key, traceparent)
+        prepared = await self.prepare(body, project, idempotency_key, traceparent, files)
         if isinstance(prepared, SubmitResponse):
             return 200, prepared
         records, event = task_records(self.services, prepared)
@@ -123,9 +135,11 @@ class Submitter:
         project: str,
         idempotency_key: str | None,
         traceparent: str | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> AsyncTask | SubmitResponse:
-        """Everything before the commit: guards, the task, its idempotency record, its place in
-        the quota. The earlier task's answer when the key was used before with the same body."""
+        """Everything before the commit: guards, the task, its inputs in the blob store (claim
+        check), its idempotency record, its place in the quota. The earlier task's answer when
+        the key was used before with the same body."""
         services = self.services
         services.limiter.check(project)
         spec = services.registry.resolve(body.model, body.action)
@@ -133,28 +147,42 @@ class Submitter:
         if body.callback_url is not None:
             await asyncio.to_thread(check_callback_url, str(body.callback_url), services.settings)
         await self.ensure_topics()
-        claim = None
-        if idempotency_key:
-            ttl = timedelta(seconds=services.settings.redis.idempotency_ttl_s)
-            claim = Idempotency(
-                key=idempotency_key, fingerprint=fingerprint(body), expires_at=utcnow() + ttl
+        # Large inputs are in the blob store before the Kafka commit; they are discarded when
+        # the task is surely not recorded (see `_publish`).
+        inputs = await services.claim.prepare(body, project, new_task_id(), files or {})
+        try:
+            claim = None
+            if idempotency_key:
+                ttl = timedelta(seconds=services.settings.redis.idempotency_ttl_s)
+                claim = Idempotency(
+                    key=idempotency_key,
+                    fingerprint=fingerprint(body, files),
+                    expires_at=utcnow() + ttl,
+                )
+            task = AsyncTask.of(
+                body,
+                project,
+                TraceContext(traceparent=traceparent),
+                idempotency=claim,
+                priority=body.priority or services.settings.quotas.of(project).default_priority,
+                task_id=inputs.task_id,
+                payload=inputs.payload,
+                payload_file=inputs.payload_file,
             )
-        task = AsyncTask.of(
-            body,
-            project,
-            TraceContext(traceparent=traceparent),
-            claim,
-            services.settings.quotas.of(project).default_priority,
-        )
-        records, _ = task_records(services, task)
-        # Before the group commit and before anything is remembered: a record Kafka would refuse
-        # must not cost the requests that share its transaction.
-        services.producer.limits.check(records)
-        if claim is not None:
-            repeat = await self._repeat(project, claim, task.task_id)
-            if repeat is not None:
-                return repeat
-        await self._reserve(project, task.task_id, idempotency_key)
+            records, _ = task_records(services, task)
+            # Before the group commit and before anything is remembered: a record Kafka would
+            # refuse must not cost the requests that share its transaction.
+            services.producer.limits.check(records)
+            if claim is not None:
+                repeat = await self._repeat(project, claim, task.task_id)
+                if repeat is not None:
+                    await services.claim.discard(project, inputs)
+                    return repeat
+            await self._reserve(project, task.task_id, idempotency_key)
+        except BaseException:
+            await services.claim.discard(project, inputs)
+            raise
+        self._inputs[task.task_id] = inputs
         return task
 
     async def _publish(
@@ -166,9 +194,15 @@ class Submitter:
     ) -> None:
         """One committed transaction for all `records`; on failure no key stays remembered and
         no task keeps its place in the project's quota."""
+        inputs = [self._inputs.pop(event.task_id, None) for event in events]
         try:
             await self.services.producer.publish(records, note=events)
         except (BrokerUnavailable, RecordRefused):
+            # Surely not recorded: their files go too. A publish interrupted otherwise may still
+            # commit; its files stay and expire with the task's retention.
+            for made in inputs:
+                if made is not None:
+                    await self.services.claim.discard(project, made)
             for event in events:
                 await self.services.active.release(project, event.task_id)
             for key in keys:

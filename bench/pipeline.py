@@ -24,8 +24,9 @@ from confluent_kafka import Consumer
 
 from bench.loadgen import post_request, run_load, run_rate
 from mcp.names import Topics
+from mcp.records import decode_value
 from mcp.settings import Settings
-from schemas import TaskEvent, loads
+from schemas import TaskEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
@@ -153,7 +154,7 @@ def bench_e2e() -> dict[str, Any]:
             msg = consumer.poll(0.05)
             if msg is None or msg.error():
                 continue
-            event = loads(TaskEvent, msg.value() or b"")
+            event = decode_value(TaskEvent, msg.value(), msg.headers())
             if event.status.terminal:
                 finished[event.task_id] = time.perf_counter()
         consumer.close()

@@ -9,11 +9,11 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     AutoGLMError
     ├── DecodeError                 schemas.codec: bytes that are not the expected message
     ├── ValidationFailed            input the platform refuses (permanent)
-    │   ├── InvalidJSON, InvalidCursor, PayloadTooLarge, UnknownModel, UnknownAction,
-    │   │   InvalidPayload
+    │   ├── InvalidJSON, InvalidCursor, PayloadTooLarge (── FileTooLarge), UnknownModel,
+    │   │   UnknownAction, InvalidPayload, InvalidImage, UnknownInputFile, UnsupportedMediaType
     │   └── CallbackRefused
-    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, RateLimited, QuotaExceeded,
-    │   NothingToRedeliver, SecretsConfigured
+    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, FileNotFound, RateLimited,
+    │   QuotaExceeded, NothingToRedeliver, SecretsConfigured
     ├── Overloaded                  api.admission: refused before the body is read
     ├── AccessError                 callers the platform refuses
     │   ├── Unauthenticated
@@ -30,6 +30,7 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     │   └── BlobNotFound
     ├── BackendError                model backends
     │   ├── TaskTimeout, TaskCancelled, ModelLoadError
+    │   ├── InputMissing (permanent)   workers.inputs: a file the task refers to is gone
     │   ├── UpstreamError ── UpstreamRefused (permanent)   workers.backends.openai_backend
     │   └── EchoFailure             workers.backends.echo
     └── ConfigurationError
@@ -54,8 +55,11 @@ __all__ = [
     "BrokerUnavailable",
     "CallbackRefused",
     "ConfigurationError",
+    "FileNotFound",
+    "FileTooLarge",
     "IdempotencyConflict",
     "InvalidCursor",
+    "InvalidImage",
     "InvalidJSON",
     "InvalidPayload",
     "InvalidWebhookSecret",
@@ -77,7 +81,9 @@ __all__ = [
     "TaskTimeout",
     "Unauthenticated",
     "UnknownAction",
+    "UnknownInputFile",
     "UnknownModel",
+    "UnsupportedMediaType",
     "ValidationFailed",
 ]
 
@@ -280,7 +286,7 @@ class FileNotFound(AutoGLMError):
     code = "file_not_found"
 
 
-class FileTooLarge(ValidationFailed):
+class FileTooLarge(PayloadTooLarge):
     """An upload or inline input is larger than the configured limit; nothing was kept."""
 
     code = "payload_too_large"
@@ -290,6 +296,12 @@ class UnknownInputFile(ValidationFailed):
     """A payload refers to a file that the caller's project does not have (or no longer has)."""
 
     code = "unknown_file"
+
+
+class UnsupportedMediaType(ValidationFailed):
+    """The body comes in an encoding this route does not read."""
+
+    code = "unsupported_media_type"
 
 
 class InvalidImage(ValidationFailed):

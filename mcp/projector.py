@@ -20,10 +20,11 @@ from redis.exceptions import RedisError
 from mcp.dead_letters import DeadLetter
 from mcp.kafka import consumer_config, ensure_topics
 from mcp.names import Topics
+from mcp.records import decode_value
 from mcp.settings import Settings, get_settings
 from mcp.store import TaskStore
 from mcp.task_index import TaskIndex
-from schemas import DecodeError, TaskEvent, loads
+from schemas import DecodeError, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,14 @@ TOPICS_RETRY_S = 2.0
 TRIM_EVERY_S = 300.0
 
 
-def decode_events(values: list[bytes | None]) -> list[TaskEvent]:
+def decode_events(messages: list[Message]) -> list[TaskEvent]:
+    """The events in these records, in either encoding; undecodable ones are skipped."""
     events: list[TaskEvent] = []
-    for value in values:
-        if value is None:
+    for msg in messages:
+        if msg.value() is None:
             continue
         try:
-            events.append(loads(TaskEvent, value))
+            events.append(decode_value(TaskEvent, msg.value(), msg.headers()))
         except DecodeError as exc:
             log.warning("skipping undecodable task event: %s", exc)
     return events
@@ -90,7 +92,7 @@ class Projector:
         for msg in messages:
             if msg.error():
                 log.warning("projector consume error: %s", msg.error())
-        events = decode_events([m.value() for m in good if m.topic() == self.topics.events])
+        events = decode_events([m for m in good if m.topic() == self.topics.events])
         letters = [DeadLetter.of(m) for m in good if m.topic() == self.topics.dlq]
         if not await self._apply(events, [d for d in letters if d is not None], stop):
             return False

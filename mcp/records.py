@@ -4,21 +4,28 @@ Two limits apply to every record: the producer's `message.max.bytes` (librdkafka
 record at once) and the topic's `max.message.bytes` (the broker refuses the batch holding it, which
 fails the whole transaction). Checking a request's records against the smaller of the two before
 they join a group commit keeps one large request from costing anybody else a transaction.
+
+A record's value is JSON or Protobuf, and its `content-type` header says which: producers encode
+with `kafka.encoding`, every consumer decodes by the header, and a record without one (written
+before the header existed) is JSON. Switching the producer setting is a rolling change.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from pydantic import BaseModel
 
 from mcp.errors import RecordNotAuthorized, RecordRefused, RecordTooLarge
 from mcp.kafka import kafka_error, producer_config
 from mcp.settings import Settings
+from schemas.codec import JSON, PROTOBUF, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +163,40 @@ def refused_record(
             f"the platform may not write to Kafka topic {topic}; {why}", details
         )
     return RecordRefused(f"Kafka refused a record to {topic}; {why}", details)
+
+
+# -- encodings -----------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+CONTENT_TYPE = "content-type"
+Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
+
+
+def content_type_for(encoding: str) -> str:
+    return PROTOBUF if encoding == "protobuf" else JSON
+
+
+def record(
+    topic: str,
+    key: bytes | None,
+    message: BaseModel,
+    content_type: str = JSON,
+    headers: tuple[tuple[str, bytes], ...] = (),
+    partition: int = -1,
+) -> Record:
+    value = encode(message, content_type)
+    typed = ((CONTENT_TYPE, content_type.encode()), *headers)
+    return Record(topic, key, value, typed, partition)
+
+
+def content_type_of(headers: Headers) -> str | None:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == CONTENT_TYPE and value is not None:
+            return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+def decode_value(schema: type[M], value: bytes | None, headers: Headers) -> M:
+    """The message in a record's value; DecodeError when it is none (or an unknown type)."""
+    return decode(schema, value or b"", content_type_of(headers))

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from mcp.dead_letters import DeadLetter
 from mcp.kafka import consumer_config, latest_values
@@ -38,7 +38,7 @@ def replay(settings: Settings, store: SyncTaskStore, timeout_s: float = 300.0) -
     deadline = time.monotonic() + timeout_s
     while remaining and time.monotonic() < deadline:
         messages = consumer.consume(1000, 0.5)
-        values = []
+        values: list[Message] = []
         letters = []
         for msg in messages:
             err = msg.error()
@@ -49,7 +49,7 @@ def replay(settings: Settings, store: SyncTaskStore, timeout_s: float = 300.0) -
             if msg.topic() == topics.dlq:
                 letters.append(DeadLetter.of(msg))
             else:
-                values.append(msg.value())
+                values.append(msg)
         events = decode_events(values)
         store.apply_events(events)
         store.index_dead_letters([d for d in letters if d is not None])

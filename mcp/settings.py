@@ -29,6 +29,9 @@ class ServerSettings(BaseModel):
     compression: Literal["none", "gzip"] = "gzip"
     compression_min_bytes: int = 1024
     max_body_bytes: int = 1_048_576
+    # Submissions (`POST /v1/tasks`, `/v1/infer`) may carry a screenshot inline: a 4 MB image is
+    # 5.4 MB as base64. Large inputs never reach Kafka (see `blobs`).
+    max_submit_body_bytes: int = 8_388_608
     # Per-project token bucket on submissions; 0 turns it off.
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 200
@@ -65,6 +68,8 @@ class KafkaSettings(BaseModel):
     # messages and 64 MiB).
     consumer_prefetch_messages: int = 1_000
     consumer_prefetch_kbytes: int = 4_096
+    # How producers encode record values; consumers read both (a `content-type` header says).
+    encoding: Literal["json", "protobuf"] = "json"
 
 
 class RedisSettings(BaseModel):
@@ -144,6 +149,15 @@ class BlobSettings(BaseModel):
     # Keys of this deployment start with it, in the directory or the bucket.
     key_prefix: str = ""
     s3: S3Settings = Field(default_factory=S3Settings)
+    # Claim check: an image above this many bytes, or a payload / result whose JSON is larger
+    # than `offload_bytes`, is stored as a file and the Kafka record carries its id.
+    inline_image_bytes: int = 32_768
+    offload_bytes: int = 65_536
+    # Uploads through `POST /v1/files` (and each file part of a submission).
+    max_file_bytes: int = 33_554_432
+    file_retention_s: int = 7 * 86_400
+    # How often an API process deletes expired files and bytes a crashed writer left behind.
+    sweep_interval_s: float = 600.0
     connect_timeout_s: float = 2.0
     timeout_s: float = 60.0
     max_retries: int = 3

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from schemas.files import FileRef
+
 
 class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,11 +73,17 @@ class PhoneStep(Payload):
 
 class PhoneStepPayload(Payload):
     instruction: str = Field(min_length=1)
-    screenshot: str | None = Field(default=None, description="base64 PNG")
+    screenshot: str | FileRef | None = Field(
+        default=None,
+        description="base64 PNG/JPEG/WebP, or {'file_id': …} of a file uploaded to /v1/files",
+    )
     history: list[PhoneStep] = Field(default_factory=list)
     max_tokens: int = Field(default=256, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
+
+# Payload fields that take image bytes, per action: inline base64, a file part, or a file id.
+IMAGE_FIELDS: dict[str, tuple[str, ...]] = {"phone_step": ("screenshot",)}
 
 PAYLOADS: dict[str, type[Payload]] = {
     "generate": GeneratePayload,

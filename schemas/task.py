@@ -123,18 +123,12 @@ class AsyncTask(Frozen):
 
     @classmethod
     def of(
-        cls,
-        request: SubmitRequest,
-        project: str,
-        trace: TraceContext,
-        idempotency: Idempotency | None = None,
-        default_priority: Priority = "normal",
+        cls, request: SubmitRequest, project: str, trace: TraceContext, **fields: Any
     ) -> AsyncTask:
-        """The task a submission describes, for `project` (whose default priority applies when
-        the submission names none)."""
-        fields = cls.shared_fields(request)
-        fields["priority"] = fields.get("priority") or default_priority
-        return cls(**fields, project=project, trace=trace, idempotency=idempotency)
+        """The task a submission describes, for `project`; `fields` override (the claim check
+        sets `task_id`, `payload` and `payload_file`; the submitter sets `idempotency` and the
+        `priority`, the project's default when the submission names none)."""
+        return cls(**{**cls.shared_fields(request), **fields}, project=project, trace=trace)
 
     @property
     def expires_at(self) -> datetime:

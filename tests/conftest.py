@@ -104,6 +104,7 @@ def make_settings(kafka: str, redis_url: str, namespace: str, **overrides: objec
         "kafka": {"bootstrap_servers": kafka, "topic_prefix": namespace, "partitions": 2},
         "redis": {"url": redis_url, "key_prefix": namespace},
         "webhooks": {"allow_networks": ["127.0.0.0/8", "::1/128"]},
+        "blobs": {"key_prefix": namespace.rstrip(".")},
     }
     data.update(overrides)
     return Settings.model_validate(data)

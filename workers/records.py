@@ -10,40 +10,47 @@ from confluent_kafka import Message
 
 from mcp.grouped_txn import Group, Refusal
 from mcp.names import Topics
-from mcp.records import Record, refused_record
-from schemas import DecodeError, TaskEvent, TaskStatus, dumps
+from mcp.records import CONTENT_TYPE, Record, content_type_of, record, refused_record
+from schemas import DecodeError, TaskEvent, TaskStatus
+from schemas.codec import JSON
 from workers.backends.base import TaskContext
 from workers.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
 
-def running_record(topics: Topics, ctx: TaskContext, worker_id: str) -> Record:
+def running_record(topics: Topics, ctx: TaskContext, worker_id: str, wire: str = JSON) -> Record:
     event = TaskEvent.of(ctx.task, TaskStatus.RUNNING, attempt=ctx.attempt, worker_id=worker_id)
-    return Record(topics.events, ctx.task.task_id.encode(), dumps(event))
+    return record(topics.events, ctx.task.task_id.encode(), event, wire)
 
 
-def outcome_records(topics: Topics, outcome: Outcome, worker_id: str) -> list[Record]:
-    """The result, the terminal event and, for a task given up on, its dead letter."""
+def outcome_records(
+    topics: Topics, outcome: Outcome, worker_id: str, wire: str = JSON
+) -> list[Record]:
+    """The result, the terminal event and, for a task given up on, its dead letter; values in
+    the `wire` encoding (a `content-type` header says which)."""
     key = outcome.task.task_id.encode()
     out = [
-        Record(topics.results, key, dumps(outcome.result_record(worker_id))),
-        Record(topics.events, key, dumps(outcome.event_record(worker_id))),
+        record(topics.results, key, outcome.result_record(worker_id), wire),
+        record(topics.events, key, outcome.event_record(worker_id), wire),
     ]
     if outcome.to_dlq:
         code = outcome.error.code if outcome.error else "failed"
         reason = outcome.error.message if outcome.error else ""
         headers = (("error", code.encode()), ("reason", reason.encode()))
-        out.append(Record(topics.dlq, key, dumps(outcome.task), headers))
+        out.append(record(topics.dlq, key, outcome.task, wire, headers))
     return out
 
 
 def undecodable_record(topics: Topics, msg: Message, exc: DecodeError) -> Record:
-    headers = (
+    headers: tuple[tuple[str, bytes], ...] = (
         ("error", b"undecodable"),
         ("reason", str(exc).encode()),
         ("source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
     )
+    sent_as = content_type_of(msg.headers())
+    if sent_as is not None:
+        headers += ((CONTENT_TYPE, sent_as.encode()),)
     return Record(topics.dlq, msg.key(), msg.value() or b"", headers)
 
 

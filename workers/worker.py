@@ -25,14 +25,18 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from redis.exceptions import RedisError
 
+from mcp.blobs import open_blob_store
+from mcp.blobs.files import FileStore
 from mcp.grouped_txn import Group, Refusal
 from mcp.kafka import consumer_config
 from mcp.names import Topics
+from mcp.records import content_type_for, decode_value
 from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
-from schemas import AsyncTask, DecodeError, TaskStatus, loads, utcnow
+from schemas import AsyncTask, DecodeError, TaskStatus, utcnow
 from workers.backends.base import Backend, TaskContext
 from workers.fairness import FairQueue
+from workers.inputs import ClaimCheckBackend, TaskFiles
 from workers.lanes import Key, Lane, Lanes
 from workers.outcome import Outcome
 from workers.records import outcome_records, running_record, substitute, undecodable_record
@@ -68,10 +72,12 @@ class InferenceWorker:
     ) -> None:
         self.settings = settings
         self.spec = spec
-        self.backend = backend
+        files = TaskFiles(FileStore(open_blob_store(settings)), settings)
+        self.backend = backend = ClaimCheckBackend(backend, files)
         self.burst = burst
         self.topics = Topics.of(settings)
         self.worker_id = f"{spec.name}.{slot}"
+        self.wire = content_type_for(settings.kafka.encoding)
         self.store = SyncTaskStore(settings)
         self.streams = TokenStreams(settings, self.store.redis)
         self.txn = WorkerTransaction(
@@ -215,7 +221,7 @@ class InferenceWorker:
                 self._pending += 1
                 continue
             try:
-                task = loads(AsyncTask, msg.value() or b"")
+                task = decode_value(AsyncTask, msg.value(), msg.headers())
             except DecodeError as exc:
                 raw = undecodable_record(self.topics, msg, exc)
                 self.txn.produce([Group(("raw", next(self._ids)), [raw])])
@@ -237,7 +243,7 @@ class InferenceWorker:
                 [
                     Group(
                         ("running", next(self._ids)),
-                        [running_record(self.topics, j, self.worker_id)],
+                        [running_record(self.topics, j, self.worker_id, self.wire)],
                     )
                     for j in jobs
                 ]
@@ -285,7 +291,7 @@ class InferenceWorker:
     def _publish(self, outcome: Outcome, lane: Lane, offset: int) -> None:
         n = len(self._after_commit)
         self._after_commit.append(outcome)
-        records = outcome_records(self.topics, outcome, self.worker_id)
+        records = outcome_records(self.topics, outcome, self.worker_id, self.wire)
         self.txn.produce([Group(("outcome", n), records)])
         self.processed += 1
         self._finish(lane, offset)

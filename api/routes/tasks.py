@@ -11,10 +11,10 @@ from fastapi.responses import Response
 from api.auth import Caller, Permission, Require, require
 from api.contract import SUBMIT_REF, WITH_BODY, WITH_ID, errors
 from api.deps import Reader, find_task, json_response, owned_task, services_of, submitter_of
-from api.errors import parse_body
+from api.inputs.bodies import answer, read_submission
 from mcp.errors import NothingToRedeliver, ValidationFailed
-from mcp.records import Record
-from schemas import ErrorBody, SubmitRequest, SubmitResponse, TaskDetail, TaskEvent, TaskView, dumps
+from mcp.records import content_type_for, record
+from schemas import ErrorBody, SubmitResponse, TaskDetail, TaskEvent, TaskView
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
@@ -25,7 +25,26 @@ HEADER = {"type": "string", "maxLength": MAX_HEADER}
 SUBMIT_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": SUBMIT_REF}}},
+        "content": {
+            "application/json": {"schema": {"$ref": SUBMIT_REF}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "task": {"type": "string", "description": "the JSON body, as a part"},
+                        "screenshot": {"type": "string", "format": "binary"},
+                    },
+                    "required": ["task"],
+                }
+            },
+            "application/x-protobuf": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "autoglm.v1.SubmitRequest (schemas/autoglm/v1/messages.proto)",
+                }
+            },
+        },
     },
     "parameters": [
         {"name": "Idempotency-Key", "in": "header", "schema": HEADER},
@@ -63,7 +82,7 @@ SUBMIT_REFUSALS: dict[int | str, dict[str, Any]] = {
     response_model=SubmitResponse,
     responses={
         200: {"model": SubmitResponse, "description": "An earlier task with this key"},
-        **errors(*WITH_BODY, 409, 429),
+        **errors(*WITH_BODY, 409, 415, 429),
         **SUBMIT_REFUSALS,
     },
     openapi_extra=SUBMIT_DOC,
@@ -74,14 +93,18 @@ async def submit(request: Request) -> Response:
     # which costs more per request than everything else the route does. It is served by a plain
     # route in front of this one (see `api/app.py`), so it checks its permission itself.
     caller = SUBMIT.from_request(request)
-    raw = await request.body()
+    raw = await request.body()  # kept by the request: the readers below parse these bytes
     submitter = submitter_of(request)
     submitter.check_body_size(caller.project, len(raw))
-    body = parse_body(SubmitRequest, raw)
-    status, answer = await submitter.submit(
-        body, caller.project, _header(request, "idempotency-key"), _header(request, "traceparent")
+    submission = await read_submission(request, submitter.services.settings.blobs.max_file_bytes)
+    status, response = await submitter.submit(
+        submission.body,
+        caller.project,
+        _header(request, "idempotency-key"),
+        _header(request, "traceparent"),
+        submission.files,
     )
-    return json_response(status, answer.model_dump(mode="json"))
+    return answer(request, status, response)
 
 
 @router.get("/{task_id}", response_model=TaskDetail, responses=errors(*WITH_ID))
@@ -96,6 +119,8 @@ async def get_task(
 ) -> Response:
     services = services_of(request)
     view = await find_task(services, task_id, caller)
+    if include is None:
+        return answer(request, 200, view)
     body = view.model_dump(mode="json")
     if include == "payload":
         kept = await services.store.redis.hget(services.store.keys.task(task_id), "payload")
@@ -114,8 +139,10 @@ async def cancel(
     if not view.status.terminal:
         # The request is durable in task-events first, so a replay restores it.
         event = TaskEvent.cancel_request(task_id, view.model, view.action, view_project)
-        record = Record(services.topics.events, task_id.encode(), dumps(event))
-        await services.producer.publish([record])
+        wire = content_type_for(services.settings.kafka.encoding)
+        await services.producer.publish(
+            [record(services.topics.events, task_id.encode(), event, wire)]
+        )
         await services.store.cancel(task_id, services.settings.redis.task_retention_s)
         view = await find_task(services, task_id, caller)
     return json_response(200, view.model_dump(mode="json"))

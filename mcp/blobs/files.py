@@ -126,6 +126,16 @@ class FileStore:
             raise FileNotFound(f"no file {file_id!r}", {"file_id": file_id}) from None
         return info, body
 
+    async def read_start(self, info: FileInfo, length: int) -> bytes:
+        """The first bytes of a live file (enough to recognise an image's type and size)."""
+        if info.size == 0:
+            return b""
+        key = data_key(info.project, info.id)
+        try:
+            return await self.blobs.get_start(key, min(length, info.size))
+        except BlobNotFound:
+            raise FileNotFound(f"no file {info.id!r}", {"file_id": info.id}) from None
+
     async def read(self, project: str, file_id: str) -> bytes:
         _, body = await self.content(project, file_id)
         return b"".join([chunk async for chunk in body])

@@ -78,6 +78,11 @@ class BlobStore:
 
         return info, stream()
 
+    async def get_start(self, key: str, length: int) -> bytes:
+        """The first `length` bytes (fewer when the blob is shorter; at least one is asked for)."""
+        with _translated(key):
+            return bytes(await obstore.get_range_async(self._store, key, start=0, length=length))
+
     async def head(self, key: str) -> BlobInfo:
         with _translated(key):
             meta = await obstore.head_async(self._store, key)

@@ -16,12 +16,13 @@ from redis.exceptions import RedisError
 
 from mcp.kafka import consumer_config
 from mcp.names import Topics
+from mcp.records import decode_value
 from mcp.settings import Settings
 from mcp.webhooks import events
 from mcp.webhooks.output import OutputWatcher
 from mcp.webhooks.store import NewDelivery, WebhookStore
 from mcp.webhooks.targets import TargetStore, WebhookTarget
-from schemas import DecodeError, TaskEvent, TaskResult, loads
+from schemas import DecodeError, TaskEvent, TaskResult
 from schemas.task import TaskStatus
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,13 @@ class Intake:
             raw = msg.value() or b""
             try:
                 if msg.topic() == self.topics.results:
-                    result = loads(TaskResult, raw)
+                    result = decode_value(TaskResult, raw, msg.headers())
                     finished.append(result.task_id)
                     for delivery in (events.started_of(result), events.completion(result)):
                         if delivery is not None:
                             deliveries.append(delivery)
                 else:
-                    event = loads(TaskEvent, raw)
+                    event = decode_value(TaskEvent, raw, msg.headers())
                     if event.task is not None:
                         target = WebhookTarget.of(event.task)
                         if target is not None:

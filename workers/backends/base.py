@@ -29,10 +29,12 @@ class TaskContext:
     deadline: float = float("inf")  # time.monotonic() instant
     cancel_event: threading.Event = field(default_factory=threading.Event)
     on_token: Callable[[str], None] | None = None
+    # The payload with the files it refers to fetched (see workers.inputs), once resolved.
+    resolved: dict[str, Any] | None = None
 
     @property
     def payload(self) -> dict[str, Any]:
-        return self.task.payload
+        return self.task.payload if self.resolved is None else self.resolved
 
     def cancelled(self) -> bool:
         """True once the task was cancelled or ran past its deadline; long loops should check."""

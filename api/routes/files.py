@@ -1,0 +1,131 @@
+"""Files: upload an input once, refer to it from tasks by id; fetch large results.
+
+`POST /v1/files` streams the body to the blob store: either the raw bytes (any Content-Type,
+optional `?filename=`) or a `multipart/form-data` body with a `file` part. Files belong to the
+caller's project; another project's file does not exist (404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from api.auth import caller_project
+from api.inputs.bodies import MULTIPART, answer, media_type
+from api.services import Services
+from mcp.errors import ValidationFailed
+from schemas.errors import ErrorBody
+from schemas.files import FileView
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+Project = Annotated[str, Depends(caller_project)]
+CHUNK = 1024 * 1024
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such file in the caller's project"},
+    503: {"model": ErrorBody, "description": "The blob store is unavailable"},
+}
+UPLOAD_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            MULTIPART: {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=FileView,
+    openapi_extra=UPLOAD_DOC,
+    responses={
+        413: {"model": ErrorBody, "description": "Larger than blobs.max_file_bytes"},
+        422: {"model": ErrorBody, "description": "A multipart body without a 'file' part"},
+        503: ERRORS[503],
+    },
+)
+async def upload(
+    request: Request,
+    project: Project,
+    filename: Annotated[str | None, Query(max_length=255)] = None,
+) -> Response:
+    services = services_of(request)
+    limit = services.settings.blobs.max_file_bytes
+    if media_type(request) == MULTIPART:
+        form = await request.form(max_files=1, max_fields=0)
+        try:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise ValidationFailed("a multipart upload needs a 'file' part")
+            info = await services.files.create(
+                project,
+                _chunks_of(part),
+                retention_s=services.settings.blobs.file_retention_s,
+                max_bytes=limit,
+                content_type=part.content_type or "application/octet-stream",
+                filename=filename or part.filename,
+            )
+        finally:
+            await form.close()
+    else:
+        info = await services.files.create(
+            project,
+            request.stream(),
+            retention_s=services.settings.blobs.file_retention_s,
+            max_bytes=limit,
+            content_type=media_type(request) or "application/octet-stream",
+            filename=filename,
+        )
+    return answer(request, 201, FileView.of(info))
+
+
+@router.get("/{file_id}", response_model=FileView, responses=ERRORS)
+async def get_file(file_id: str, request: Request, project: Project) -> Response:
+    info = await services_of(request).files.info(project, file_id)
+    return answer(request, 200, FileView.of(info))
+
+
+@router.get(
+    "/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
+)
+async def get_content(file_id: str, request: Request, project: Project) -> Response:
+    info, body = await services_of(request).files.content(project, file_id)
+    headers = {
+        "content-length": str(info.size),
+        "etag": f'"{info.sha256}"',
+        "x-content-sha256": info.sha256,
+    }
+    return StreamingResponse(body, media_type=info.content_type, headers=headers)
+
+
+@router.delete("/{file_id}", status_code=204, response_class=Response, responses=ERRORS)
+async def delete_file(file_id: str, request: Request, project: Project) -> Response:
+    await services_of(request).files.delete(project, file_id)
+    return Response(status_code=204)
+
+
+async def _chunks_of(part: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await part.read(CHUNK):
+        yield chunk
