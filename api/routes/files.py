@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from api.auth import caller_project
+from api.auth import Caller, Permission, require
 from api.inputs.bodies import MULTIPART, answer, media_type
 from api.services import Services
 from mcp.errors import ValidationFailed
@@ -22,7 +22,8 @@ from schemas.errors import ErrorBody
 from schemas.files import FileView
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
-Project = Annotated[str, Depends(caller_project)]
+Reader = Annotated[Caller, require(Permission.FILES_READ)]
+Writer = Annotated[Caller, require(Permission.FILES_WRITE)]
 CHUNK = 1024 * 1024
 
 
@@ -66,10 +67,11 @@ UPLOAD_DOC: dict[str, Any] = {
 )
 async def upload(
     request: Request,
-    project: Project,
+    caller: Writer,
     filename: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Response:
     services = services_of(request)
+    project = caller.project
     limit = services.settings.blobs.max_file_bytes
     if media_type(request) == MULTIPART:
         form = await request.form(max_files=1, max_fields=0)
@@ -100,8 +102,8 @@ async def upload(
 
 
 @router.get("/{file_id}", response_model=FileView, responses=ERRORS)
-async def get_file(file_id: str, request: Request, project: Project) -> Response:
-    info = await services_of(request).files.info(project, file_id)
+async def get_file(file_id: str, request: Request, caller: Reader) -> Response:
+    info = await services_of(request).files.info(caller.project, file_id)
     return answer(request, 200, FileView.of(info))
 
 
@@ -110,8 +112,8 @@ async def get_file(file_id: str, request: Request, project: Project) -> Response
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
 )
-async def get_content(file_id: str, request: Request, project: Project) -> Response:
-    info, body = await services_of(request).files.content(project, file_id)
+async def get_content(file_id: str, request: Request, caller: Reader) -> Response:
+    info, body = await services_of(request).files.content(caller.project, file_id)
     headers = {
         "content-length": str(info.size),
         "etag": f'"{info.sha256}"',
@@ -121,8 +123,8 @@ async def get_content(file_id: str, request: Request, project: Project) -> Respo
 
 
 @router.delete("/{file_id}", status_code=204, response_class=Response, responses=ERRORS)
-async def delete_file(file_id: str, request: Request, project: Project) -> Response:
-    await services_of(request).files.delete(project, file_id)
+async def delete_file(file_id: str, request: Request, caller: Writer) -> Response:
+    await services_of(request).files.delete(caller.project, file_id)
     return Response(status_code=204)
 
 
