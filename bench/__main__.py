@@ -22,6 +22,7 @@ SUITES = (
     "overload",
     "backlog",
     "auth",
+    "phone",
     "webhooks",
     "models",
     "listing",

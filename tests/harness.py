@@ -19,8 +19,9 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from mcp.names import Topics
+from mcp.records import decode_value
 from mcp.settings import Settings
-from schemas import TaskResult, loads
+from schemas import TaskResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -256,7 +257,8 @@ def scan(
 
 
 def committed_results(settings: Settings) -> list[TaskResult]:
-    return [loads(TaskResult, value) for _, value, _ in scan(settings, Topics.of(settings).results)]
+    records = scan(settings, Topics.of(settings).results)
+    return [decode_value(TaskResult, value, headers) for _, value, headers in records]
 
 
 def submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:

@@ -61,16 +61,24 @@ def _header(request: Request, name: str) -> str | None:
 
 
 SUBMIT_REFUSALS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "The Idempotency-Key was used with another body"},
     413: {
         "model": ErrorBody,
-        "description": "`payload_too_large`: the body is over the size limit; "
+        "description": "`payload_too_large`: the body, or a file part, is over its limit; "
         "`record_too_large`: the task would not fit a Kafka record (nothing recorded)",
     },
+    415: {"model": ErrorBody, "description": "The body is not JSON, multipart or Protobuf"},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid task: unknown model or action, bad payload, corrupt image, "
+        "unknown file",
+    },
+    429: {"model": ErrorBody, "description": "Rate or quota exceeded"},
     503: {
         "model": ErrorBody,
         "description": "`overloaded` (refused before the body was read), `broker_unavailable`, "
-        "`store_unavailable`: nothing recorded; retry after `Retry-After` seconds with the "
-        "same Idempotency-Key",
+        "`store_unavailable`, `blob_store_unavailable`: nothing recorded; retry after "
+        "`Retry-After` seconds with the same Idempotency-Key",
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     },
 }
