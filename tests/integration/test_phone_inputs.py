@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -34,11 +35,11 @@ INSTRUCTION = "Open the photo and share it"
 
 def screenshot_ways(client: httpx.Client, model: str, png: bytes) -> dict[str, str]:
     """Submit one phone_step per way of sending the screenshot; task id by way."""
-    payload = {"instruction": INSTRUCTION, "max_tokens": 12}
-    task = {"model": model, "action": "phone_step", "payload": payload}
+    payload: dict[str, Any] = {"instruction": INSTRUCTION, "max_tokens": 12}
+    task: dict[str, Any] = {"model": model, "action": "phone_step", "payload": payload}
     ids: dict[str, str] = {}
 
-    inline = {**task, "payload": {**task["payload"], "screenshot": base64.b64encode(png).decode()}}
+    inline = {**task, "payload": {**payload, "screenshot": base64.b64encode(png).decode()}}
     ids["base64"] = accepted(client.post("/v1/tasks", content=orjson.dumps(inline), headers=JSON))
 
     parts = {"task": (None, orjson.dumps(task), "application/json")}
@@ -48,7 +49,7 @@ def screenshot_ways(client: httpx.Client, model: str, png: bytes) -> dict[str, s
     upload = client.post("/v1/files", content=png, headers={"content-type": "image/png"})
     assert upload.status_code == 201, upload.text
     file_id = upload.json()["id"]
-    by_ref = {**task, "payload": {**task["payload"], "screenshot": {"file_id": file_id}}}
+    by_ref = {**task, "payload": {**payload, "screenshot": {"file_id": file_id}}}
     ids["files"] = accepted(client.post("/v1/tasks", content=orjson.dumps(by_ref), headers=JSON))
 
     message = to_protobuf(SubmitRequest.model_validate(task))

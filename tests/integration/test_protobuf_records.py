@@ -45,7 +45,7 @@ def test_json_and_protobuf_records_side_by_side(platform: Platform) -> None:
         receiver.close()
     topics = Topics.of(platform.settings)
     task_types = [content_type_of(h) for _, _, h in scan(platform.settings, topics.tasks("echo"))]
-    assert sorted(task_types) == [JSON, JSON, PROTOBUF, PROTOBUF]
+    assert sorted(str(t) for t in task_types) == [JSON, JSON, PROTOBUF, PROTOBUF]
     result_types = {content_type_of(h) for _, _, h in scan(platform.settings, topics.results)}
     assert result_types == {PROTOBUF}
     assert sorted(r.task_id for r in committed_results(platform.settings)) == sorted(ids)
