@@ -238,6 +238,12 @@ class Finished:
         self._thread.join(5)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far: steadier than wall time on a busy host."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1) if ordered else -1.0
@@ -276,9 +282,11 @@ def run(out: dict[str, Any]) -> None:
         drained()
         for way in WAYS:
             make = steps_for(way, port, png)
+            cpu_before = cpu_s(api.pid)
             loaded = asyncio.run(closed_loop(port, make, DURATION_S))
+            api_cpu_ms = (cpu_s(api.pid) - cpu_before) * 1000 / max(1, loaded.sent)
             accepted += loaded.statuses.get(202, 0)
-            load = loaded.summary()
+            load = {**loaded.summary(), "api_cpu_ms_per_submit": round(api_cpu_ms, 2)}
             drained()
             sent: dict[str, float] = {}
             asyncio.run(open_loop(port, make, E2E_RATE, DURATION_S, sent))
@@ -301,6 +309,7 @@ def run(out: dict[str, Any]) -> None:
             }
             print(
                 f"{way:>9}: {load['throughput_rps']} submits/s p50 {load['p50_ms']} ms"
+                f" (API CPU {api_cpu_ms:.1f} ms each)"
                 f" p99 {load['p99_ms']} ms; largest task record {task_max} B;"
                 f" e2e p50 {_pct(e2e, 0.5)} ms p99 {_pct(e2e, 0.99)} ms",
                 flush=True,
