@@ -239,21 +239,27 @@ def scan(
     metadata = consumer.list_topics(topic, timeout=30)
     partitions = list(metadata.topics[topic].partitions)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    out = []
+    out: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
     at_end: set[int] = set()
     deadline = time.monotonic() + 120
     while len(at_end) < len(partitions) and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is None:
             continue
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
-                at_end.add(msg.partition())
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                at_end.add(msg.partition() or 0)
             continue
-        at_end.discard(msg.partition())
-        out.append((msg.key(), msg.value(), list(msg.headers() or [])))
+        at_end.discard(msg.partition() or 0)
+        headers = [(str(h[0]), _bytes(h[1])) for h in msg.headers() or []]
+        out.append((msg.key(), msg.value() or b"", headers))
     consumer.close()
     return out
+
+
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value or "").encode()
 
 
 def committed_results(settings: Settings) -> list[TaskResult]:
