@@ -12,7 +12,7 @@ from mcp.names import Topics
 from mcp.records import content_type_of
 from schemas.codec import JSON, PROTOBUF
 from tests.harness import Platform, committed_results, scan, submit, wait_for, wait_statuses
-from tests.workers.dispatcher.conftest import SECRET, Receiver, verify
+from tests.mcp.webhooks.conftest import SECRET, Receiver, verify
 
 pytestmark = pytest.mark.integration
 
