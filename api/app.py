@@ -85,12 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     contract.install(app, ModelRegistry(settings), settings.default_model)
     if settings.server.compression == "gzip":
         app.add_middleware(CompressResponses, minimum_size=settings.server.compression_min_bytes)
-    submit_bytes = settings.server.max_submit_body_bytes
+    submit_bytes = settings.server.max_body_bytes
     # A multipart upload carries its part headers and boundaries around the file's bytes.
     upload_bytes = settings.blobs.max_file_bytes + 65_536
     app.add_middleware(
         BodySizeLimit,
-        max_bytes=settings.server.max_body_bytes,
+        max_bytes=settings.server.max_other_body_bytes,
         paths={"/v1/tasks": submit_bytes, "/v1/infer": submit_bytes, "/v1/files": upload_bytes},
     )
     server = settings.server

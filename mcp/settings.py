@@ -28,10 +28,11 @@ class ServerSettings(BaseModel):
     streaming: bool = True
     compression: Literal["none", "gzip"] = "gzip"
     compression_min_bytes: int = 1024
-    max_body_bytes: int = 1_048_576
     # Submissions (`POST /v1/tasks`, `/v1/infer`) may carry a screenshot inline: a 4 MB image is
     # 5.4 MB as base64. Large inputs never reach Kafka (see `blobs`).
-    max_submit_body_bytes: int = 8_388_608
+    max_body_bytes: int = 8_388_608
+    # Every other route but uploads (`blobs.max_file_bytes`).
+    max_other_body_bytes: int = 1_048_576
     # Per-project token bucket on submissions; 0 turns it off.
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 200

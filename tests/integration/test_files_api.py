@@ -164,7 +164,7 @@ def test_bad_screenshots_are_refused_and_leave_nothing(platform: Platform) -> No
         )
         assert_error(too_big, 413, "payload_too_large")
         assert too_big.json()["error"]["details"]["max_bytes"] >= MAX_FILE
-        body_limit = platform.settings.server.max_submit_body_bytes
+        body_limit = platform.settings.server.max_body_bytes
         huge = submit(client, phone_task("A" * body_limit), **A)
         assert_error(huge, 413, "payload_too_large")
         assert huge.json()["error"]["details"] == {"max_bytes": body_limit}
