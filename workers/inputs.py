@@ -115,6 +115,8 @@ class ClaimCheckBackend(Backend):
         for i, ctx in enumerate(batch):
             try:
                 ctx.resolved = self.files.payload(ctx.task)
+                if ctx.task.payload_file is not None and not ctx.payload.get("stream", True):
+                    ctx.on_token = None  # the worker saw no `stream: false` in the bare task
                 ready.append(i)
             except Exception as exc:
                 results[i] = exc
