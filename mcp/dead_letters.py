@@ -22,8 +22,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from mcp.kafka import consumer_config
 from mcp.names import Keys, Topics
+from mcp.records import decode_value
 from mcp.settings import Settings
-from schemas import AsyncTask, DecodeError, SubmitRequest, loads
+from schemas import AsyncTask, DecodeError, SubmitRequest
 
 REQUEUE_KEY = "dlq-requeue:{task_id}"
 
@@ -48,7 +49,7 @@ class DeadLetter:
         if value is None:
             return None
         try:
-            task = loads(AsyncTask, value)
+            task = decode_value(AsyncTask, value, msg.headers())
         except DecodeError:
             return None
         headers = dict(msg.headers() or [])
@@ -105,7 +106,7 @@ def read_task(
             if msg is None or msg.error():
                 continue
             if msg.offset() == offset:
-                return loads(AsyncTask, msg.value() or b"")
+                return decode_value(AsyncTask, msg.value(), msg.headers())
             break
     finally:
         consumer.close()
