@@ -18,13 +18,14 @@ from schemas.api import SubmitRequest, SubmitResponse, TaskLinks, TaskView, Webh
 from schemas.autoglm.v1 import messages_pb2 as pb
 from schemas.errors import ErrorBody, ErrorDetail
 from schemas.files import FileView
-from schemas.task import AsyncTask, TaskError, TaskEvent, TaskResult, TraceContext
+from schemas.task import AsyncTask, Idempotency, TaskError, TaskEvent, TaskResult, TraceContext
 
 M = TypeVar("M", bound=BaseModel)
 
 PROTOBUF_TYPES: dict[type[BaseModel], type[Message]] = {
     TraceContext: pb.TraceContext,
     TaskError: pb.TaskError,
+    Idempotency: pb.Idempotency,
     AsyncTask: pb.AsyncTask,
     TaskEvent: pb.TaskEvent,
     TaskResult: pb.TaskResult,

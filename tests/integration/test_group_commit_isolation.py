@@ -48,9 +48,7 @@ def test_oversize_submission_among_concurrent_ones(platform: Platform) -> None:
     # All 201 at once: admission control, which would refuse some of them, is not tested here.
     # The claim check would store the large payload as a file and keep its record small: this
     # test needs a record Kafka refuses, so payloads stay inline here.
-    platform.api(
-        AUTOGLM_SERVER__ADMISSION_CONTROL="false", AUTOGLM_BLOBS__OFFLOAD_BYTES=str(2**31)
-    )
+    platform.api(AUTOGLM_SERVER__ADMISSION_CONTROL="false", AUTOGLM_BLOBS__OFFLOAD_BYTES=str(2**31))
     accepted: list[str] = []
     for n in range(ROUNDS):
         answers, big = asyncio.run(_round(platform.url, n))

@@ -29,6 +29,7 @@ from schemas.codec import JSON, PROTOBUF, decode, encode
 from schemas.errors import ErrorDetail
 from schemas.files import FileView, new_file_id
 from schemas.protobuf import PROTOBUF_TYPES, protobuf_type, to_protobuf
+from schemas.task import Idempotency
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO = "schemas/autoglm/v1/messages.proto"
@@ -51,10 +52,12 @@ TASK = AsyncTask(
     metadata={"user": "u1", "n": 7},
     trace=TraceContext(traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01", tracestate="k=v"),
     payload_file=new_file_id(),
+    idempotency=Idempotency(key="k-1", fingerprint="f" * 64, expires_at=LATER),
 )
 ERROR = TaskError(code="timeout", message="too slow", details={"limit_s": 5, "hints": ["x"]})
 SAMPLES: list[BaseModel] = [
     TASK.trace,
+    TASK.idempotency,
     ERROR,
     TASK,
     AsyncTask(model="echo", action="embed", created_at=NOW),

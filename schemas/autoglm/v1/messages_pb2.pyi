@@ -96,6 +96,41 @@ class TaskError(_message.Message):
 Global___TaskError: _TypeAlias = TaskError  # noqa: Y015
 
 @_typing.final
+class Idempotency(_message.Message):
+    """The Idempotency-Key a task was submitted with (a replay restores the key from it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    fingerprint: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str | None = ...,
+        fingerprint: _builtins.str | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fingerprint", b"_fingerprint", "_key", b"_key", "expires_at", b"expires_at", "fingerprint", b"fingerprint", "key", b"key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fingerprint", b"_fingerprint", "_key", b"_key", "expires_at", b"expires_at", "fingerprint", b"fingerprint", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__fingerprint: _TypeAlias = _typing.Literal["fingerprint"]  # noqa: Y015
+    _WhichOneofArgType__fingerprint: _TypeAlias = _typing.Literal["_fingerprint", b"_fingerprint"]  # noqa: Y015
+    _WhichOneofReturnType__key: _TypeAlias = _typing.Literal["key"]  # noqa: Y015
+    _WhichOneofArgType__key: _TypeAlias = _typing.Literal["_key", b"_key"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fingerprint) -> _WhichOneofReturnType__fingerprint | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__key) -> _WhichOneofReturnType__key | None: ...
+
+Global___Idempotency: _TypeAlias = Idempotency  # noqa: Y015
+
+@_typing.final
 class AsyncTask(_message.Message):
     """A record of `tasks.<model>`; also carried by the first event of the task."""
 
@@ -116,6 +151,7 @@ class AsyncTask(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FILE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     task_id: _builtins.str
     model: _builtins.str
@@ -137,6 +173,8 @@ class AsyncTask(_message.Message):
     def metadata(self) -> _struct_pb2.Struct: ...
     @_builtins.property
     def trace(self) -> Global___TraceContext: ...
+    @_builtins.property
+    def idempotency(self) -> Global___Idempotency: ...
     def __init__(
         self,
         *,
@@ -155,10 +193,11 @@ class AsyncTask(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         trace: Global___TraceContext | None = ...,
         payload_file: _builtins.str | None = ...,
+        idempotency: Global___Idempotency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "idempotency", b"idempotency", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s", "webhook_events_filter", b"webhook_events_filter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "idempotency", b"idempotency", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s", "webhook_events_filter", b"webhook_events_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__action: _TypeAlias = _typing.Literal["action"]  # noqa: Y015
     _WhichOneofArgType__action: _TypeAlias = _typing.Literal["_action", b"_action"]  # noqa: Y015
