@@ -15,10 +15,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from api.auth import Caller, Permission, require
+from api.contract import WITH_BODY, WITH_ID, errors
 from api.inputs.bodies import MULTIPART, answer, media_type
 from api.services import Services
 from mcp.errors import ValidationFailed
-from schemas.errors import ErrorBody
 from schemas.files import FileView
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -32,9 +32,8 @@ def services_of(request: Request) -> Services:
     return services
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such file in the caller's project"},
-    503: {"model": ErrorBody, "description": "The blob store is unavailable"},
+CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The file's bytes, with its content type", "content": {"*/*": {}}}
 }
 UPLOAD_DOC: dict[str, Any] = {
     "requestBody": {
@@ -59,11 +58,7 @@ UPLOAD_DOC: dict[str, Any] = {
     status_code=201,
     response_model=FileView,
     openapi_extra=UPLOAD_DOC,
-    responses={
-        413: {"model": ErrorBody, "description": "Larger than blobs.max_file_bytes"},
-        422: {"model": ErrorBody, "description": "A multipart body without a 'file' part"},
-        503: ERRORS[503],
-    },
+    responses=errors(*WITH_BODY),
 )
 async def upload(
     request: Request,
@@ -101,7 +96,7 @@ async def upload(
     return answer(request, 201, FileView.of(info))
 
 
-@router.get("/{file_id}", response_model=FileView, responses=ERRORS)
+@router.get("/{file_id}", response_model=FileView, responses=errors(*WITH_ID))
 async def get_file(file_id: str, request: Request, caller: Reader) -> Response:
     info = await services_of(request).files.info(caller.project, file_id)
     return answer(request, 200, FileView.of(info))
@@ -110,7 +105,7 @@ async def get_file(file_id: str, request: Request, caller: Reader) -> Response:
 @router.get(
     "/{file_id}/content",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
+    responses={**CONTENT, **errors(*WITH_ID)},
 )
 async def get_content(file_id: str, request: Request, caller: Reader) -> Response:
     info, body = await services_of(request).files.content(caller.project, file_id)
@@ -122,7 +117,7 @@ async def get_content(file_id: str, request: Request, caller: Reader) -> Respons
     return StreamingResponse(body, media_type=info.content_type, headers=headers)
 
 
-@router.delete("/{file_id}", status_code=204, response_class=Response, responses=ERRORS)
+@router.delete("/{file_id}", status_code=204, response_class=Response, responses=errors(*WITH_ID))
 async def delete_file(file_id: str, request: Request, caller: Writer) -> Response:
     await services_of(request).files.delete(caller.project, file_id)
     return Response(status_code=204)
