@@ -10,10 +10,10 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     ├── DecodeError                 schemas.codec: bytes that are not the expected message
     ├── ValidationFailed            input the platform refuses (permanent)
     │   ├── InvalidJSON, InvalidCursor, PayloadTooLarge (── FileTooLarge), UnknownModel,
-    │   │   UnknownAction, InvalidPayload, InvalidImage, UnknownInputFile, UnsupportedMediaType
+    │   │   UnknownAction, InvalidPayload, InvalidImage, UnsupportedMediaType
     │   └── CallbackRefused
-    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, FileNotFound, RateLimited,
-    │   QuotaExceeded, NothingToRedeliver, SecretsConfigured
+    ├── IdempotencyConflict, TaskNotFound, KeyNotFound, FileNotFound (── UnknownInputFile),
+    │   RateLimited, QuotaExceeded, NothingToRedeliver, SecretsConfigured
     ├── Overloaded                  api.admission: refused before the body is read
     ├── AccessError                 callers the platform refuses
     │   ├── Unauthenticated
@@ -292,7 +292,7 @@ class FileTooLarge(PayloadTooLarge):
     code = "payload_too_large"
 
 
-class UnknownInputFile(ValidationFailed):
+class UnknownInputFile(FileNotFound):
     """A payload refers to a file that the caller's project does not have (or no longer has)."""
 
     code = "unknown_file"

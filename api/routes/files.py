@@ -93,6 +93,9 @@ async def upload(
             content_type=media_type(request) or "application/octet-stream",
             filename=filename,
         )
+    if info.size == 0:  # nothing to refer to: an empty upload is a mistake, not a file
+        await services.files.discard(project, info.id)
+        raise ValidationFailed("the upload is empty", {"size": 0})
     return answer(request, 201, FileView.of(info))
 
 

@@ -86,7 +86,7 @@ INFER_DOC: dict[str, Any] = {
     response_model=InferredTask,
     responses={
         202: {"model": InferAccepted, "description": "Not finished within the wait: submitted"},
-        **errors(*WITH_BODY, 409, 429),
+        **errors(*WITH_BODY, 404, 409, 429),
     },
     openapi_extra=INFER_DOC,
 )

@@ -35,6 +35,7 @@ SUBMIT_DOC: dict[str, Any] = {
                         "screenshot": {"type": "string", "format": "binary"},
                     },
                     "required": ["task"],
+                    "additionalProperties": False,
                 }
             },
             "application/x-protobuf": {
@@ -90,7 +91,7 @@ SUBMIT_REFUSALS: dict[int | str, dict[str, Any]] = {
     response_model=SubmitResponse,
     responses={
         200: {"model": SubmitResponse, "description": "An earlier task with this key"},
-        **errors(*WITH_BODY, 409, 415, 429),
+        **errors(*WITH_BODY, 404, 409, 415, 429),
         **SUBMIT_REFUSALS,
     },
     openapi_extra=SUBMIT_DOC,

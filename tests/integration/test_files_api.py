@@ -84,7 +84,7 @@ def test_files_api_round_trip_and_project_isolation(platform: Platform) -> None:
         assert_error(client.get("/v1/files/file_nope", headers=A), 404, "file_not_found")
         assert_error(client.post("/v1/files", content=png), 401, "unauthorized")
         foreign = submit(client, phone_task({"file_id": info["id"]}), **B)
-        assert_error(foreign, 422, "unknown_file")
+        assert_error(foreign, 404, "unknown_file")
 
         mine = submit(client, phone_task({"file_id": info["id"]}), **A)
         assert mine.status_code == 202, mine.text
@@ -92,7 +92,7 @@ def test_files_api_round_trip_and_project_isolation(platform: Platform) -> None:
         assert client.delete(f"/v1/files/{info['id']}", headers=A).status_code == 204
         assert_error(client.get(f"/v1/files/{info['id']}", headers=A), 404, "file_not_found")
         gone = submit(client, phone_task({"file_id": info["id"]}), **A)
-        assert_error(gone, 422, "unknown_file")
+        assert_error(gone, 404, "unknown_file")
 
 
 def test_bad_screenshots_are_refused_and_leave_nothing(platform: Platform) -> None:
@@ -125,9 +125,9 @@ def test_bad_screenshots_are_refused_and_leave_nothing(platform: Platform) -> No
             assert response.json()["error"]["code"] == "invalid_image", case
 
         unknown = submit(client, phone_task({"file_id": "file_" + "0" * 32}), **A)
-        assert_error(unknown, 422, "unknown_file")
+        assert_error(unknown, 404, "unknown_file")
         malformed = submit(client, phone_task({"file_id": "../../etc/passwd"}), **A)
-        assert_error(malformed, 422, "unknown_file")
+        assert_error(malformed, 404, "unknown_file")
         twice = client.post(
             "/v1/tasks",
             files={
