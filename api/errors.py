@@ -17,6 +17,7 @@ from mcp.errors import (
     BlobError,
     BlobNotFound,
     BrokerError,
+    EmptyUpload,
     FileNotFound,
     IdempotencyConflict,
     InvalidCursor,
@@ -42,6 +43,7 @@ from schemas import ErrorBody
 
 STATUS: dict[type[AutoGLMError], int] = {
     InvalidJSON: 400,
+    EmptyUpload: 400,
     InvalidCursor: 400,
     Unauthenticated: 401,
     PermissionDenied: 403,

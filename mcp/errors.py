@@ -55,6 +55,7 @@ __all__ = [
     "BrokerUnavailable",
     "CallbackRefused",
     "ConfigurationError",
+    "EmptyUpload",
     "FileNotFound",
     "FileTooLarge",
     "IdempotencyConflict",
@@ -290,6 +291,12 @@ class FileTooLarge(PayloadTooLarge):
     """An upload or inline input is larger than the configured limit; nothing was kept."""
 
     code = "payload_too_large"
+
+
+class EmptyUpload(ValidationFailed):
+    """An upload without a single byte: nothing a task could refer to."""
+
+    code = "empty_upload"
 
 
 class UnknownInputFile(FileNotFound):

@@ -18,7 +18,7 @@ from api.auth import Caller, Permission, require
 from api.contract import WITH_BODY, WITH_ID, errors
 from api.inputs.bodies import MULTIPART, answer, media_type
 from api.services import Services
-from mcp.errors import ValidationFailed
+from mcp.errors import EmptyUpload, ValidationFailed
 from schemas.files import FileView
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -95,7 +95,7 @@ async def upload(
         )
     if info.size == 0:  # nothing to refer to: an empty upload is a mistake, not a file
         await services.files.discard(project, info.id)
-        raise ValidationFailed("the upload is empty", {"size": 0})
+        raise EmptyUpload("the upload is empty", {"size": 0})
     return answer(request, 201, FileView.of(info))
 
 
