@@ -152,6 +152,7 @@ class AsyncTask(_message.Message):
     TRACE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FILE_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     task_id: _builtins.str
     model: _builtins.str
@@ -163,6 +164,8 @@ class AsyncTask(_message.Message):
     project: _builtins.str
     payload_file: _builtins.str
     """Set when the payload itself was too large for Kafka: the file that holds it as JSON."""
+    priority: _builtins.str
+    """high | normal | low"""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -194,10 +197,11 @@ class AsyncTask(_message.Message):
         trace: Global___TraceContext | None = ...,
         payload_file: _builtins.str | None = ...,
         idempotency: Global___Idempotency | None = ...,
+        priority: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "idempotency", b"idempotency", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_priority", b"_priority", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "idempotency", b"idempotency", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "priority", b"priority", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "idempotency", b"idempotency", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s", "webhook_events_filter", b"webhook_events_filter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_attempt", b"_attempt", "_callback_url", b"_callback_url", "_model", b"_model", "_payload_file", b"_payload_file", "_priority", b"_priority", "_project", b"_project", "_schema_version", b"_schema_version", "_task_id", b"_task_id", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "attempt", b"attempt", "callback_url", b"callback_url", "created_at", b"created_at", "idempotency", b"idempotency", "metadata", b"metadata", "model", b"model", "payload", b"payload", "payload_file", b"payload_file", "priority", b"priority", "project", b"project", "schema_version", b"schema_version", "task_id", b"task_id", "timeout_s", b"timeout_s", "trace", b"trace", "ttl_s", b"ttl_s", "webhook_events_filter", b"webhook_events_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__action: _TypeAlias = _typing.Literal["action"]  # noqa: Y015
     _WhichOneofArgType__action: _TypeAlias = _typing.Literal["_action", b"_action"]  # noqa: Y015
@@ -209,6 +213,8 @@ class AsyncTask(_message.Message):
     _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015
     _WhichOneofReturnType__payload_file: _TypeAlias = _typing.Literal["payload_file"]  # noqa: Y015
     _WhichOneofArgType__payload_file: _TypeAlias = _typing.Literal["_payload_file", b"_payload_file"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     _WhichOneofReturnType__project: _TypeAlias = _typing.Literal["project"]  # noqa: Y015
     _WhichOneofArgType__project: _TypeAlias = _typing.Literal["_project", b"_project"]  # noqa: Y015
     _WhichOneofReturnType__schema_version: _TypeAlias = _typing.Literal["schema_version"]  # noqa: Y015
@@ -229,6 +235,8 @@ class AsyncTask(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__model) -> _WhichOneofReturnType__model | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__payload_file) -> _WhichOneofReturnType__payload_file | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__project) -> _WhichOneofReturnType__project | None: ...
     @_typing.overload
@@ -484,11 +492,14 @@ class SubmitRequest(_message.Message):
     TTL_S_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     action: _builtins.str
     callback_url: _builtins.str
     timeout_s: _builtins.float
     ttl_s: _builtins.float
+    priority: _builtins.str
+    """high | normal | low; the project's default when unset"""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -513,10 +524,11 @@ class SubmitRequest(_message.Message):
         ttl_s: _builtins.float | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
         files: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
+        priority: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_callback_url", b"_callback_url", "_model", b"_model", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "callback_url", b"callback_url", "metadata", b"metadata", "model", b"model", "payload", b"payload", "timeout_s", b"timeout_s", "ttl_s", b"ttl_s"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_callback_url", b"_callback_url", "_model", b"_model", "_priority", b"_priority", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "callback_url", b"callback_url", "metadata", b"metadata", "model", b"model", "payload", b"payload", "priority", b"priority", "timeout_s", b"timeout_s", "ttl_s", b"ttl_s"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_callback_url", b"_callback_url", "_model", b"_model", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "callback_url", b"callback_url", "files", b"files", "metadata", b"metadata", "model", b"model", "payload", b"payload", "timeout_s", b"timeout_s", "ttl_s", b"ttl_s", "webhook_events_filter", b"webhook_events_filter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_action", b"_action", "_callback_url", b"_callback_url", "_model", b"_model", "_priority", b"_priority", "_timeout_s", b"_timeout_s", "_ttl_s", b"_ttl_s", "action", b"action", "callback_url", b"callback_url", "files", b"files", "metadata", b"metadata", "model", b"model", "payload", b"payload", "priority", b"priority", "timeout_s", b"timeout_s", "ttl_s", b"ttl_s", "webhook_events_filter", b"webhook_events_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__action: _TypeAlias = _typing.Literal["action"]  # noqa: Y015
     _WhichOneofArgType__action: _TypeAlias = _typing.Literal["_action", b"_action"]  # noqa: Y015
@@ -524,6 +536,8 @@ class SubmitRequest(_message.Message):
     _WhichOneofArgType__callback_url: _TypeAlias = _typing.Literal["_callback_url", b"_callback_url"]  # noqa: Y015
     _WhichOneofReturnType__model: _TypeAlias = _typing.Literal["model"]  # noqa: Y015
     _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     _WhichOneofReturnType__timeout_s: _TypeAlias = _typing.Literal["timeout_s"]  # noqa: Y015
     _WhichOneofArgType__timeout_s: _TypeAlias = _typing.Literal["_timeout_s", b"_timeout_s"]  # noqa: Y015
     _WhichOneofReturnType__ttl_s: _TypeAlias = _typing.Literal["ttl_s"]  # noqa: Y015
@@ -534,6 +548,8 @@ class SubmitRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__callback_url) -> _WhichOneofReturnType__callback_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__model) -> _WhichOneofReturnType__model | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_s) -> _WhichOneofReturnType__timeout_s | None: ...
     @_typing.overload
