@@ -22,7 +22,7 @@ from mcp.settings import Settings
 from schemas import AsyncTask
 from schemas.files import content_url
 from schemas.payloads import IMAGE_FIELDS
-from workers.backends.base import Backend, Result, TaskContext
+from workers.backends.base import Backend, Report, Result, ResultOrError, TaskContext
 
 
 class InputMissing(BackendError):
@@ -94,14 +94,16 @@ class TaskFiles:
 class ClaimCheckBackend(Backend):
     """Wraps a backend: resolves each task's files before it runs, stores large results after.
 
-    A failure to read or write the blob store fails that task's attempt alone (and is retried
-    like any backend error); a file that is gone fails the task for good.
+    It keeps the inner backend's concurrency and streaming, so a slow member still holds up
+    no other. A failure to read or write the blob store fails that task's attempt alone (and
+    is retried like any backend error); a file that is gone fails the task for good.
     """
 
     def __init__(self, inner: Backend, files: TaskFiles) -> None:
         super().__init__(inner.spec)
         self.inner = inner
         self.files = files
+        self.concurrency = inner.concurrency
 
     def load(self) -> None:
         self.inner.load()
@@ -109,8 +111,16 @@ class ClaimCheckBackend(Backend):
     def batch_key(self, action: str, payload: dict[str, Any]) -> Hashable:
         return self.inner.batch_key(action, payload)
 
-    def run_batch(self, action: str, batch: list[TaskContext]) -> list[Result | BaseException]:
-        results: list[Result | BaseException | None] = [None] * len(batch)
+    def run_batch(self, action: str, batch: list[TaskContext]) -> list[ResultOrError]:
+        results: list[ResultOrError] = [RuntimeError("no result")] * len(batch)
+
+        def keep(index: int, result: ResultOrError) -> None:
+            results[index] = result
+
+        self.run_streaming(action, batch, keep)
+        return results
+
+    def run_streaming(self, action: str, batch: list[TaskContext], report: Report) -> None:
         ready: list[int] = []
         for i, ctx in enumerate(batch):
             try:
@@ -119,16 +129,19 @@ class ClaimCheckBackend(Backend):
                     ctx.on_token = None  # the worker saw no `stream: false` in the bare task
                 ready.append(i)
             except Exception as exc:
-                results[i] = exc
-        if ready:
-            ran = self.inner.run_batch(action, [batch[i] for i in ready])
-            for i, result in zip(ready, ran, strict=True):
-                results[i] = (
-                    result if isinstance(result, BaseException) else self._stored(i, batch, result)
-                )
-        return [r if r is not None else RuntimeError("no result") for r in results]
+                report(i, exc)
+        if not ready:
+            return
 
-    def _stored(self, i: int, batch: list[TaskContext], result: Result) -> Result | BaseException:
+        def stored(j: int, result: ResultOrError) -> None:
+            i = ready[j]
+            report(
+                i, result if isinstance(result, BaseException) else self._stored(i, batch, result)
+            )
+
+        self.inner.run_streaming(action, [batch[i] for i in ready], stored)
+
+    def _stored(self, i: int, batch: list[TaskContext], result: Result) -> ResultOrError:
         try:
             return self.files.result(batch[i].task, result) or {}
         except Exception as exc:
