@@ -3,9 +3,10 @@
 Image fields arrive three ways (inline base64, a raw file part, the id of an uploaded file); each
 is checked as an image, and one above `blobs.inline_image_bytes` is stored as a file of the
 project, the payload then holding `{"file_id": …}`. A payload still larger than
-`blobs.offload_bytes` as JSON is itself stored, and the task carries `payload_file`. Files made
-here live as long as the task may (queue time, run time, retention), and the submitter discards
-them when the task is not recorded, so no file outlives a task that never was.
+`blobs.offload_bytes` as JSON is itself stored, and the task carries `payload_file` (and the
+payload's scalar fields). Files made here live as long as the task may (queue time, run time,
+retention), and the submitter discards them when the task is not recorded, so no file outlives
+a task that never was.
 """
 
 from __future__ import annotations
@@ -134,7 +135,10 @@ class ClaimCheck:
         info = await self._store(
             body, project, task_id, encoded, prepared, content_type="application/json"
         )
-        prepared.payload, prepared.payload_file = {}, info.id
+        # Scalars stay inline (sampling, `stream`): the worker batches and streams by them
+        # before it fetches the file, which holds the whole payload.
+        prepared.payload = {k: v for k, v in prepared.payload.items() if _scalar(v)}
+        prepared.payload_file = info.id
 
     async def _store(
         self,
@@ -178,6 +182,10 @@ def _from_base64(name: str, value: object) -> bytes:
             f"{name!r} is not base64 ({exc}); send the image as base64, a file part or a file_id",
             {"field": name},
         ) from exc
+
+
+def _scalar(value: object) -> bool:
+    return value is None or isinstance(value, bool | int | float)
 
 
 def _check_metadata(metadata: dict[str, Any]) -> None:
