@@ -100,7 +100,13 @@ class ClaimCheck:
         data = raw if raw is not None else _from_base64(name, value) if value else None
         if data is None:
             return
-        facts = await asyncio.to_thread(check_image, data)
+        try:
+            facts = await asyncio.to_thread(check_image, data)
+        except InvalidImage as exc:
+            raise InvalidImage(
+                exc.message.replace("the screenshot", repr(name), 1),
+                {"field": name, **(exc.details or {})},
+            ) from exc
         if len(data) <= self.settings.blobs.inline_image_bytes:
             prepared.payload[name] = base64.b64encode(data).decode()
             return

@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mcp.errors import InvalidImage
 
@@ -40,6 +40,11 @@ def check_image(data: bytes, *, complete: bool = True) -> ImageFacts:
                 image.load()
     except InvalidImage:
         raise
+    except UnidentifiedImageError as exc:  # its text names a BytesIO object: say what it means
+        raise InvalidImage(
+            "the screenshot is not a PNG, JPEG or WebP image (its format is not recognised)",
+            {"reason": "unrecognised format"},
+        ) from exc
     except Exception as exc:
         raise InvalidImage(
             f"the screenshot is not a readable PNG, JPEG or WebP image ({exc})",

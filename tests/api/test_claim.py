@@ -6,10 +6,12 @@ import base64
 from pathlib import Path
 
 import orjson
+import pytest
 
 from api.inputs.claim import ClaimCheck
 from mcp.blobs import open_blob_store
 from mcp.blobs.files import FileStore
+from mcp.errors import InvalidImage
 from mcp.settings import Settings
 from schemas import SubmitRequest
 from tests.screens import phone_png
@@ -42,3 +44,17 @@ async def test_a_phone_screenshot_becomes_a_file_reference(tmp_path: Path) -> No
     assert await claim.files.read("acme", ref["file_id"]) == png
     [info] = prepared.created
     assert (info.purpose, info.task_id, info.content_type) == ("task_input", "t2", "image/png")
+
+
+@pytest.mark.parametrize("data", [b"plain text", phone_png()[:5000]], ids=["text", "truncated"])
+async def test_a_corrupt_screenshot_is_refused_naming_its_field(
+    tmp_path: Path, data: bytes
+) -> None:
+    claim = claim_check(tmp_path)
+    body = SubmitRequest(model="echo", action="phone_step", payload={"instruction": "Tap"})
+    with pytest.raises(InvalidImage) as refused:
+        await claim.prepare(body, "acme", "t3", {"screenshot": data})
+    assert refused.value.message.startswith("'screenshot' is not")
+    assert "object at 0x" not in refused.value.message
+    assert refused.value.details["field"] == "screenshot"
+    assert [blob async for blob in claim.files.blobs.listing("files")] == []  # nothing kept
