@@ -14,7 +14,8 @@ STATE := $(HOME)/.cache/autoglm-mcp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
-        s3-up s3-down proto test-services-up test-services-down clean
+        s3-up s3-down proto test-services-up test-services-down cluster-up cluster-down \
+        test-cluster clean
 
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
@@ -73,6 +74,26 @@ proto: setup
 fmt: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# A three-node Kafka (KRaft, replication factor 3, min.insync.replicas 2) on ports
+# CLUSTER_KAFKA_PORT..+5, for trying the platform on a cluster and for its fault tests.
+CLUSTER_KAFKA_PORT ?= 19610
+CLUSTER_KAFKA := 127.0.0.1:$(CLUSTER_KAFKA_PORT),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 1),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 2)
+cluster-up:
+	@deploy/kafka/cluster.sh up --port $(CLUSTER_KAFKA_PORT)
+cluster-down:
+	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT)
+
+# Fault tests on the cluster: brokers and Redis primaries SIGKILLed mid-run. The cluster starts
+# from empty and is stopped afterwards, whatever the outcome.
+test-cluster: setup
+	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT) >/dev/null
+	@rm -rf $(STATE)/kafka-cluster-$(CLUSTER_KAFKA_PORT)
+	@deploy/kafka/cluster.sh up --port $(CLUSTER_KAFKA_PORT)
+	@deploy/redis.sh up --port $(TEST_REDIS_PORT)
+	AUTOGLM_TEST_KAFKA_CLUSTER=$(CLUSTER_KAFKA) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
+	  $(PY) -m pytest -ra -rP -m cluster tests/cluster $(PYTEST_ARGS); rc=$$?; \
+	  deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT); exit $$rc
 
 # Benchmarks get a fresh Kafka and Redis of their own: a broker that carries thousands of test
 # partitions spends CPU on them, and that would be measured too.

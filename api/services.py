@@ -33,6 +33,9 @@ from schemas import TaskEvent
 
 log = logging.getLogger(__name__)
 
+TOPICS_ATTEMPT_S = 5.0
+TOPICS_RETRY_MAX_S = 10.0
+
 
 @dataclass
 class Services:
@@ -108,13 +111,28 @@ class Services:
         )
 
     async def _prepare_topics(self) -> None:
-        try:
-            self.partitions = await asyncio.to_thread(ensure_topics, self.settings)
-            await asyncio.to_thread(self.learn_record_limits)
-            self.topics_ready = True
-        except Exception as exc:
-            log.warning("could not create topics yet: %s", exc)
-        if self.key_feed is not None:
+        """Until Kafka answers, try again with a growing pause (at most `TOPICS_RETRY_MAX_S`):
+        a pod started before its brokers turns ready on its own, without a submission."""
+        pause = 0.5
+        while not self.topics_ready and not self._stop.is_set():
+            try:
+                partitions = await asyncio.to_thread(
+                    ensure_topics, self.settings, None, TOPICS_ATTEMPT_S
+                )
+                await asyncio.to_thread(self.learn_record_limits)
+            except Exception as exc:
+                log.warning(
+                    "Kafka not ready, topics not prepared yet (again in %.1f s): %s", pause, exc
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), pause)
+                pause = min(pause * 2, TOPICS_RETRY_MAX_S)
+                continue
+            if not self.topics_ready:  # a submission may have prepared them meanwhile
+                self.partitions = partitions
+                self.topics_ready = True
+            log.info("topics prepared")
+        if self.key_feed is not None and not self._stop.is_set():
             self.key_feed.start()
 
     @property

@@ -78,7 +78,9 @@ def ensure_topics(
         topics.webhook_secrets: 1,
         topics.batches: 1,
     }
-    compact = {"cleanup.policy": "compact"}
+    replicas = settings.kafka.min_insync_replicas
+    common = {} if replicas is None else {"min.insync.replicas": str(replicas)}
+    compact = {**common, "cleanup.policy": "compact"}
     configs = {t: compact for t in (topics.api_keys, topics.webhook_secrets, topics.batches)}
     registry = ModelRegistry(settings)
     for name in models if models is not None else list(registry.specs):
@@ -91,7 +93,7 @@ def ensure_topics(
     counts = {name: len(metadata[name].partitions) for name in wanted if name in existing}
     counts |= {name: count for name, count in wanted.items() if name not in existing}
     missing = [
-        NewTopic(name, count, settings.kafka.replication_factor, config=configs.get(name, {}))
+        NewTopic(name, count, settings.kafka.replication_factor, config=configs.get(name, common))
         for name, count in wanted.items()
         if name not in existing
     ]

@@ -176,10 +176,7 @@ class TaskProducer:
     # -- committer threads ------------------------------------------------------------------
 
     def _run(self, lane: _Lane) -> None:
-        try:
-            self._ensure_producer(lane)
-        except KafkaException as exc:
-            log.warning("Kafka not reachable at start (%s); retrying on the first submission", exc)
+        self._connect(lane)
         while True:
             batch = self._gather()
             if batch is None:
@@ -187,6 +184,23 @@ class TaskProducer:
             self._commit(lane, batch)
         if lane.producer is not None:
             lane.producer.flush(5)
+
+    def _connect(self, lane: _Lane) -> None:
+        """Initialise the lane's transactions, again and again until Kafka answers (so that the
+        process turns ready by itself); a submission arriving meanwhile takes over the retrying."""
+        pause = 0.5
+        while not self._stopping:
+            try:
+                self._ensure_producer(lane)
+                return
+            except KafkaException as exc:
+                log.warning("Kafka not reachable yet (%s); again in %.1f s", exc, pause)
+            resume = time.monotonic() + pause
+            while time.monotonic() < resume:
+                if self._stopping or self._queue.pending():
+                    return
+                time.sleep(0.1)
+            pause = min(pause * 2, 10.0)
 
     def _gather(self) -> list[_Pending] | None:
         first = self._queue.get(None)

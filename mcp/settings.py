@@ -54,6 +54,10 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = ""
     partitions: int = 4
     replication_factor: int = 1
+    # Set on the platform's topics when given: with `acks=all`, a commit then needs this many
+    # in-sync replicas (2 of 3 on a cluster, so one broker may die without losing a record).
+    # None keeps the brokers' default.
+    min_insync_replicas: int | None = None
     # Extra librdkafka options for every client (security.protocol, sasl.*, ssl.* ...).
     client_config: dict[str, str | int | bool] = Field(default_factory=dict)
     # Group commit in the API: a transaction closes after this many tasks or this many ms.
@@ -71,6 +75,14 @@ class KafkaSettings(BaseModel):
     consumer_prefetch_kbytes: int = 4_096
     # How producers encode record values; consumers read both (a `content-type` header says).
     encoding: Literal["json", "protobuf"] = "json"
+
+    @model_validator(mode="after")
+    def _check_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and not (
+            1 <= self.min_insync_replicas <= self.replication_factor
+        ):
+            raise ValueError("kafka.min_insync_replicas must be between 1 and replication_factor")
+        return self
 
 
 class RedisSettings(BaseModel):

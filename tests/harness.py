@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -112,9 +113,11 @@ class Platform:
         self.procs.append(proc)
         return proc.start()
 
-    def api(self, probe: str = "/readyz", **env: str) -> Proc:
+    def api(self, probe: str | None = "/readyz", **env: str) -> Proc:
+        """Start the API and wait until `probe` answers 200 (not at all when `probe` is None)."""
         proc = self._proc("api", ["api", "--port", str(self.port)], **env)
-        self.wait_ready(proc, probe=probe)
+        if probe is not None:
+            self.wait_ready(proc, probe=probe)
         return proc
 
     def worker(self, model: str = "echo", slot: str = "0", *extra: str, **env: str) -> Proc:
@@ -182,6 +185,68 @@ class PrivateRedis:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class PrivateKafka:
+    """A broker of this test's own, on its own port and data directory, so it can be killed."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = _port_pair()
+        self.data = data
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def _script(self, command: str) -> None:
+        subprocess.run(
+            [
+                str(ROOT / "deploy" / "kafka" / "kafka.sh"),
+                command,
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.data),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def up(self) -> None:
+        self._script("up")
+
+    def kill(self) -> None:
+        pid = int((self.data / "kafka.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 30, "the broker to die")
+
+    def down(self) -> None:
+        self._script("down")
+
+
+def _port_pair() -> int:
+    """A port P with P + 1 (the controller's) also free, below the kernel's ephemeral range:
+    there no outgoing connection takes P + 1 in the meantime, nor P while the broker restarts."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(20000, low - 2)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise AssertionError("no free port pair below the ephemeral range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _pings(client: redis.Redis) -> bool:

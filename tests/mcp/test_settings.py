@@ -37,3 +37,11 @@ def test_placeholder_secret_refused_outside_dev() -> None:
 def test_unknown_default_model_refused() -> None:
     with pytest.raises(ValidationError, match="default_model"):
         Settings(default_model="nope")
+
+
+def test_min_insync_replicas_within_replication_factor() -> None:
+    kafka = {"replication_factor": 3, "min_insync_replicas": 2}
+    assert Settings.model_validate({"kafka": kafka}).kafka.min_insync_replicas == 2
+    for wrong in (0, 4):
+        with pytest.raises(ValidationError, match="min_insync_replicas"):
+            Settings.model_validate({"kafka": {**kafka, "min_insync_replicas": wrong}})

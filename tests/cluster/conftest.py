@@ -1,0 +1,114 @@
+"""Fixtures for the fault tests on a real cluster: `make test-cluster` starts a three-node Kafka
+(replication factor 3, min.insync.replicas 2) and a Redis Cluster (3 primaries, 3 replicas).
+
+A missing cluster is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from mcp.settings import Settings
+from tests.conftest import make_settings
+from tests.harness import ROOT, wait_for
+
+KAFKA_CLUSTER = os.environ.get(
+    "AUTOGLM_TEST_KAFKA_CLUSTER", "127.0.0.1:19610,127.0.0.1:19611,127.0.0.1:19612"
+)
+
+
+class KafkaCluster:
+    """The three nodes `deploy/kafka/cluster.sh` runs; a node can be SIGKILLed and started again."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.base_port = min(int(hp.rsplit(":", 1)[1]) for hp in bootstrap.split(","))
+        self.killed: set[int] = set()
+
+    def _script(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(ROOT / "deploy" / "kafka" / "cluster.sh"), *args, "--port", str(self.base_port)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
+    def brokers(self) -> set[int]:
+        return set(
+            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10).brokers
+        )
+
+    def leader(self, topic: str, partition: int = 0) -> int:
+        metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(topic, timeout=10)
+        return int(metadata.topics[topic].partitions[partition].leader)
+
+    def replication(self, topic: str) -> tuple[int, str]:
+        """A topic's replica count and its `min.insync.replicas`."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        replicas = len(admin.list_topics(topic, timeout=10).topics[topic].partitions[0].replicas)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        configs = admin.describe_configs([resource])[resource].result(timeout=10)
+        return replicas, configs["min.insync.replicas"].value
+
+    def kill(self, node: int) -> float:
+        """SIGKILL a node; the monotonic time of the kill."""
+        pid = int(self._script("pid", "--node", str(node)).strip())
+        os.kill(pid, 9)
+        killed_at = time.monotonic()
+        self.killed.add(node)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30, "the broker to die")
+        return killed_at
+
+    def start(self, node: int) -> None:
+        self._script("start", "--node", str(node))
+        self.killed.discard(node)
+
+    def heal(self) -> None:
+        """Start every killed node again and wait until all three are in the metadata."""
+        for node in sorted(self.killed):
+            self.start(node)
+        wait_for(lambda: self.brokers() == {1, 2, 3}, 120, "all three brokers", interval=1)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> KafkaCluster:
+    cluster = KafkaCluster(KAFKA_CLUSTER)
+    try:
+        brokers = cluster.brokers()
+    except Exception as exc:
+        pytest.fail(
+            f"the Kafka cluster at {KAFKA_CLUSTER} is not reachable ({exc}); "
+            "run `make test-cluster` (it starts it)"
+        )
+    if brokers != {1, 2, 3}:
+        pytest.fail(f"the Kafka cluster has brokers {sorted(brokers)}, not 1, 2 and 3")
+    return cluster
+
+
+@pytest.fixture
+def healed_kafka(kafka_cluster: KafkaCluster) -> Iterator[KafkaCluster]:
+    """The cluster, whole again after the test whatever it killed."""
+    yield kafka_cluster
+    kafka_cluster.heal()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_cluster: KafkaCluster) -> str:
+    return kafka_cluster.bootstrap
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, redis_url: str, namespace: str) -> Settings:
+    """The platform as deployed on a cluster: every topic on three replicas, two in sync."""
+    settings = make_settings(kafka_bootstrap, redis_url, namespace)
+    kafka = settings.kafka.model_copy(
+        update={"replication_factor": 3, "min_insync_replicas": 2, "partitions": 1}
+    )
+    return settings.model_copy(update={"kafka": kafka})
