@@ -76,13 +76,17 @@ fmt: setup
 	$(PY) -m ruff check --fix .
 
 # A three-node Kafka (KRaft, replication factor 3, min.insync.replicas 2) on ports
-# CLUSTER_KAFKA_PORT..+5, for trying the platform on a cluster and for its fault tests.
+# CLUSTER_KAFKA_PORT..+5 and a Redis Cluster (3 primaries, 3 replicas) on CLUSTER_REDIS_PORT..+5,
+# for trying the platform on a cluster and for its fault tests.
 CLUSTER_KAFKA_PORT ?= 19610
+CLUSTER_REDIS_PORT ?= 17610
 CLUSTER_KAFKA := 127.0.0.1:$(CLUSTER_KAFKA_PORT),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 1),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 2)
 cluster-up:
 	@deploy/kafka/cluster.sh up --port $(CLUSTER_KAFKA_PORT)
+	@deploy/redis/cluster.sh up --port $(CLUSTER_REDIS_PORT)
 cluster-down:
 	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT)
+	@deploy/redis/cluster.sh down --port $(CLUSTER_REDIS_PORT)
 
 # Fault tests on the cluster: brokers and Redis primaries SIGKILLed mid-run. The cluster starts
 # from empty and is stopped afterwards, whatever the outcome.
