@@ -103,12 +103,14 @@ test-cluster: setup
 # partitions spends CPU on them, and that would be measured too.
 BENCH_KAFKA_PORT ?= 29092
 BENCH_REDIS_PORT ?= 26379
+# `make bench BENCH_ARGS=cluster` starts (and stops) a three-node Kafka of its own on these ports.
+BENCH_CLUSTER_KAFKA_PORT ?= 29610
 bench: setup
 	@rm -rf $(STATE)/kafka-data-$(BENCH_KAFKA_PORT)
 	@deploy/kafka/kafka.sh up --port $(BENCH_KAFKA_PORT)
 	@deploy/redis.sh up --port $(BENCH_REDIS_PORT)
 	AUTOGLM_TEST_KAFKA=127.0.0.1:$(BENCH_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(BENCH_REDIS_PORT)/0 \
-	  $(PY) -m bench $(BENCH_ARGS); rc=$$?; \
+	  BENCH_CLUSTER_KAFKA_PORT=$(BENCH_CLUSTER_KAFKA_PORT) $(PY) -m bench $(BENCH_ARGS); rc=$$?; \
 	  deploy/kafka/kafka.sh down --port $(BENCH_KAFKA_PORT); deploy/redis.sh down --port $(BENCH_REDIS_PORT); exit $$rc
 
 clean:

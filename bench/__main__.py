@@ -27,6 +27,7 @@ SUITES = (
     "models",
     "listing",
     "batch",
+    "cluster",
 )
 
 

@@ -8,7 +8,8 @@
 #   cluster.sh status [--port N]
 # Brokers listen on N, N+1, N+2 and controllers on N+3, N+4, N+5 (N defaults to 19610).
 # Env: KAFKA_CLUSTER_DATA (~/.cache/autoglm-mcp/kafka-cluster-<N>), KAFKA_CACHE (jar cache root),
-# KAFKA_CLUSTER_HEAP (-Xmx of each node, default 384m).
+# KAFKA_CLUSTER_HEAP (-Xmx of each node, default 384m), KAFKA_CLUSTER_JAVA_OPTS (appended to the
+# JVM options; the nodes compile with C1 only by default, which saves CPU on a small machine).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-up}"; shift || true
@@ -80,7 +81,7 @@ PROPS
 }
 
 java_opts() {
-  echo "-Xms128m -Xmx$heap -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml"
+  echo "-Xms128m -Xmx$heap -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_CLUSTER_JAVA_OPTS:-}"
 }
 
 alive() {
