@@ -182,6 +182,10 @@ class TaskProducer:
             if batch is None:
                 break
             self._commit(lane, batch)
+            if lane.producer is None:
+                # Dropped after a fatal error: connect again now, not on the next submission
+                # (an unready process gets none).
+                self._connect(lane)
         if lane.producer is not None:
             lane.producer.flush(5)
 
