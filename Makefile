@@ -70,6 +70,9 @@ lint: setup
 proto: setup
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
 	  --mypy_out=. schemas/autoglm/v1/*.proto
+	$(PY) -m grpc_tools.protoc -I . --grpc_python_out=. \
+	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=. \
+	  schemas/autoglm/v1/service.proto
 
 fmt: setup
 	$(PY) -m ruff format .

@@ -1,8 +1,8 @@
 """`autoglm`: the command line of autoglm-mcp.
 
-Server commands: api, worker, dispatcher, projector, replay, keys, dev. The client commands (submit,
-tasks, batch, workers, queues, models, webhook-secret) come from the SDK, `autoglm-client`
-(`sdk/`), when it is installed.
+Server commands: api, grpc, worker, dispatcher, projector, replay, keys, dev. The client commands
+(submit, tasks, batch, workers, queues, models, webhook-secret) come from the SDK,
+`autoglm-client` (`sdk/`), when it is installed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ Command = Callable[[argparse.Namespace], int]
 
 def _api(args: argparse.Namespace) -> int:
     from api.main import run
+
+    return run(host=args.host, port=args.port)
+
+
+def _grpc(args: argparse.Namespace) -> int:
+    from api.rpc.server import run
 
     return run(host=args.host, port=args.port)
 
@@ -64,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
     api.set_defaults(func=_api)
+
+    grpc = sub.add_parser("grpc", help="serve the gRPC API (and the Redis projector)")
+    grpc.add_argument("--host", default=None)
+    grpc.add_argument("--port", type=int, default=None)
+    grpc.set_defaults(func=_grpc)
 
     worker = sub.add_parser("worker", help="run inference for one model")
     worker.add_argument("--model", required=True)

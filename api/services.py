@@ -62,7 +62,8 @@ class Services:
     _sweeper_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, role: str = "api") -> Services:
+        """`role` names the front door (`api`, `grpc`): each has its own transactional.id."""
         store = TaskStore(settings)
         topics = Topics.of(settings)
 
@@ -73,7 +74,7 @@ class Services:
 
         producer = TaskProducer(
             settings,
-            topics.transactional_id("api", settings.instance_id),
+            topics.transactional_id(role, settings.instance_id),
             after_commit=project_queued,
         )
         keyring = KeyRing()

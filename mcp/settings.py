@@ -49,6 +49,18 @@ class ServerSettings(BaseModel):
     admission_retry_after_s: int = 1
 
 
+class GrpcSettings(BaseModel):
+    """`autoglm grpc`: the gRPC front door (schemas/autoglm/v1/service.proto)."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # The largest request or answer; by default the submission limit plus room for framing.
+    max_message_bytes: int | None = None
+    reflection: bool = True
+    # Submissions of one Session processed at the same time (they share group commits).
+    session_concurrency: int = 64
+
+
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
@@ -278,6 +290,7 @@ class Settings(BaseSettings):
     default_model: str = "echo"
     log_level: str = "INFO"
     server: ServerSettings = Field(default_factory=ServerSettings)
+    grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

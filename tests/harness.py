@@ -92,6 +92,8 @@ class Platform:
         self.env = settings_env(settings, **env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = 0
+        self.grpc_target = ""
         self.procs: list[Proc] = []
         self.variants: list[Platform] = []
         self._count = 0
@@ -119,6 +121,32 @@ class Platform:
         if probe is not None:
             self.wait_ready(proc, probe=probe)
         return proc
+
+    def grpc(self, serving: bool = True, **env: str) -> Proc:
+        """`autoglm grpc` on a port of its own (`grpc_target`); waits for the health service
+        to answer SERVING, or with `serving=False` only for the server to listen."""
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        proc = self._proc("grpc", ["grpc", "--port", str(self.grpc_port)], **env)
+        wait_for(lambda: "gRPC serving" in proc.log() or not proc.alive, 60, "gRPC listening")
+        assert proc.alive, proc.log()
+        if serving:
+            wait_for(lambda: self._serving(proc), 60, "gRPC serving")
+        return proc
+
+    def _serving(self, proc: Proc) -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        if not proc.alive:
+            raise AssertionError(f"{proc.name} exited:\n{proc.log()}")
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            health: Any = health_pb2_grpc.HealthStub(channel)  # its stub types lack Check
+            try:
+                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            except grpc.RpcError:
+                return False
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
     def worker(self, model: str = "echo", slot: str = "0", *extra: str, **env: str) -> Proc:
         proc = self._proc(

@@ -7,6 +7,7 @@ from api.auth.guard import (
     Caller,
     Refused,
     Require,
+    authorize,
     permission_of,
     require,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Refused",
     "Require",
     "Role",
+    "authorize",
     "permission_of",
     "require",
 ]

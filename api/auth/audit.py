@@ -7,6 +7,7 @@ store by that logger name); the counters carry bounded labels only.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,8 +25,23 @@ AUTH_DENIED = Counter(
 ADMIN_ACTIONS = Counter("autoglm_admin_actions_total", "Admin actions carried out", ["action"])
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, for requests that are not HTTP (gRPC)."""
+
+    method: str
+    path: str
+    client: str | None
+
+
 def _client(conn: HTTPConnection) -> str | None:
     return conn.client.host if conn.client else None
+
+
+def _where(conn: HTTPConnection | Origin) -> dict[str, Any]:
+    if isinstance(conn, Origin):
+        return {"method": conn.method, "path": conn.path, "client": conn.client}
+    return {"method": conn.scope.get("method"), "path": conn.url.path, "client": _client(conn)}
 
 
 def _emit(level: int, record: dict[str, Any]) -> None:
@@ -33,22 +49,15 @@ def _emit(level: int, record: dict[str, Any]) -> None:
         log.log(level, orjson.dumps(record).decode())
 
 
-def auth_failure(conn: HTTPConnection, reason: str, message: str) -> None:
+def auth_failure(conn: HTTPConnection | Origin, reason: str, message: str) -> None:
     AUTH_FAILURES.labels(reason).inc()
     _emit(
         logging.WARNING,
-        {
-            "event": "auth.failure",
-            "reason": reason,
-            "message": message,
-            "method": conn.scope.get("method"),
-            "path": conn.url.path,
-            "client": _client(conn),
-        },
+        {"event": "auth.failure", "reason": reason, "message": message, **_where(conn)},
     )
 
 
-def denied(conn: HTTPConnection, subject: str, role: str, permission: str) -> None:
+def denied(conn: HTTPConnection | Origin, subject: str, role: str, permission: str) -> None:
     AUTH_DENIED.labels(permission).inc()
     _emit(
         logging.WARNING,
@@ -57,9 +66,7 @@ def denied(conn: HTTPConnection, subject: str, role: str, permission: str) -> No
             "subject": subject,
             "role": role,
             "permission": permission,
-            "method": conn.scope.get("method"),
-            "path": conn.url.path,
-            "client": _client(conn),
+            **_where(conn),
         },
     )
 

@@ -122,6 +122,32 @@ class Authenticator:
         return Caller(project, Role(role), f"jwt:{claims.get('sub', project)}")
 
 
+def authorize(
+    authenticator: Authenticator | None,
+    token: str | None,
+    permission: Permission,
+    origin: HTTPConnection | audit.Origin,
+) -> Caller:
+    """The caller `token` stands for, if it holds `permission`; every front door's one check."""
+    if authenticator is None:  # auth is off: one project, every permission
+        return ANONYMOUS
+    if not token:
+        audit.auth_failure(origin, "missing", "missing bearer token")
+        raise Unauthenticated("missing bearer token")
+    try:
+        caller = authenticator.caller(token)
+    except Refused as exc:
+        audit.auth_failure(origin, exc.reason, exc.message)
+        raise
+    if not caller.can(permission):
+        audit.denied(origin, caller.subject, caller.role.value, permission.value)
+        raise PermissionDenied(
+            f"role {caller.role.value!r} lacks the permission {permission.value!r}",
+            {"permission": permission.value, "role": caller.role.value},
+        )
+    return caller
+
+
 _BEARER = HTTPBearer(auto_error=False, description="An API key or a JWT")
 _CREDENTIALS = Security(_BEARER)
 
@@ -141,24 +167,7 @@ class Require:
         return self.check(conn, token)
 
     def check(self, conn: HTTPConnection, token: str | None) -> Caller:
-        authenticator: Authenticator | None = conn.app.state.services.authenticator
-        if authenticator is None:  # auth is off: one project, every permission
-            return ANONYMOUS
-        if not token:
-            audit.auth_failure(conn, "missing", "missing bearer token")
-            raise Unauthenticated("missing bearer token")
-        try:
-            caller = authenticator.caller(token)
-        except Refused as exc:
-            audit.auth_failure(conn, exc.reason, exc.message)
-            raise
-        if not caller.can(self.permission):
-            audit.denied(conn, caller.subject, caller.role.value, self.permission.value)
-            raise PermissionDenied(
-                f"role {caller.role.value!r} lacks the permission {self.permission.value!r}",
-                {"permission": self.permission.value, "role": caller.role.value},
-            )
-        return caller
+        return authorize(conn.app.state.services.authenticator, token, self.permission, conn)
 
     def from_request(self, conn: HTTPConnection) -> Caller:
         """For routes that skip FastAPI's dependency injection (the submit fast path)."""

@@ -67,8 +67,16 @@ def _from_protobuf(raw: bytes) -> Submission:
     message = pb.SubmitRequest()
     try:
         message.ParseFromString(raw)
+    except ProtobufDecodeError as exc:
+        raise ValidationFailed(f"the body is not a valid autoglm.v1.SubmitRequest: {exc}") from exc
+    return submission_of(message)
+
+
+def submission_of(message: pb.SubmitRequest) -> Submission:
+    """A decoded autoglm.v1.SubmitRequest (an HTTP body or a gRPC request) as a submission."""
+    try:
         body = validated(SubmitRequest, as_data(message))
-    except (ValueError, ProtobufDecodeError) as exc:  # schemas' DecodeError is a ValueError
+    except ValueError as exc:  # schemas' DecodeError is a ValueError
         details = exc.errors if isinstance(exc, DecodeError) else None
         raise ValidationFailed(
             f"the body is not a valid autoglm.v1.SubmitRequest: {exc}", details

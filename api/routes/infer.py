@@ -6,9 +6,7 @@ Takes the submit body or the MCP envelope (`request_id` acts as the idempotency 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from typing import Annotated, Any
 
 import orjson
@@ -18,8 +16,9 @@ from pydantic import RootModel, ValidationError
 
 from api.auth import Caller, Permission, require
 from api.contract import INFER_REF, WITH_BODY, errors
-from api.deps import find_task, json_response, services_of, submitter_of
+from api.deps import json_response, services_of, submitter_of
 from api.errors import parse_body
+from api.operations import wait_outcome
 from mcp.errors import ValidationFailed
 from schemas import InferAccepted, InferredTask, MCPEnvelope, SubmitRequest
 
@@ -102,18 +101,12 @@ async def infer(
     _, accepted = await submitter_of(request).submit(
         submit_body, caller.project, envelope_key or idempotency_key
     )
-    deadline = time.monotonic() + wait_seconds(prefer)
-    delay = 0.002
-    while time.monotonic() < deadline:
-        view = await services.store.view(accepted.task_id)
-        if view is not None and view.status.terminal:
-            full = await find_task(services, accepted.task_id, caller)
-            answer = full.model_dump(mode="json")
-            if request_id is not None:
-                answer["request_id"] = request_id
-            return json_response(200, answer)
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.1)
+    done = await wait_outcome(services, accepted.task_id, caller, wait_seconds(prefer))
+    if done is not None:
+        answer = done.model_dump(mode="json")
+        if request_id is not None:
+            answer["request_id"] = request_id
+        return json_response(200, answer)
     answer = accepted.model_dump(mode="json")
     if request_id is not None:
         answer["request_id"] = request_id

@@ -10,11 +10,11 @@ from fastapi.responses import Response
 
 from api.auth import Caller, Permission, Require, require
 from api.contract import SUBMIT_REF, WITH_BODY, WITH_ID, errors
-from api.deps import Reader, find_task, json_response, owned_task, services_of, submitter_of
+from api.deps import Reader, find_task, json_response, services_of, submitter_of
 from api.inputs.bodies import answer, read_submission
+from api.operations import cancel_task
 from mcp.errors import NothingToRedeliver, ValidationFailed
-from mcp.records import content_type_for, record
-from schemas import ErrorBody, SubmitResponse, TaskDetail, TaskEvent, TaskView
+from schemas import ErrorBody, SubmitResponse, TaskDetail, TaskView
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
@@ -143,17 +143,7 @@ async def cancel(
     request: Request,
     caller: Annotated[Caller, require(Permission.TASKS_CANCEL)],
 ) -> Response:
-    services = services_of(request)
-    view, view_project = await owned_task(services, task_id, caller)
-    if not view.status.terminal:
-        # The request is durable in task-events first, so a replay restores it.
-        event = TaskEvent.cancel_request(task_id, view.model, view.action, view_project)
-        wire = content_type_for(services.settings.kafka.encoding)
-        await services.producer.publish(
-            [record(services.topics.events, task_id.encode(), event, wire)]
-        )
-        await services.store.cancel(task_id, services.settings.redis.task_retention_s)
-        view = await find_task(services, task_id, caller)
+    view = await cancel_task(services_of(request), task_id, caller)
     return json_response(200, view.model_dump(mode="json"))
 
 
