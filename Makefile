@@ -14,8 +14,8 @@ STATE := $(HOME)/.cache/autoglm-mcp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
-        s3-up s3-down proto test-services-up test-services-down cluster-up cluster-down \
-        test-cluster clean
+        s3-up s3-down proto proto-snapshot test-services-up test-services-down cluster-up \
+        cluster-down test-cluster clean
 
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
@@ -73,6 +73,11 @@ proto: setup
 	$(PY) -m grpc_tools.protoc -I . --grpc_python_out=. \
 	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=. \
 	  schemas/autoglm/v1/service.proto
+
+# Records new .proto fields in schemas/autoglm/v1/descriptor.json (the published contract); refuses
+# to write when a published field number was reused or freed without `reserved`.
+proto-snapshot: setup
+	$(PY) -m tests.schemas.proto_compat
 
 fmt: setup
 	$(PY) -m ruff format .

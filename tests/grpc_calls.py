@@ -29,8 +29,8 @@ def task(model: str = "echo", action: str = "generate", **payload: Any) -> rpc.S
     return rpc.SubmitTaskRequest(task=request)
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
+def bearer(token: str) -> tuple[tuple[str, str | bytes], ...]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass

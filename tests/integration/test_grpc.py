@@ -4,6 +4,8 @@ UNAVAILABLE with nothing recorded; reflection and health served."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import json_format
@@ -65,7 +67,7 @@ def test_submit_get_infer_cancel_and_errors(platform: Platform) -> None:
         )
 
     with grpc.insecure_channel(platform.grpc_target) as channel:
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        reflection: Any = reflection_pb2_grpc.ServerReflectionStub(channel)  # untyped stubs
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (listing,) = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
     names = {s.name for s in listing.list_services_response.service}
@@ -109,7 +111,8 @@ def test_broker_outage_is_unavailable_and_records_nothing(platform: Platform) ->
         AUTOGLM_KAFKA__REQUEST_TIMEOUT_S="3",
     )
     with grpc.insecure_channel(platform.grpc_target) as channel:
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        stub_of_health: Any = health_pb2_grpc.HealthStub(channel)  # its stub types lack Check
+        health = stub_of_health.Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
     with stub(platform.grpc_target) as tasks:
         attempt = task(n=1)
