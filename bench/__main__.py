@@ -28,6 +28,7 @@ SUITES = (
     "listing",
     "batch",
     "cluster",
+    "grpc_vs_http",
 )
 
 

@@ -4,16 +4,19 @@ and a worker SIGKILLed mid-session still leaves one result per task."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
 
 from schemas.autoglm.v1 import service_pb2 as rpc
 from tests.grpc_calls import stub, task
-from tests.harness import Platform, committed_results
+from tests.harness import ROOT, Platform, committed_results
+from tests.workers.backends.tiny_vision import png_base64
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +88,35 @@ def test_session_of_fifty_interleaved_tasks_answers_each_once(platform: Platform
             u.token for u in tokens[1:]
         ]
         assert resumed[-1].WhichOneof("update") == "done"
+
+    # The README's phone-agent loop against the same platform; echo answers each step at once
+    # (never `finish`), so the loop runs its three steps.
+    phone = FakePhone()
+    history = readme_agent()["run_agent"](
+        phone, "Open settings", target=platform.grpc_target, token="unused", max_steps=3
+    )
+    assert len(history) == 3 and len(phone.performed) == 2
+
+
+class FakePhone:
+    def __init__(self) -> None:
+        self.performed: list[dict[str, Any]] = []
+
+    def screenshot(self) -> bytes:
+        return base64.b64decode(png_base64())
+
+    def perform(self, answer: dict[str, Any]) -> None:
+        self.performed.append(answer)
+
+
+def readme_agent() -> dict[str, Any]:
+    """The names the README's phone-agent block defines."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- phone-agent-loop")[1].split("```python\n")[1].split("```")[0]
+    names: dict[str, Any] = {}
+    block = block.replace('model="glm-tiny"', 'model="echo"')
+    exec(compile(block, "README.md", "exec"), names)
+    return names
 
 
 def test_worker_killed_mid_session_still_one_result_per_task(platform: Platform) -> None:
