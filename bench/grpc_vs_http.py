@@ -22,6 +22,7 @@ import grpc
 import httpx
 
 from bench.loadgen import LoadResult, post_request, run_load
+from bench.phone import cpu_s
 from bench.pipeline import BODY, CONCURRENCY, DURATION_S, _env, _free_port, _start, _stop
 from schemas.autoglm.v1 import service_pb2 as rpc
 from schemas.autoglm.v1 import service_pb2_grpc as rpc_grpc
@@ -67,14 +68,23 @@ async def grpc_load(target: str, concurrency: int, duration_s: float) -> LoadRes
     return result
 
 
-def http_submit(port: int, duration_s: float) -> dict[str, Any]:
+def _with_cpu(result: LoadResult, server_pid: int, cpu_before: float) -> dict[str, Any]:
+    """The load's summary and the server's CPU time per request (steadier than wall time on a
+    shared machine, and free of the client's own cost)."""
+    cpu_ms = (cpu_s(server_pid) - cpu_before) * 1000 / max(1, result.sent)
+    return {**result.summary(), "server_cpu_ms_per_submit": round(cpu_ms, 3)}
+
+
+def http_submit(port: int, pid: int, duration_s: float) -> dict[str, Any]:
     request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
+    before = cpu_s(pid)
     result = asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, duration_s))
-    return result.summary()
+    return _with_cpu(result, pid, before)
 
 
-def grpc_submit(target: str, duration_s: float) -> dict[str, Any]:
-    return asyncio.run(grpc_load(target, CONCURRENCY, duration_s)).summary()
+def grpc_submit(target: str, pid: int, duration_s: float) -> dict[str, Any]:
+    before = cpu_s(pid)
+    return _with_cpu(asyncio.run(grpc_load(target, CONCURRENCY, duration_s)), pid, before)
 
 
 def _latencies(samples: list[float]) -> dict[str, float]:
@@ -148,8 +158,9 @@ def run(out: dict[str, Any]) -> None:
     ]
     try:
         _wait_grpc(target)
-        http_submit(port, WARM_UP_S)
-        grpc_submit(target, WARM_UP_S)
+        api, front = procs[0].pid, procs[1].pid
+        http_submit(port, api, WARM_UP_S)
+        grpc_submit(target, front, WARM_UP_S)
         rounds: dict[str, list[dict[str, Any]]] = {
             "http_submit": [],
             "grpc_submit": [],
@@ -157,8 +168,8 @@ def run(out: dict[str, Any]) -> None:
             "grpc_infer": [],
         }
         for _ in range(ROUNDS):
-            rounds["http_submit"].append(http_submit(port, DURATION_S))
-            rounds["grpc_submit"].append(grpc_submit(target, DURATION_S))
+            rounds["http_submit"].append(http_submit(port, api, DURATION_S))
+            rounds["grpc_submit"].append(grpc_submit(target, front, DURATION_S))
             rounds["http_infer"].append(http_infer(port))
             rounds["grpc_infer"].append(grpc_infer(target))
             for name, runs in rounds.items():
@@ -179,6 +190,10 @@ def run(out: dict[str, Any]) -> None:
         "submit_rps": {
             "http": mean("http_submit", "throughput_rps"),
             "grpc": mean("grpc_submit", "throughput_rps"),
+        },
+        "server_cpu_ms_per_submit": {
+            "http": mean("http_submit", "server_cpu_ms_per_submit"),
+            "grpc": mean("grpc_submit", "server_cpu_ms_per_submit"),
         },
         "infer_p50_ms": {
             "http": mean("http_infer", "p50_ms"),

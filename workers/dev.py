@@ -22,6 +22,7 @@ from mcp.settings import Settings
 HELP = """
 autoglm-mcp is up.
   API        http://127.0.0.1:{port}   (docs: http://127.0.0.1:{port}/docs)
+  gRPC       127.0.0.1:{grpc_port}   (grpcurl -plaintext 127.0.0.1:{grpc_port} list)
   models     {models}
   logs       {logs}
 
@@ -37,7 +38,7 @@ Or wait for the answer in one call:
        -H 'content-type: application/json' \\
        -d '{{"model": "echo", "action": "generate", "payload": {{"prompt": "hi"}}}}'
 
-Ctrl-C stops the API, workers and dispatcher; `make down` stops Kafka and Redis.
+Ctrl-C stops the API, gRPC, workers and dispatcher; `make down` stops Kafka and Redis.
 """
 
 
@@ -53,6 +54,7 @@ def run(kafka: str, redis: str, port: int) -> int:
     os.makedirs(logs, exist_ok=True)
     commands = {
         "api": ["api", "--port", str(port)],
+        "grpc": ["grpc"],
         "dispatcher": ["dispatcher"],
         **{f"worker-{name}": ["worker", "--model", name] for name in ModelRegistry(settings).specs},
     }
@@ -89,7 +91,10 @@ def run(kafka: str, redis: str, port: int) -> int:
                 return 1
             time.sleep(0.3)
         models = ", ".join(ModelRegistry(settings).specs)
-        print(HELP.format(port=port, models=models, logs=logs), flush=True)
+        print(
+            HELP.format(port=port, grpc_port=settings.grpc.port, models=models, logs=logs),
+            flush=True,
+        )
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)
         dead = [n for n, p in procs.items() if p.poll() is not None]
