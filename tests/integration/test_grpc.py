@@ -66,6 +66,19 @@ def test_submit_get_infer_cancel_and_errors(platform: Platform) -> None:
             "idempotency_conflict",
         )
 
+        # A Session answers refusals in-band and goes on; a watched task's final view comes once.
+        requests = [
+            rpc.SessionRequest(ref="w", watch=rpc.WatchTask(task_id=answer.task.task_id)),
+            rpc.SessionRequest(ref="w2", watch=rpc.WatchTask(task_id=answer.task.task_id)),
+            rpc.SessionRequest(ref="c", cancel=rpc.CancelTaskRequest(task_id="nope")),
+            rpc.SessionRequest(ref="bad", submit=task("no-such-model")),
+        ]
+        updates = list(tasks.Session(iter(requests), timeout=30))
+        refused = {u.ref: u.error.error.code for u in updates if u.HasField("error")}
+        assert refused == {"c": "task_not_found", "bad": "unknown_model"}
+        finals = [u.task_id for u in updates if u.HasField("done")]
+        assert finals == [answer.task.task_id]
+
     with grpc.insecure_channel(platform.grpc_target) as channel:
         reflection: Any = reflection_pb2_grpc.ServerReflectionStub(channel)  # untyped stubs
         request = reflection_pb2.ServerReflectionRequest(list_services="")
