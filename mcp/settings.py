@@ -59,6 +59,11 @@ class GrpcSettings(BaseModel):
     reflection: bool = True
     # Submissions of one Session processed at the same time (they share group commits).
     session_concurrency: int = 64
+    # Calls in progress at once (a Session counts as one); gRPC refuses more with
+    # RESOURCE_EXHAUSTED before they start.
+    max_concurrent_rpcs: int = 1024
+    # Prometheus metrics of this process on a port of its own; None: not served.
+    metrics_port: int | None = None
 
 
 class KafkaSettings(BaseModel):

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from api.rpc.front import SERVICE, Front
 from api.rpc.service import TaskService
@@ -43,7 +44,8 @@ def build_server(services: Services) -> tuple[grpc.aio.Server, health_aio.Health
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-        ]
+        ],
+        maximum_concurrent_rpcs=services.settings.grpc.max_concurrent_rpcs,
     )
     rpc_grpc.add_TaskServiceServicer_to_server(
         TaskService(Front(services, Submitter(services))), server
@@ -68,6 +70,8 @@ async def _report_health(services: Services, health: health_aio.HealthServicer) 
 
 async def serve(settings: Settings, host: str, port: int) -> None:
     services = Services.build(settings, role="grpc")
+    if settings.grpc.metrics_port is not None:
+        start_http_server(settings.grpc.metrics_port, host)
     await services.start()
     server, health = build_server(services)
     bound = server.add_insecure_port(f"{host}:{port}")
