@@ -19,6 +19,7 @@ from api.services import Services
 from api.submit import Submitter
 from mcp.errors import AutoGLMError, StoreError, ValidationFailed
 from schemas import SubmitResponse
+from schemas.autoglm.v1 import messages_pb2 as pb
 from schemas.autoglm.v1 import service_pb2 as rpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -75,6 +76,20 @@ def streaming(
             await abort(context, platform_error(exc))
 
     return guarded
+
+
+def submit_response(answer: SubmitResponse) -> pb.SubmitResponse:
+    """`to_protobuf(answer)` without the trip through JSON (the submit path is the hottest: that
+    trip parses the timestamp back from text); tests/schemas/test_grpc_contract.py holds the two
+    equal."""
+    links = answer.links
+    message = pb.SubmitResponse(
+        task_id=answer.task_id,
+        status=answer.status.value,
+        links=pb.TaskLinks(self=links.self, cancel=links.cancel, stream=links.stream),
+    )
+    message.created_at.FromDatetime(answer.created_at)
+    return message
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

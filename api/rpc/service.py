@@ -9,7 +9,7 @@ from api.auth import Permission
 from api.deps import find_task
 from api.operations import cancel_task, wait_outcome
 from api.routes.infer import DEFAULT_WAIT_S, MAX_WAIT_S
-from api.rpc.front import Context, Front, streaming, unary
+from api.rpc.front import Context, Front, streaming, submit_response, unary
 from api.rpc.session import Session
 from api.rpc.watch import TaskWatch
 from mcp.errors import ValidationFailed
@@ -44,9 +44,7 @@ class TaskService(rpc_grpc.TaskServiceServicer):
     async def Submit(self, request: rpc.SubmitTaskRequest, context: Context) -> pb.SubmitResponse:
         caller = self.front.caller(context, Permission.TASKS_SUBMIT, "Submit")
         _, response = await self.front.submit(request, caller, context)
-        answer = to_protobuf(response)
-        assert isinstance(answer, pb.SubmitResponse)
-        return answer
+        return submit_response(response)
 
     @unary
     async def Get(self, request: rpc.GetTaskRequest, context: Context) -> pb.TaskView:

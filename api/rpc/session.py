@@ -19,12 +19,10 @@ from api.auth import Caller, Permission
 from api.deps import find_task
 from api.operations import cancel_task
 from api.rpc.errors import error_body
-from api.rpc.front import Context, Front, platform_error
+from api.rpc.front import Context, Front, platform_error, submit_response
 from api.rpc.watch import TaskWatch
 from mcp.errors import AutoGLMError, PermissionDenied, ValidationFailed
-from schemas.autoglm.v1 import messages_pb2 as pb
 from schemas.autoglm.v1 import service_pb2 as rpc
-from schemas.protobuf import to_protobuf
 
 Item = rpc.TaskUpdate | BaseException | None  # None: the session is over
 
@@ -111,8 +109,7 @@ class Session:
             return
         finally:
             self.slots.release()
-        accepted = to_protobuf(response)
-        assert isinstance(accepted, pb.SubmitResponse)
+        accepted = submit_response(response)
         self.out.put_nowait(rpc.TaskUpdate(ref=ref, task_id=response.task_id, accepted=accepted))
         self.watch.follow(response.task_id)
 

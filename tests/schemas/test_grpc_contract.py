@@ -19,9 +19,11 @@ from google.protobuf import (
     timestamp_pb2,
 )
 
-from schemas import SubmitRequest
+from api.rpc.front import submit_response
+from schemas import SubmitRequest, SubmitResponse, TaskLinks, TaskStatus, utcnow
 from schemas.autoglm.v1 import messages_pb2 as pb
 from schemas.codec import PROTOBUF, decode
+from schemas.protobuf import to_protobuf
 from tests.schemas.proto_compat import breaking, current, published
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +124,16 @@ def test_a_next_revision_decodes_here_and_keeps_its_field() -> None:
     back = later()
     back.ParseFromString(here.SerializeToString())
     assert back.client_note == "from a newer client"
+
+
+def test_the_fast_submit_answer_equals_the_generic_conversion() -> None:
+    answer = SubmitResponse(
+        task_id="t" * 32,
+        status=TaskStatus.QUEUED,
+        created_at=utcnow(),
+        links=TaskLinks.for_task("t" * 32),
+    )
+    assert submit_response(answer) == to_protobuf(answer)
 
 
 def test_generated_service_code_is_current(tmp_path: Path) -> None:
