@@ -83,14 +83,15 @@ class TaskWatch:
         tasks = list(self.followed.values())
         async with store.redis.pipeline(transaction=False) as pipe:
             for task in tasks:
+                # One key per command: a Redis Cluster refuses a command across hash slots.
                 pipe.hmget(store.keys.task(task.task_id), ["status", "attempts"])
-            streams: dict[Any, Any] = {store.keys.stream(t.task_id): t.cursor for t in tasks}
-            pipe.xread(streams, READ_COUNT)
-            *states, reply = await pipe.execute()
-        entries = {_text(name): found for name, found in reply or []}
+                streams: dict[Any, Any] = {store.keys.stream(task.task_id): task.cursor}
+                pipe.xread(streams, READ_COUNT)
+            replies = await pipe.execute()
         updates: list[rpc.TaskUpdate] = []
-        for task, (status, attempts) in zip(tasks, states, strict=True):
-            read = entries.get(store.keys.stream(task.task_id), [])
+        for i, task in enumerate(tasks):
+            (status, attempts), stream = replies[2 * i], replies[2 * i + 1]
+            read = stream[0][1] if stream else []
             updates.extend(self._entries(task, read))
             updates.extend(await self._state(task, _text(status), int(attempts or 0), read))
         return updates
