@@ -136,6 +136,19 @@ class Services:
         if self.key_feed is not None and not self._stop.is_set():
             self.key_feed.start()
 
+    async def readiness(self) -> dict[str, bool]:
+        """What `/readyz` and the gRPC health service report: Kafka, Redis, the managed keys."""
+        checks = {
+            "kafka": self.producer.ready and self.topics_ready,
+            "redis": False,
+            "keys": self.keys_ready,
+        }
+        try:
+            checks["redis"] = await self.store.ping()
+        except Exception:
+            checks["redis"] = False
+        return checks
+
     @property
     def keys_ready(self) -> bool:
         return self.key_feed is None or self.key_feed.caught_up.is_set()

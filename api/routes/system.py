@@ -60,16 +60,7 @@ async def healthz() -> Response:
     dependencies=[require(Permission.PUBLIC)],
 )
 async def readyz(request: Request) -> Response:
-    services = services_of(request)
-    checks = {
-        "kafka": services.producer.ready and services.topics_ready,
-        "redis": False,
-        "keys": services.keys_ready,
-    }
-    try:
-        checks["redis"] = await services.store.ping()
-    except Exception:
-        checks["redis"] = False
+    checks = await services_of(request).readiness()
     ready = all(checks.values())
     return json_response(
         200 if ready else 503, {"status": "ready" if ready else "not_ready", "checks": checks}

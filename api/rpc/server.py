@@ -2,7 +2,7 @@
 
 It builds the same services as the API (producer with its own transactional.id, task store,
 projector, authenticator), serves `autoglm.v1.TaskService`, the standard health service
-(`grpc.health.v1.Health`: SERVING once Kafka's topics are ready and the managed keys loaded) and
+(`grpc.health.v1.Health`: SERVING when `/readyz` would answer ready: Kafka, Redis, keys) and
 server reflection, and drains on SIGTERM.
 """
 
@@ -62,7 +62,7 @@ async def _report_health(services: Services, health: health_aio.HealthServicer) 
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     while True:
-        state = serving if services.topics_ready and services.keys_ready else not_serving
+        state = serving if all((await services.readiness()).values()) else not_serving
         for name in ("", SERVICE):
             await health.set(name, state)
         await asyncio.sleep(HEALTH_EVERY_S)
