@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     projector = sub.add_parser("projector", help="apply task-events to Redis (standalone)")
     projector.set_defaults(func=_projector)
 
-    replay = sub.add_parser("replay", help="rebuild Redis task state from Kafka task-events")
+    replay = sub.add_parser(
+        "replay", help="rebuild Redis (tasks, idempotency keys, webhooks) from Kafka"
+    )
     replay.add_argument("--flush", action="store_true", help="delete task keys first")
     replay.set_defaults(func=_replay)
 

@@ -27,8 +27,9 @@ from mcp.projector import Projector
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings
 from mcp.store import TaskStore
+from mcp.webhooks.journal import api_publisher
 from mcp.webhooks.secrets import WebhookSecrets
-from mcp.webhooks.store import WebhookStore
+from mcp.webhooks.store import Publish, WebhookStore
 from schemas import TaskEvent
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Services:
     authenticator: Authenticator | None = None
     key_feed: KeyFeed | None = None
     projector: Projector | None = None
+    journal: Publish | None = None  # commits the webhook states the API makes (redeliveries)
     topics_ready: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _topics_task: asyncio.Task[None] | None = None
@@ -95,6 +97,7 @@ class Services:
             active=ActiveTasks(store.redis, Keys.of(settings)),
             topics=topics,
             projector=Projector(settings, store) if settings.server.run_projector else None,
+            journal=api_publisher(settings, producer),
         )
 
     async def start(self) -> None:

@@ -20,7 +20,7 @@ on: `code` (the error body's code), `permanent` (a task failing with it is not r
     │   └── PermissionDenied
     ├── BrokerError                 Kafka
     │   ├── BrokerUnavailable
-    │   └── TransactionLost         workers.transaction: the worker rewinds
+    │   └── TransactionLost         mcp.transaction: the consumer rewinds
     ├── RecordRefused               Kafka refused one record (mcp.records, permanent)
     │   ├── RecordTooLarge
     │   └── RecordNotAuthorized
@@ -260,6 +260,12 @@ class StoreError(AutoGLMError):
 
     code = "store_unavailable"
     retry_after_s = 1
+
+
+class WebhookStateLost(StoreError):
+    """Redis no longer holds webhook state that was applied to it; it is rebuilt from Kafka."""
+
+    code = "webhook_state_lost"
 
 
 class BlobError(AutoGLMError):

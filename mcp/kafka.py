@@ -64,6 +64,21 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
     )
 
 
+def webhook_topic_config(settings: Settings) -> dict[str, str]:
+    """`webhook-deliveries` keeps the latest record of each delivery (compaction) for as long as
+    Redis keeps finished deliveries (deletion): a replay reads one record per webhook. A
+    delivery still waiting writes a new record at every attempt, and the longest wait between
+    attempts is far below the retention, so it is never deleted while it waits."""
+    retention_ms = settings.redis.task_retention_s * 1000
+    return {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(retention_ms),
+        # Compaction and deletion only touch closed segments: roll them hourly.
+        "segment.ms": str(min(3_600_000, retention_ms)),
+        "min.cleanable.dirty.ratio": "0.2",
+    }
+
+
 def ensure_topics(
     settings: Settings, models: list[str] | None = None, timeout: float = 30
 ) -> dict[str, int]:
@@ -77,11 +92,13 @@ def ensure_topics(
         topics.api_keys: 1,
         topics.webhook_secrets: 1,
         topics.batches: 1,
+        topics.webhooks: partitions,
     }
     replicas = settings.kafka.min_insync_replicas
     common = {} if replicas is None else {"min.insync.replicas": str(replicas)}
     compact = {**common, "cleanup.policy": "compact"}
     configs = {t: compact for t in (topics.api_keys, topics.webhook_secrets, topics.batches)}
+    configs[topics.webhooks] = webhook_topic_config(settings)
     registry = ModelRegistry(settings)
     for name in models if models is not None else list(registry.specs):
         spec = registry.get(name)

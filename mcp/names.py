@@ -44,6 +44,11 @@ class Topics:
         return f"{self.prefix}webhook-secrets"
 
     @property
+    def webhooks(self) -> str:
+        """Compacted: the latest state of every webhook delivery, keyed by webhook id."""
+        return f"{self.prefix}webhook-deliveries"
+
+    @property
     def dlq(self) -> str:
         return f"{self.prefix}tasks.dlq"
 
@@ -165,6 +170,12 @@ class Keys:
     def webhook_held(self, task_id: str) -> str:
         """A task's webhooks held back while an earlier one is attempted, with their places."""
         return f"{self.prefix}webhook:held:{task_id}"
+
+    @property
+    def webhook_applied(self) -> str:
+        """Partition -> next offset of `webhook-deliveries` that Redis holds the state up to.
+        Gone means Redis lost the webhook state and it is rebuilt from the beginning."""
+        return f"{self.prefix}webhook:applied"
 
     def webhook_due(self, destination: str) -> str:
         """Deliveries to one destination (`host:port`), scored by when each is due."""

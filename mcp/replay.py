@@ -1,13 +1,16 @@
-"""Rebuild Redis task state from `task-events` after Redis lost its data: task hashes, their
-indexes and timelines (the same scripts as the projector), and the dead-letter index from
-`tasks.dlq`."""
+"""Rebuild Redis from Kafka after Redis lost its data: task hashes, their indexes, timelines and
+idempotency keys from `task-events` (the same scripts as the projector), the dead-letter index
+from `tasks.dlq`, webhook secrets, batch manifests, and webhook deliveries (schedule, history,
+dead ones) from `webhook-deliveries`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 
+import redis.asyncio as aioredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from mcp.dead_letters import DeadLetter
@@ -16,7 +19,9 @@ from mcp.names import Keys, Topics
 from mcp.projector import decode_events
 from mcp.settings import Settings, get_settings
 from mcp.store import SyncTaskStore
+from mcp.webhooks.projection import WebhookProjection
 from mcp.webhooks.secrets import replay_secrets
+from mcp.webhooks.store import WebhookStore
 from schemas import dumps, loads
 from schemas.batch import BatchManifest
 
@@ -75,6 +80,22 @@ def replay_batches(settings: Settings, store: SyncTaskStore) -> int:
     return len(manifests)
 
 
+def replay_webhooks(settings: Settings, timeout_s: float = 300.0) -> int:
+    """Apply every webhook delivery record from the beginning; returns how many were applied.
+    Pending deliveries are due again at their recorded times, finished ones stay finished."""
+
+    async def rebuild() -> int:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        projection = WebhookProjection(settings, WebhookStore(client, settings))
+        try:
+            return await projection.sync(from_start=True, timeout_s=timeout_s)
+        finally:
+            await asyncio.to_thread(projection.close)
+            await client.aclose()
+
+    return asyncio.run(rebuild())
+
+
 def run(flush: bool = False) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
@@ -87,4 +108,7 @@ def run(flush: bool = False) -> int:
     projects = replay_secrets(settings, store.redis)
     print(f"replay: restored the webhook secrets of {projects} project(s)")
     print(f"replay: restored {replay_batches(settings, store)} batch manifest(s)")
+    started = time.monotonic()
+    applied = replay_webhooks(settings)
+    print(f"replay: applied {applied} webhook records in {time.monotonic() - started:.1f} s")
     return 0

@@ -156,6 +156,11 @@ class WebhookSettings(BaseModel):
     rotation_overlap_s: float = Field(default=86_400.0, ge=0)
     allow_networks: list[str] = Field(default_factory=list)
     output_throttle_ms: int = 500
+    # Every delivery state goes to Kafka (`webhook-deliveries`) before Redis, so losing Redis
+    # loses no webhook. Off: the state lives in Redis only (faster; what `make bench` compares).
+    journal: bool = True
+    # Attempt outcomes wait up to this long to share one Kafka transaction (fewer commits).
+    journal_window_ms: float = 10.0
 
 
 class S3Settings(BaseModel):

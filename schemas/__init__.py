@@ -31,6 +31,7 @@ from schemas.task import (
     new_task_id,
     utcnow,
 )
+from schemas.webhooks import WebhookAttempt, WebhookRecord
 
 __all__ = [
     "PRIORITIES",
@@ -60,7 +61,9 @@ __all__ = [
     "TaskStatus",
     "TaskView",
     "TraceContext",
+    "WebhookAttempt",
     "WebhookBody",
+    "WebhookRecord",
     "WebhookView",
     "dumps",
     "loads",

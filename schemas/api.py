@@ -8,19 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, HttpUrl
 
 from schemas.task import Frozen, JsonDict, Priority, TaskError, TaskStatus, WebhookEventFilter
+from schemas.webhooks import WebhookAttempt, WebhookType
 
 WebhookState = Literal["pending", "delivered", "retrying", "failed", "none"]
-WebhookType = Literal[
-    "task.succeeded", "task.failed", "task.cancelled", "task.expired", "task.started", "task.output"
-]
-"""Every webhook event type, listed once."""
-COMPLETION_TYPES: dict[TaskStatus, WebhookType] = {
-    TaskStatus.SUCCEEDED: "task.succeeded",
-    TaskStatus.FAILED: "task.failed",
-    TaskStatus.CANCELLED: "task.cancelled",
-    TaskStatus.EXPIRED: "task.expired",
-}
-"""The final webhook of each terminal status."""
 
 
 class SubmitRequest(Frozen):
@@ -63,6 +53,8 @@ class WebhookView(Frozen):
     attempts: int = 0
     last_status_code: int | None = None
     next_attempt_at: datetime | None = None
+    history: tuple[WebhookAttempt, ...] = ()
+    """The attempts so far, oldest first (the latest 50)."""
 
 
 class TaskView(Frozen):

@@ -33,6 +33,7 @@ from mcp.names import Topics
 from mcp.records import content_type_for, decode_value
 from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
+from mcp.transaction import ConsumerTransaction, TransactionLost
 from schemas import AsyncTask, DecodeError, TaskStatus, utcnow
 from workers.backends.base import Backend, TaskContext
 from workers.fairness import FairQueue
@@ -42,7 +43,6 @@ from workers.outcome import Outcome
 from workers.records import outcome_records, running_record, substitute, undecodable_record
 from workers.runner import Runner
 from workers.streams import TokenStreams
-from workers.transaction import TransactionLost, WorkerTransaction
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class InferenceWorker:
         self.wire = content_type_for(settings.kafka.encoding)
         self.store = SyncTaskStore(settings)
         self.streams = TokenStreams(settings, self.store.redis)
-        self.txn = WorkerTransaction(
+        self.txn = ConsumerTransaction(
             settings, self.topics.transactional_id(f"worker.{spec.name}", slot), self._substitute
         )
         longest = max(settings.worker.session_timeout_ms, 3_600_000)

@@ -55,7 +55,10 @@ async def redeliver_dead(body: RedeliverRequest, request: Request, caller: Manag
     else:
         wanted = list(dict.fromkeys(body.webhook_ids))
         dead = await services.webhooks.dead_of(project, wanted)
-    redelivered = [w for w in wanted if w in dead and await services.webhooks.redeliver_webhook(w)]
+    # Their requests are committed to `webhook-deliveries` first, so a replay restores them.
+    redelivered = await services.webhooks.redeliver_webhooks(
+        [w for w in wanted if w in dead], services.journal
+    )
     answer = RedeliverAnswer(
         redelivered=redelivered, not_found=[w for w in wanted if w not in redelivered]
     )

@@ -160,7 +160,8 @@ async def redeliver(
 ) -> Response:
     services = services_of(request)
     view = await find_task(services, task_id, caller)
-    if not await services.webhooks.redeliver(task_id):
+    # The request is committed to `webhook-deliveries` first, so a replay restores it.
+    if not await services.webhooks.redeliver(task_id, services.journal):
         raise NothingToRedeliver(
             f"task {task_id!r} has no final webhook to redeliver yet",
             {"task_id": task_id, "status": view.status.value},

@@ -8,8 +8,8 @@ from typing import Any
 from mcp.webhooks.store import NewDelivery
 from mcp.webhooks.targets import WebhookTarget
 from schemas import TaskResult, TaskView, WebhookBody, WebhookView, dumps
-from schemas.api import COMPLETION_TYPES, WebhookType
 from schemas.task import TaskStatus
+from schemas.webhooks import COMPLETION_TYPES, WebhookType
 
 
 def webhook_id(task_id: str, kind: str, seq: int | None = None) -> str:

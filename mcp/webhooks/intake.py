@@ -1,7 +1,8 @@
 """The consume side: task-results and task-events become durably scheduled deliveries.
 
-Offsets are committed only after the batch's deliveries (and the targets of later lifecycle
-webhooks) are in Redis, so a crash between the two consumes the batch again; scheduling is
+A batch's new deliveries are committed to `webhook-deliveries` in one Kafka transaction with the
+batch's offsets (see `journal`), then applied to Redis. A crash before the commit consumes the
+batch again; a crash after it leaves the deliveries to the projection of the topic. Scheduling is
 idempotent per webhook id, so nothing is sent twice because of it.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
@@ -18,11 +21,13 @@ from mcp.kafka import consumer_config
 from mcp.names import Topics
 from mcp.records import decode_value
 from mcp.settings import Settings
+from mcp.transaction import TransactionLost, rewind
 from mcp.webhooks import events
+from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.output import OutputWatcher
-from mcp.webhooks.store import NewDelivery, WebhookStore
+from mcp.webhooks.store import NewDelivery, WebhookStore, scheduled
 from mcp.webhooks.targets import TargetStore, WebhookTarget
-from schemas import DecodeError, TaskEvent, TaskResult
+from schemas import DecodeError, TaskEvent, TaskResult, WebhookRecord
 from schemas.task import TaskStatus
 
 log = logging.getLogger(__name__)
@@ -42,20 +47,32 @@ def next_offsets(messages: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
 
 
+@dataclass
+class Batch:
+    """What a consumed batch asks for: new deliveries, and tasks that have finished."""
+
+    states: list[WebhookRecord] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+
 class Intake:
     def __init__(
         self,
         settings: Settings,
         store: WebhookStore,
+        journal: WebhookJournal,
         targets: TargetStore,
         watcher: OutputWatcher,
+        ready: asyncio.Event,
         on_scheduled: Callable[[], None],
     ) -> None:
         self.settings = settings
         self.topics = Topics.of(settings)
         self.store = store
+        self.journal = journal
         self.targets = targets
         self.watcher = watcher
+        self.ready = ready
         self.on_scheduled = on_scheduled
         self.consumed = 0
 
@@ -78,37 +95,64 @@ class Intake:
         consumer = await asyncio.to_thread(self._consumer, slot)
         try:
             while not stop.is_set():
+                # While Redis's webhook state is rebuilt, "already scheduled" cannot be told.
+                if not self.ready.is_set():
+                    await _either(self.ready, stop)
+                    continue
                 messages = await asyncio.to_thread(consumer.consume, BATCH, POLL_S)
                 records = [m for m in messages if _usable(m)]
                 if not records:
                     continue
-                if not await self._handle_until_done(records, stop):
+                batch = await self._until_done(stop, self.plan, records)
+                if batch is None:
+                    break
+                if not self.journal.enabled and not await self._until_done(stop, self.apply, batch):
                     break
                 try:
                     await asyncio.to_thread(
-                        consumer.commit, offsets=next_offsets(records), asynchronous=False
+                        self.journal.commit, batch.states, next_offsets(records), consumer
                     )
+                except TransactionLost:
+                    await asyncio.to_thread(rewind, consumer)
+                    continue
                 except KafkaException as exc:
                     # A rebalance took the partitions; their new owner consumes them again.
                     log.warning("offset commit failed, the batch will be consumed again: %s", exc)
+                if self.journal.enabled:
+                    await self._apply_committed(batch)
                 self.consumed += len(records)
         finally:
             await asyncio.to_thread(consumer.close)
 
-    async def _handle_until_done(self, records: list[Message], stop: asyncio.Event) -> bool:
-        """Schedule a batch, waiting out Redis outages; False if stopped before it was done."""
+    async def _until_done(
+        self, stop: asyncio.Event, step: Callable[[Any], Awaitable[Any]], arg: Any
+    ) -> Any:
+        """Run a Redis step, waiting out Redis outages; None if stopped before it was done."""
         while not stop.is_set():
             try:
-                await self.handle(records)
-                return True
+                return (await step(arg)) or True
             except (RedisError, OSError) as exc:
                 log.warning("cannot schedule webhooks yet (%s); retrying the batch", exc)
                 await asyncio.sleep(1.0)
-        return False
+        return None
 
-    async def handle(self, records: list[Message]) -> None:
+    async def _apply_committed(self, batch: Batch) -> None:
+        """Apply a committed batch to Redis; if Redis is away, the projection applies it."""
+        try:
+            await self.apply(batch)
+        except (RedisError, OSError) as exc:
+            log.warning("committed webhooks wait for the projection (%s)", exc)
+
+    async def apply(self, batch: Batch) -> None:
+        await self.store.apply(batch.states)
+        await self.watcher.finish(batch.finished)
+        if batch.states:
+            self.on_scheduled()
+
+    async def plan(self, records: list[Message]) -> Batch:
+        """The batch's new deliveries (in order, due now); remembers lifecycle targets."""
         deliveries: list[NewDelivery] = []
-        finished: list[str] = []
+        batch = Batch()
         seen: dict[str, WebhookTarget] = {}
         remember: list[tuple[WebhookTarget, float]] = []
         for msg in records:
@@ -116,7 +160,7 @@ class Intake:
             try:
                 if msg.topic() == self.topics.results:
                     result = decode_value(TaskResult, raw, msg.headers())
-                    finished.append(result.task_id)
+                    batch.finished.append(result.task_id)
                     for delivery in (events.started_of(result), events.completion(result)):
                         if delivery is not None:
                             deliveries.append(delivery)
@@ -132,10 +176,13 @@ class Intake:
             except DecodeError as exc:
                 log.warning("skipping an undecodable record at %s: %s", _where(msg), exc)
         await self.targets.remember(remember)
-        await self.store.schedule(deliveries)
-        await self.watcher.finish(finished)
-        if deliveries:
-            self.on_scheduled()
+        unique: dict[str, NewDelivery] = {}
+        for delivery in deliveries:
+            unique.setdefault(delivery.webhook_id, delivery)
+        held = await self.store.versions(list(unique))
+        new = [d for d, version in zip(unique.values(), held, strict=True) if version == 0]
+        batch.states = scheduled(new)
+        return batch
 
     async def _running(
         self, event: TaskEvent, seen: dict[str, WebhookTarget], deliveries: list[NewDelivery]
@@ -147,6 +194,13 @@ class Intake:
             await self.watcher.watch(target, event.attempt, event.at)
         if "started" in target.events:
             deliveries.append(events.started(target, event.attempt, event.at))
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    waiters = {asyncio.create_task(first.wait()), asyncio.create_task(second.wait())}
+    _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
 
 
 def _usable(msg: Message) -> bool:

@@ -19,7 +19,8 @@ from pydantic import ConfigDict
 from mcp.names import Keys
 from mcp.settings import Settings
 from mcp.webhooks import events
-from mcp.webhooks.store import NewDelivery, WebhookStore
+from mcp.webhooks.journal import WebhookJournal
+from mcp.webhooks.store import NewDelivery, WebhookStore, scheduled
 from mcp.webhooks.targets import WebhookTarget
 from schemas import StreamEntry
 from schemas.task import Frozen, JsonDict, utcnow
@@ -57,11 +58,13 @@ class OutputWatcher:
         redis: aioredis.Redis,
         settings: Settings,
         store: WebhookStore,
+        journal: WebhookJournal,
         slot: str,
         on_scheduled: Callable[[], None] = lambda: None,
     ) -> None:
         self.redis = redis
         self.store = store
+        self.journal = journal
         self.keys = Keys.of(settings)
         self.key = self.keys.webhook_watch(slot)
         self.throttle_s = settings.webhooks.output_throttle_ms / 1000
@@ -133,7 +136,10 @@ class OutputWatcher:
             deliveries.append(events.output(w.target, seq, at, w.started_at, w.attempt, chunk))
             update = {"seq": seq, "last_sent": now, "last_id": _text(entries[-1][0])}
             changed.append(w.model_copy(update=update))
-        await self.store.schedule(deliveries)
+        # Journaled before the watches move on: a failed commit sends the same output next tick.
+        states = scheduled(deliveries)
+        await self.journal.record(states)
+        await self.store.apply(states)
         saved: list[OutputWatch] = []
         for w in changed:
             if w.target.task_id in self.watches:  # not finished while this tick ran

@@ -12,11 +12,15 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
+from mcp.errors import BrokerUnavailable
 from mcp.settings import Settings
+from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.policy import RetryPolicy
 from mcp.webhooks.sender import Attempt, WebhookSender
 from mcp.webhooks.store import Delivery, WebhookStore
+from schemas import WebhookAttempt, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,13 @@ class DeliveryPool:
         sender: WebhookSender,
         policy: RetryPolicy,
         slot: str,
+        journal: WebhookJournal,
+        ready: asyncio.Event,
     ) -> None:
         hooks = settings.webhooks
         self.store = store
+        self.journal = journal
+        self.ready = ready
         self.sender = sender
         self.policy = policy
         self.slot = slot
@@ -51,10 +59,16 @@ class DeliveryPool:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        while not self.ready.is_set() and not stop.is_set():
+            await self._wait(stop)
         recovered = await self.store.recover(self.slot)
         if recovered:
             log.info("re-queued %d deliveries claimed before a restart", recovered)
         while not stop.is_set():
+            if not self.ready.is_set():
+                # Redis's webhook state is being rebuilt: what is due cannot be told yet.
+                await self._wait(stop)
+                continue
             try:
                 more = await self._claim_and_start()
             except Exception:
@@ -99,13 +113,19 @@ class DeliveryPool:
     async def _attempt(self, delivery: Delivery, host: str) -> None:
         released = False
         try:
+            started = utcnow()
+            clock = time.perf_counter()
             attempt = await self.sender.send(delivery)
+            took_ms = (time.perf_counter() - clock) * 1000
             self.attempted += 1
             # The destination is free once it answered; recording the outcome needs only Redis.
             self._release(host)
             released = True
             self._wake.set()
-            await self._record(delivery, attempt)
+            await self._record(delivery, attempt, started, took_ms)
+        except BrokerUnavailable as exc:
+            # Not recorded, so not applied: the claim lapses and the delivery is attempted again.
+            log.warning("attempt of webhook %s not recorded: %s", delivery.webhook_id, exc)
         except Exception:
             log.exception("attempt of webhook %s failed unexpectedly", delivery.webhook_id)
         finally:
@@ -117,24 +137,33 @@ class DeliveryPool:
         if self.host_load[host] <= 0:
             del self.host_load[host]
 
-    async def _record(self, delivery: Delivery, attempt: Attempt) -> None:
-        if attempt.outcome == "delivered":
-            await self.store.delivered(delivery, self.slot, attempt.status_code or 200)
-            return
-        log.info(
-            "webhook %s attempt %d to %s failed: %s",
-            delivery.webhook_id,
-            delivery.attempts + 1,
-            delivery.url,
-            attempt.error,
-        )
+    async def _record(
+        self, delivery: Delivery, attempt: Attempt, started: datetime, took_ms: float
+    ) -> None:
+        """Journal the attempt's outcome, then apply it to Redis."""
+        delivered = attempt.outcome == "delivered"
+        if not delivered:
+            log.info(
+                "webhook %s attempt %d to %s failed: %s",
+                delivery.webhook_id,
+                delivery.attempts + 1,
+                delivery.url,
+                attempt.error,
+            )
         at = None
         if attempt.outcome == "retry":
             at = self.policy.next_attempt_at(delivery.step, time.time(), attempt.retry_after)
-        if at is None:
-            await self.store.give_up(delivery, self.slot, attempt.status_code, attempt.error)
-        else:
-            await self.store.retry_at(delivery, self.slot, at, attempt.status_code, attempt.error)
+        record = WebhookAttempt(
+            attempt=delivery.attempts + 1,
+            at=started,
+            duration_ms=round(took_ms, 3),
+            status_code=attempt.status_code,
+            error=attempt.error,
+            next_attempt_at=None if at is None else datetime.fromtimestamp(at, UTC),
+        )
+        state = delivery.after(record, delivered)
+        await self.journal.record([state])
+        await self.store.ended(delivery, self.slot, state)
 
     async def _finish_in_flight(self, grace_s: float = 5.0) -> None:
         """Let running attempts end briefly; unfinished claims are recovered on restart."""

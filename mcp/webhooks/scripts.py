@@ -24,16 +24,34 @@ local function rescore(schedule, due_prefix, host)
 end
 """
 
-# KEYS: delivery hash, schedule, task index.
-# ARGV: id, due, type, index ttl, due prefix, host, then field/value pairs.
-# A delivery is created once: a result consumed again after a crash changes nothing.
-SCHEDULE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZADD', ARGV[5] .. ARGV[6], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[2], 'LT', ARGV[2], ARGV[6])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+# KEYS: a delivery hash. ARGV: version, retention s, '1' if the delivery still waits, then
+# field/value pairs. One delivery's state (a `webhook-deliveries` record), written unless Redis
+# holds that version or a later one, so records may come twice and in any order: from the process
+# that wrote them and from the projection of the topic. Returns 1 when the state still has to be
+# placed (due queue, dead list, task index: `PLACE`, then `PLACED`), 0 when there is nothing to do.
+# One key only (Redis Cluster): the placing is a second step, redone until `placed` says it is done.
+STATE = """
+local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local version = tonumber(ARGV[1])
+if held > version then return 0 end
+if held == version then
+  if tonumber(redis.call('HGET', KEYS[1], 'placed') or '0') >= version then return 0 end
+  return 1
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[3] == '1' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 1
+"""
+
+# KEYS: a delivery hash. ARGV: version. Its state up to `version` is placed (never goes back).
+PLACED = """
+if tonumber(redis.call('HGET', KEYS[1], 'placed') or '0') < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'placed', ARGV[1])
+end
 return 1
 """
 
@@ -140,25 +158,14 @@ return 1
 """
 )
 
-# KEYS: delivery hash, schedule, dead. ARGV: now, id, due prefix.
-# A finished delivery starts its schedule again; one still retrying is brought forward.
-REDELIVER = (
-    _RESCORE
-    + """
-local row = redis.call('HMGET', KEYS[1], 'status', 'host')
-local status, host = row[1], row[2]
-if not status or not host then return 0 end
-local due = ARGV[3] .. host
-if status == 'delivered' or status == 'failed' then
-  redis.call('HSET', KEYS[1], 'status', 'pending', 'step', 0, 'next_attempt_at', ARGV[1])
-  redis.call('PERSIST', KEYS[1])
-  redis.call('ZADD', due, ARGV[1], ARGV[2])
-else
-  redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[1])
-  redis.call('ZADD', due, 'LT', ARGV[1], ARGV[2])
+# KEYS: positions hash. ARGV: whether the hash must exist, then partition/next-offset pairs.
+# Positions only move forward, so dispatcher slots projecting the same topic never take one back.
+# A hash that must exist and does not means Redis lost the webhook state: returns 0, writes none.
+POSITIONS = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 2, #ARGV, 2 do
+  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
-rescore(KEYS[2], ARGV[3], host)
-redis.call('ZREM', KEYS[3], ARGV[2])
 return 1
 """
-)

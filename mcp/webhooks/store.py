@@ -1,32 +1,37 @@
-"""The durable side of webhooks in Redis: the retry schedule, each delivery's state, dead letters.
+"""The Redis projection of webhooks: the retry schedule, each delivery's state, dead letters.
 
-A delivery is a hash `webhook:<webhook-id>` (body, url, attempts, status, last status code, next
-attempt). Deliveries still to send wait in a ZSET per destination, scored by when they are due
-(see `mcp.webhooks.scripts`). A dispatcher claims due ones by pushing their score a lease ahead,
-so a crashed dispatcher's claims fall due again. `webhook:dead` lists deliveries given up on;
-`redeliver` revives one.
+Every state a delivery goes through is a `WebhookRecord` written to Kafka (`webhook-deliveries`)
+first; `apply` projects records here, and Redis holds nothing a replay of that topic cannot
+rebuild. A delivery is a hash `webhook:<webhook-id>` (body, url, attempts, status, last status
+code, next attempt, the record itself). Deliveries still to send wait in a ZSET per destination,
+scored by when they are due (see `mcp.webhooks.scripts`). A dispatcher claims due ones by pushing
+their score a lease ahead, so a crashed dispatcher's claims fall due again. `webhook:dead` lists
+deliveries given up on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
 from urllib.parse import urlsplit
 
+import orjson
 import redis.asyncio as aioredis
 
 from mcp.names import Keys
 from mcp.settings import Settings
 from mcp.webhooks import scripts
-from schemas.api import COMPLETION_TYPES, WebhookState, WebhookView
-
-ORDER_STEP_S = 1e-6
-"""Deliveries scheduled together are due this far apart, so they keep their order."""
+from schemas.api import WebhookState, WebhookView
+from schemas.task import utcnow
+from schemas.webhooks import COMPLETION_TYPES, WebhookAttempt, WebhookRecord, WebhookType
 
 TERMINAL_TYPES = tuple(COMPLETION_TYPES.values())
+
+Publish = Callable[[Sequence[WebhookRecord]], Awaitable[None]]
+"""Commits delivery states to `webhook-deliveries` (raises when that did not happen)."""
 
 
 def destination(url: str) -> str:
@@ -44,9 +49,28 @@ class NewDelivery:
     webhook_id: str
     task_id: str
     project: str
-    type: str
+    type: WebhookType
     url: str
     body: bytes
+
+    def scheduled(self, at: float) -> WebhookRecord:
+        """Its first record: due at `at` (unix seconds)."""
+        return WebhookRecord.scheduled(
+            webhook_id=self.webhook_id,
+            task_id=self.task_id,
+            project=self.project,
+            type=self.type,
+            url=self.url,
+            body=self.body.decode(),
+            at=datetime.fromtimestamp(at, UTC),
+        )
+
+
+def scheduled(deliveries: Sequence[NewDelivery], due: float | None = None) -> list[WebhookRecord]:
+    """The first records of new deliveries, due at `due` (now by default) in this order."""
+    # Whole microseconds: a record's times are datetimes, exact to the microsecond.
+    start_us = round((time.time() if due is None else due) * 1_000_000)
+    return [d.scheduled((start_us + i) / 1_000_000) for i, d in enumerate(deliveries)]
 
 
 @dataclass(frozen=True)
@@ -56,10 +80,33 @@ class Delivery(NewDelivery):
     attempts: int
     step: int
     status: str
+    state: WebhookRecord | None = None
+    """Its whole state when claimed; None only for a delivery built by hand."""
 
     @property
     def destination(self) -> str:
         return destination(self.url)
+
+    @classmethod
+    def of(cls, record: WebhookRecord) -> Delivery:
+        return cls(
+            webhook_id=record.webhook_id,
+            task_id=record.task_id,
+            project=record.project,
+            type=record.type,
+            url=record.url,
+            body=record.body.encode(),
+            attempts=record.attempts,
+            step=record.step,
+            status=record.status,
+            state=record,
+        )
+
+    def after(self, attempt: WebhookAttempt, delivered: bool) -> WebhookRecord:
+        """Its state after `attempt` (see `WebhookRecord.after`)."""
+        if self.state is None:
+            raise ValueError(f"delivery {self.webhook_id} was not claimed from the store")
+        return self.state.after(attempt, delivered)
 
 
 @dataclass(frozen=True)
@@ -82,6 +129,42 @@ def _instant(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(text), UTC) if text else None
 
 
+def _fields(record: WebhookRecord) -> dict[str, str]:
+    """What a delivery hash holds of a record: the fields scripts and views read, the record
+    itself (without its body) and the body."""
+    created = record.created_at.timestamp()
+    return {
+        "webhook_id": record.webhook_id,
+        "task_id": record.task_id,
+        "project": record.project,
+        "type": record.type,
+        "url": record.url,
+        "host": destination(record.url),
+        "status": record.status,
+        "attempts": str(record.attempts),
+        "step": str(record.step),
+        "last_status_code": "" if record.last_status_code is None else str(record.last_status_code),
+        "last_error": record.last_error,
+        "created_at": repr(created),
+        "next_attempt_at": _stamp(record.next_attempt_at),
+        "finished_at": _stamp(record.finished_at),
+        "version": str(record.version),
+        "record": record.model_dump_json(exclude={"body"}),
+        "body": record.body,
+    }
+
+
+def _stamp(at: datetime | None) -> str:
+    return "" if at is None else repr(at.timestamp())
+
+
+def record_of(row: dict[str, Any]) -> WebhookRecord:
+    """The record a delivery hash holds (see `record_fields`)."""
+    data = orjson.loads(row["record"])
+    data["body"] = _text(row.get("body", b""))
+    return WebhookRecord.model_validate(data)
+
+
 class WebhookStore:
     """Webhook deliveries in Redis. Works with clients with or without `decode_responses`."""
 
@@ -90,59 +173,106 @@ class WebhookStore:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.due_prefix = self.keys.webhook_due("")
-        self._schedule = redis.register_script(scripts.SCHEDULE)
-        self._claim = redis.register_script(scripts.CLAIM)
+        self._state = redis.register_script(scripts.STATE)
+        self._placed = redis.register_script(scripts.PLACED)
         self._place = redis.register_script(scripts.PLACE)
-        self._redeliver = redis.register_script(scripts.REDELIVER)
+        self._claim = redis.register_script(scripts.CLAIM)
         self._release = redis.register_script(scripts.RELEASE)
+        self._positions = redis.register_script(scripts.POSITIONS)
 
     @property
     def retention_s(self) -> int:
         return self.settings.redis.task_retention_s
 
-    async def schedule(self, deliveries: Sequence[NewDelivery], due: float | None = None) -> int:
-        """Record new deliveries, due at `due` (now by default); returns how many were new.
+    async def apply(self, records: Sequence[WebhookRecord]) -> int:
+        """Project records, each unless Redis holds its version or a later one; returns how
+        many changed anything.
 
-        A task's deliveries are attempted in the order they are scheduled, one at a time.
-        """
-        if not deliveries:
+        Two steps, each touching one hash slot's keys at a time (Redis Cluster): the delivery
+        hash takes the state (`scripts.STATE`), then the state is placed in the due queue, the
+        dead list and the task's index, and the hash notes it (`placed`). A process that dies
+        between the two leaves `placed` behind `version`, and the next apply of the same record
+        (the projection reads it again) places it."""
+        if not records:
             return 0
-        start = time.time() if due is None else due
+        latest: dict[str, WebhookRecord] = {}
+        for record in records:
+            held = latest.get(record.webhook_id)
+            if held is None or record.version > held.version:
+                latest[record.webhook_id] = record
+        chosen = list(latest.values())
         async with self.redis.pipeline(transaction=False) as pipe:
-            for i, d in enumerate(deliveries):
-                at = start + i * ORDER_STEP_S
-                fields = {
-                    "webhook_id": d.webhook_id,
-                    "task_id": d.task_id,
-                    "project": d.project,
-                    "type": d.type,
-                    "url": d.url,
-                    "host": destination(d.url),
-                    "status": "pending",
-                    "attempts": 0,
-                    "step": 0,
-                    "created_at": at,
-                    "next_attempt_at": at,
-                }
-                args: list[Any] = [
-                    d.webhook_id,
-                    at,
-                    d.type,
-                    self.retention_s,
-                    self.due_prefix,
-                    destination(d.url),
-                ]
-                for name, value in fields.items():
-                    args += [name, value]
-                args += ["body", d.body]
-                keys = [
-                    self.keys.delivery(d.webhook_id),
-                    self.keys.webhook_schedule,
-                    self.keys.task_webhooks(d.task_id),
-                ]
-                await self._schedule(keys=keys, args=args, client=pipe)
-            created = await pipe.execute()
-        return sum(int(n) for n in created)
+            for record in chosen:
+                fields = _fields(record)
+                args: list[Any] = [record.version, self.retention_s, int(record.waiting)]
+                args += [item for pair in fields.items() for item in pair]
+                await self._state(
+                    keys=[self.keys.delivery(record.webhook_id)], args=args, client=pipe
+                )
+            wanted = await pipe.execute()
+        todo = [r for r, want in zip(chosen, wanted, strict=True) if int(want)]
+        if not todo:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record in todo:
+                await self._placing(pipe, record)
+            await pipe.execute()
+        return len(todo)
+
+    async def _placing(self, pipe: Any, record: WebhookRecord) -> None:
+        """Queue on `pipe` what places one applied state: the due queue of its destination, the
+        dead list, the task's index of webhooks, then the `placed` mark."""
+        webhook_id = record.webhook_id
+        due = (record.next_attempt_at or record.at).timestamp()
+        mode = "set" if record.waiting else "remove"
+        args: list[Any] = [self.due_prefix, destination(record.url), webhook_id, repr(due), mode]
+        await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
+        if record.status == "failed":
+            pipe.zadd(
+                self.keys.webhook_dead, {webhook_id: (record.finished_at or record.at).timestamp()}
+            )
+        else:
+            pipe.zrem(self.keys.webhook_dead, webhook_id)
+        index = self.keys.task_webhooks(record.task_id)
+        pipe.hset(index, record.type, webhook_id)
+        pipe.expire(index, self.retention_s)
+        delivery = [self.keys.delivery(webhook_id)]
+        await self._placed(keys=delivery, args=[record.version], client=pipe)
+
+    async def project(
+        self, records: Sequence[WebhookRecord], positions: Mapping[int, int], known: bool
+    ) -> bool:
+        """Apply records read from the topic, then note how far into each partition they go.
+        When Redis was `known` to hold positions and has none, it lost the webhook state: the
+        records are applied, no positions are written, and False says so."""
+        await self.apply(records)
+        args: list[Any] = ["1" if known else "0"]
+        args += [item for pair in positions.items() for item in pair]
+        done = await self._positions(keys=[self.keys.webhook_applied], args=args)
+        return bool(int(done))
+
+    async def positions(self) -> dict[int, int] | None:
+        """Next offset of each `webhook-deliveries` partition that Redis holds the state up to;
+        None when Redis has no webhook state (it was lost, or nothing was ever projected)."""
+        raw = await self.redis.hgetall(self.keys.webhook_applied)
+        if not raw:
+            return None
+        return {int(_text(k)): int(_text(v)) for k, v in raw.items()}
+
+    async def versions(self, webhook_ids: Sequence[str]) -> list[int]:
+        """The version of each delivery that Redis holds placed (0 for one it does not)."""
+        if not webhook_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for webhook_id in webhook_ids:
+                pipe.hget(self.keys.delivery(webhook_id), "placed")
+            found = await pipe.execute()
+        return [int(_text(v)) if v is not None else 0 for v in found]
+
+    async def schedule(self, deliveries: Sequence[NewDelivery], due: float | None = None) -> int:
+        """Record new deliveries in Redis, due at `due` (now by default); returns how many were
+        new. A task's deliveries are attempted in the order they are scheduled, one at a time."""
+        return await self.apply(scheduled(deliveries, due))
 
     async def claim(
         self,
@@ -189,101 +319,43 @@ class WebhookStore:
         claimed: list[Delivery] = []
         for webhook_id, raw in zip(ids, rows, strict=True):
             row = _decoded(raw)
-            if "body" not in row:
+            if "record" not in row:
                 await self.redis.srem(self.keys.webhook_inflight(slot), webhook_id)
                 continue
-            body = row["body"]
-            claimed.append(
-                Delivery(
-                    webhook_id=webhook_id,
-                    task_id=_text(row["task_id"]),
-                    project=_text(row["project"]),
-                    type=_text(row["type"]),
-                    url=_text(row["url"]),
-                    body=body if isinstance(body, bytes) else str(body).encode(),
-                    attempts=int(_text(row.get("attempts", 0))),
-                    step=int(_text(row.get("step", 0))),
-                    status=_text(row.get("status", "pending")),
-                )
-            )
+            claimed.append(Delivery.of(record_of(row)))
         return Claim(claimed, next_due)
 
-    async def _placed(self, pipe: Any, d: Delivery, at: float, mode: str) -> None:
-        """Queue a PLACE call on `pipe` (see `scripts.PLACE`)."""
-        args: list[Any] = [self.due_prefix, d.destination, d.webhook_id, at, mode]
-        await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
-
-    async def _ended(self, pipe: Any, d: Delivery, slot: str, at: float, mode: str) -> None:
-        """Queue the end of an attempt on `pipe`: place the delivery (see `_placed`), give the
-        task's next webhooks their turn, and drop the claim."""
-        await self._placed(pipe, d, at, mode)
-        keys = [
-            self.keys.webhook_schedule,
-            self.keys.webhook_turn(d.task_id),
-            self.keys.webhook_held(d.task_id),
-        ]
-        args: list[Any] = [self.due_prefix, d.destination, d.webhook_id]
-        await self._release(keys=keys, args=args, client=pipe)
-        pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+    async def ended(self, d: Delivery, slot: str, record: WebhookRecord) -> None:
+        """The attempt of `d` ended in `record`: apply it, give the task's next webhooks their
+        turn, and drop the claim."""
+        await self.apply([record])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            keys = [
+                self.keys.webhook_schedule,
+                self.keys.webhook_turn(d.task_id),
+                self.keys.webhook_held(d.task_id),
+            ]
+            args: list[Any] = [self.due_prefix, d.destination, d.webhook_id]
+            await self._release(keys=keys, args=args, client=pipe)
+            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+            await pipe.execute()
 
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
-        key = self.keys.delivery(d.webhook_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "status": "delivered",
-                    "attempts": d.attempts + 1,
-                    "last_status_code": status_code,
-                    "last_error": "",
-                    "next_attempt_at": "",
-                    "finished_at": time.time(),
-                },
-            )
-            pipe.expire(key, self.retention_s)
-            await self._ended(pipe, d, slot, 0, "remove")
-            pipe.zrem(self.keys.webhook_dead, d.webhook_id)
-            await pipe.execute()
+        """Redis only (tools and tests): the attempt of `d` was answered 2xx."""
+        attempt = _attempt(d, status_code, "", None)
+        await self.ended(d, slot, d.after(attempt, delivered=True))
 
     async def retry_at(
         self, d: Delivery, slot: str, at: float, status_code: int | None, error: str
     ) -> None:
-        """Record a failed attempt; the next one is due at `at` (unix seconds)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.keys.delivery(d.webhook_id),
-                mapping={
-                    "status": "retrying",
-                    "attempts": d.attempts + 1,
-                    "step": d.step + 1,
-                    "last_status_code": "" if status_code is None else status_code,
-                    "last_error": error,
-                    "next_attempt_at": at,
-                },
-            )
-            await self._ended(pipe, d, slot, at, "set")
-            await pipe.execute()
+        """Redis only (tools and tests): a failed attempt; the next one is due at `at`."""
+        attempt = _attempt(d, status_code, error, datetime.fromtimestamp(at, UTC))
+        await self.ended(d, slot, d.after(attempt, delivered=False))
 
     async def give_up(self, d: Delivery, slot: str, status_code: int | None, error: str) -> None:
-        """Record a last failed attempt: the delivery is `failed` and listed as dead."""
-        key = self.keys.delivery(d.webhook_id)
-        now = time.time()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "status": "failed",
-                    "attempts": d.attempts + 1,
-                    "last_status_code": "" if status_code is None else status_code,
-                    "last_error": error,
-                    "next_attempt_at": "",
-                    "finished_at": now,
-                },
-            )
-            pipe.expire(key, self.retention_s)
-            await self._ended(pipe, d, slot, 0, "remove")
-            pipe.zadd(self.keys.webhook_dead, {d.webhook_id: now})
-            await pipe.execute()
+        """Redis only (tools and tests): a last failed attempt; the delivery is dead."""
+        attempt = _attempt(d, status_code, error, None)
+        await self.ended(d, slot, d.after(attempt, delivered=False))
 
     async def recover(self, slot: str) -> int:
         """Make the claims of a previous process of this slot due now; returns how many."""
@@ -333,33 +405,44 @@ class WebhookStore:
         webhook_id = await self.final_webhook_id(task_id)
         if webhook_id is None:
             return WebhookView()
-        fields = ("status", "attempts", "last_status_code", "next_attempt_at")
+        fields = ("status", "attempts", "last_status_code", "next_attempt_at", "record")
         raw = await self.redis.hmget(self.keys.delivery(webhook_id), fields)
-        status, attempts, code, next_at = (_text(v) if v is not None else "" for v in raw)
+        status, attempts, code, next_at, record = (_text(v) if v is not None else "" for v in raw)
         if not status:
             return WebhookView()
         state: WebhookState = _STATES.get(status, "pending")
+        history = orjson.loads(record).get("history", []) if record else []
         return WebhookView(
             status=state,
             attempts=int(attempts or 0),
             last_status_code=int(code) if code else None,
             next_attempt_at=_instant(next_at) if state in ("pending", "retrying") else None,
+            history=tuple(WebhookAttempt.model_validate(a) for a in history),
         )
 
-    async def redeliver(self, task_id: str) -> bool:
+    async def record(self, webhook_id: str) -> WebhookRecord | None:
+        """The latest state of one delivery (its `webhook-deliveries` record)."""
+        row = _decoded(await self.redis.hgetall(self.keys.delivery(webhook_id)))
+        return record_of(row) if "record" in row else None
+
+    async def redeliver(self, task_id: str, publish: Publish | None = None) -> bool:
         """Queue the task's completion webhook again (same webhook-id); False if it has none."""
         webhook_id = await self.final_webhook_id(task_id)
-        return webhook_id is not None and await self.redeliver_webhook(webhook_id)
+        return webhook_id is not None and bool(await self.redeliver_webhooks([webhook_id], publish))
 
-    async def redeliver_webhook(self, webhook_id: str) -> bool:
-        """Queue one delivery again (same webhook-id, same body); False if there is none."""
-        keys = [
-            self.keys.delivery(webhook_id),
-            self.keys.webhook_schedule,
-            self.keys.webhook_dead,
-        ]
-        args: list[Any] = [time.time(), webhook_id, self.due_prefix]
-        return bool(await self._redeliver(keys=keys, args=args))
+    async def redeliver_webhooks(
+        self, webhook_ids: Sequence[str], publish: Publish | None = None
+    ) -> list[str]:
+        """Queue deliveries again (same webhook-id, same body); returns those that exist. Their
+        `redelivery_requested` records are committed to Kafka by `publish` first (the API
+        passes it; None: Redis only, for tools and tests), then applied here."""
+        now = utcnow()
+        found = [await self.record(w) for w in dict.fromkeys(webhook_ids)]
+        records = [r.redelivered(now) for r in found if r is not None]
+        if publish is not None:
+            await publish(records)
+        await self.apply(records)
+        return [r.webhook_id for r in records]
 
     async def dead_of(self, project: str, webhook_ids: Sequence[str]) -> set[str]:
         """Which of these webhooks are dead and belong to the project."""
@@ -417,3 +500,16 @@ class WebhookStore:
 
 
 _STATES: dict[str, WebhookState] = {s: s for s in get_args(WebhookState) if s != "none"}
+
+
+def _attempt(
+    d: Delivery, status_code: int | None, error: str, next_at: datetime | None
+) -> WebhookAttempt:
+    return WebhookAttempt(
+        attempt=d.attempts + 1,
+        at=utcnow(),
+        duration_ms=0,
+        status_code=status_code,
+        error=error,
+        next_attempt_at=next_at,
+    )

@@ -1,11 +1,13 @@
-"""The worker's side of exactly-once: results, events and consumed offsets in one transaction.
+"""Consume-process-produce in one Kafka transaction: what a process produced from consumed
+records, and the offsets of those records, commit together or not at all (KIP-447). The worker
+commits results and events this way; the webhook dispatcher, the deliveries it scheduled.
 
-Records enter in groups (one task's outcome, one `running` event): a group Kafka refuses is
-replaced by what the worker substitutes for it (a failure and a DLQ copy) and the rest commits
-with the offsets in a new transaction (`mcp.grouped_txn`).
+Records enter in groups (one task's outcome, one `running` event, one webhook's state): a group
+Kafka refuses is replaced by what the caller substitutes for it (the worker: a failure and a DLQ
+copy) and the rest commits with the offsets in a new transaction (`mcp.grouped_txn`).
 
 Error classes (librdkafka): a retriable error retries the call; one that requires an abort
-aborts and makes the worker rewind to its committed offsets; a fatal one (or a fenced
+aborts and makes the consumer rewind to its committed offsets; a fatal one (or a fenced
 producer) replaces the producer, which aborts whatever the old one left open.
 """
 
@@ -30,8 +32,30 @@ class TransactionLost(BrokerError):
     """The open transaction was lost; the consumer must go back to its committed offsets."""
 
 
-class WorkerTransaction:
-    def __init__(self, settings: Settings, transactional_id: str, substitute: Substitute) -> None:
+def rewind(consumer: Consumer) -> None:
+    """Make `consumer` read again from its committed offsets (after a lost transaction)."""
+    assignment = consumer.assignment()
+    if not assignment:
+        return
+    while True:  # without the committed offsets, going on would skip the lost work
+        try:
+            committed = consumer.committed(assignment, timeout=10)
+            break
+        except KafkaException as exc:
+            log.warning("cannot read committed offsets yet: %s", exc)
+            time.sleep(1.0)
+    for tp in committed:
+        offset = tp.offset if tp.offset >= 0 else 0
+        try:
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            log.warning("seek %s failed: %s", tp, exc)
+
+
+class ConsumerTransaction:
+    def __init__(
+        self, settings: Settings, transactional_id: str, substitute: Substitute | None = None
+    ) -> None:
         self.settings = settings
         self.transactional_id = transactional_id
         self.timeout = settings.kafka.request_timeout_s

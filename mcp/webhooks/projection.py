@@ -1,0 +1,168 @@
+"""Redis's webhook state as a projection of the `webhook-deliveries` topic.
+
+Every state of a delivery is committed to the topic before it is written to Redis. The process
+that committed it applies it to Redis at once; this projection applies the topic as well and
+records, in the same Redis transaction, how far into each partition it got (`webhook:applied`).
+So a dispatcher that died between its Kafka commit and its Redis write loses nothing, and a Redis
+that lost its data (a flush, a restart without persistence) or its last writes (a failover) is
+noticed, because those positions are gone or behind, and rebuilt from the topic before anything
+is delivered again. `autoglm replay` runs the same rebuild from the beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from redis.exceptions import RedisError
+
+from mcp.errors import WebhookStateLost
+from mcp.kafka import consumer_config
+from mcp.names import Topics
+from mcp.records import Record
+from mcp.settings import Settings
+from mcp.webhooks.store import WebhookStore
+from schemas import DecodeError, WebhookRecord, dumps, loads
+
+log = logging.getLogger(__name__)
+
+SCHEMA_HEADER = ("schema", b"WebhookRecord/1")
+BATCH = 1000
+CHECK_EVERY_S = 1.0
+"""How often a running projection checks that Redis still holds what it applied."""
+
+
+def journal_record(topics: Topics, state: WebhookRecord) -> Record:
+    """The Kafka record of a delivery state: keyed by webhook id, so compaction keeps the latest;
+    its version is also a header, so a projection skips what Redis holds without decoding it."""
+    headers = (SCHEMA_HEADER, ("version", str(state.version).encode()))
+    return Record(topics.webhooks, state.webhook_id.encode(), dumps(state), headers)
+
+
+def _newer(msg: Message, held: int) -> bool:
+    """Whether a record is newer than version `held` (a record without the header may be)."""
+    headers = msg.headers() or []
+    value = headers.get("version") if isinstance(headers, dict) else dict(headers).get("version")
+    return not value or int(value) > held
+
+
+def decode_records(messages: list[Message]) -> list[WebhookRecord]:
+    records: list[WebhookRecord] = []
+    for msg in messages:
+        try:
+            records.append(loads(WebhookRecord, msg.value() or b""))
+        except DecodeError as exc:
+            log.warning("skipping an undecodable webhook record: %s", exc)
+    return records
+
+
+class WebhookProjection:
+    """Applies `webhook-deliveries` to Redis; `ready` is set while Redis is up to date."""
+
+    def __init__(
+        self, settings: Settings, store: WebhookStore, on_ready: Callable[[], None] = lambda: None
+    ) -> None:
+        self.settings = settings
+        self.on_ready = on_ready
+        self.topic = Topics.of(settings).webhooks
+        self.store = store
+        self.ready = asyncio.Event()
+        self._next: dict[int, int] = {}
+        self._consumer: Consumer | None = None
+
+    def _open(self) -> tuple[Consumer, list[int]]:
+        if self._consumer is None:
+            group = Topics.of(self.settings).group("webhook-projection")
+            config = consumer_config(self.settings, group, **{"enable.partition.eof": True})
+            self._consumer = Consumer(config)
+        metadata = self._consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
+        if metadata is None or metadata.error is not None:  # not created yet: nothing to apply
+            return self._consumer, []
+        return self._consumer, sorted(metadata.partitions)
+
+    async def sync(self, from_start: bool = False, timeout_s: float | None = None) -> int:
+        """Apply the topic up to its end, from where Redis holds it (from the beginning when
+        Redis has no webhook state, or when asked); returns how many records were applied."""
+        consumer, partitions = await asyncio.to_thread(self._open)
+        stored = {} if from_start else (await self.store.positions() or {})
+        start = [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
+        await asyncio.to_thread(consumer.assign, start)
+        self._next = {p: stored.get(p, 0) for p in partitions}
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        remaining = set(partitions)
+        applied = 0
+        while remaining:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: partitions {sorted(remaining)} not read in time")
+            messages = await asyncio.to_thread(consumer.consume, BATCH, 0.5)
+            good: list[Message] = []
+            for msg in messages:
+                error = msg.error()
+                if error is None:
+                    good.append(msg)
+                    remaining.add(msg.partition() or 0)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(msg.partition() or 0)
+                else:
+                    log.warning("webhook projection: %s", error)
+            applied += await self._apply(good)
+        return applied
+
+    async def _apply(self, messages: list[Message]) -> int:
+        if not messages:
+            return 0
+        positions: dict[int, int] = {}
+        for msg in messages:
+            offset = msg.offset()
+            if offset is not None:
+                part = msg.partition() or 0
+                positions[part] = max(positions.get(part, 0), offset + 1)
+        # Most records were applied already by the process that wrote them: skip those unread.
+        held = await self.store.versions([(m.key() or b"").decode() for m in messages])
+        fresh = [m for m, v in zip(messages, held, strict=True) if _newer(m, v)]
+        records = decode_records(fresh)
+        known = any(n > 0 for n in self._next.values())
+        if not await self.store.project(records, positions, known):
+            raise WebhookStateLost("Redis lost the webhook state")
+        self._next.update(positions)
+        return len(records)
+
+    async def _behind(self) -> bool:
+        """Whether Redis lost some of what was applied (its positions are gone or behind, as
+        after a failover that dropped the last writes)."""
+        stored = await self.store.positions() or {}
+        return any(stored.get(p, 0) < n for p, n in self._next.items() if n > 0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep Redis up to date until `stop`; rebuild whenever Redis lost webhook state."""
+        checked = time.monotonic()
+        while not stop.is_set():
+            try:
+                if not self.ready.is_set():
+                    applied = await self.sync()
+                    log.info("webhook state in Redis is up to date (%d records applied)", applied)
+                    self.ready.set()
+                    self.on_ready()
+                consumer = self._consumer
+                assert consumer is not None
+                messages = await asyncio.to_thread(consumer.consume, BATCH, 0.2)
+                await self._apply([m for m in messages if m.error() is None])
+                if time.monotonic() - checked > CHECK_EVERY_S:
+                    checked = time.monotonic()
+                    if await self._behind():
+                        raise WebhookStateLost("Redis holds less webhook state than was applied")
+            except WebhookStateLost as exc:
+                log.warning("%s; rebuilding it from Kafka", exc)
+                self.ready.clear()
+            except (RedisError, OSError) as exc:
+                log.warning("webhook projection waits for Redis (%s)", exc)
+                self.ready.clear()
+                await asyncio.sleep(1.0)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
