@@ -29,6 +29,7 @@ SUITES = (
     "batch",
     "cluster",
     "grpc_vs_http",
+    "replay",
 )
 
 

@@ -34,6 +34,7 @@ KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
 ROOT = Path(__file__).resolve().parents[1]
 PER_HOST = 8
+ROUNDS = 2
 
 
 class Receiver:
@@ -143,7 +144,7 @@ async def _baseline(url: str, count: int, concurrency: int) -> float:
 class Platform:
     """A dispatcher process with its own topics and keys, fed by a transactional producer."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: bool = True) -> None:
         namespace = f"bench{uuid.uuid4().hex[:8]}."
         self.namespace = namespace
         self.settings = Settings.model_validate(
@@ -172,6 +173,7 @@ class Platform:
             "AUTOGLM_REDIS__KEY_PREFIX": namespace,
             "AUTOGLM_WEBHOOKS__PER_HOST_CONCURRENCY": str(PER_HOST),
             "AUTOGLM_WEBHOOKS__TIMEOUT_S": "3600",
+            "AUTOGLM_WEBHOOKS__JOURNAL": "true" if journal else "false",
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autoglm", "dispatcher", "--slot", "bench"],
@@ -207,6 +209,17 @@ def _rate(receiver: Receiver, before: int, count: int, started: float) -> float:
     return count / (receiver.wait(before + count) - started)
 
 
+def _alone(platform: Platform, receiver: Receiver, count: int, name: str) -> float:
+    """Deliveries per second to a healthy receiver, after one warm-up delivery."""
+    done = len(receiver.arrivals)
+    platform.publish([receiver.url(f"/{name}-warmup")])
+    receiver.wait(done + 1, timeout=60)
+    done = len(receiver.arrivals)
+    started = time.monotonic()
+    platform.publish([receiver.url(f"/{name}{i}") for i in range(count)])
+    return _rate(receiver, done, count, started)
+
+
 def run(out: dict[str, Any]) -> None:
     count = int(os.environ.get("BENCH_WEBHOOKS_N", "2000"))
     healthy = Receiver()
@@ -214,14 +227,17 @@ def run(out: dict[str, Any]) -> None:
     platform = Platform()
     try:
         baseline = asyncio.run(_baseline(healthy.url("/baseline"), count, PER_HOST))
-        done = len(healthy.arrivals)
-        platform.publish([healthy.url("/warmup")])
-        healthy.wait(done + 1, timeout=60)
-
-        done = len(healthy.arrivals)
-        started = time.monotonic()
-        platform.publish([healthy.url(f"/d{i}") for i in range(count)])
-        alone = _rate(healthy, done, count, started)
+        # With and without the journal, taking turns: this machine's noise hits both alike.
+        unjournaled = Platform(journal=False)
+        rates: dict[str, list[float]] = {"without": [], "with": []}
+        try:
+            for turn in range(ROUNDS):
+                rates["without"].append(_alone(unjournaled, healthy, count, f"r{turn}-"))
+                rates["with"].append(_alone(platform, healthy, count, f"d{turn}-"))
+        finally:
+            unjournaled.close()
+        alone = sum(rates["with"]) / ROUNDS
+        redis_only = sum(rates["without"]) / ROUNDS
 
         stuck = 200
         platform.publish([hanging.url(f"/h{i}") for i in range(stuck)])
@@ -236,6 +252,9 @@ def run(out: dict[str, Any]) -> None:
             "baseline_httpx_posts_per_s": round(baseline, 1),
             "dispatcher_deliveries_per_s": round(alone, 1),
             "dispatcher_vs_baseline": round(alone / baseline, 3),
+            "without_journal_deliveries_per_s": round(redis_only, 1),
+            "rounds": {k: [round(r, 1) for r in v] for k, v in rates.items()},
+            "journal_vs_without": round(alone / redis_only, 3),
             "with_hanging_receiver": {
                 "hanging_deliveries_pending": stuck,
                 "hanging_requests_open": hanging.open_requests,
@@ -243,7 +262,9 @@ def run(out: dict[str, Any]) -> None:
                 "healthy_rate_vs_no_hang": round(beside_hang / alone, 3),
             },
             "note": "end to end: Kafka commit -> dispatcher -> signed POST received; "
-            "baseline is a bare httpx loop with the same per-host concurrency",
+            "baseline is a bare httpx loop with the same per-host concurrency; "
+            "without_journal is the dispatcher with webhooks.journal=false (delivery states in "
+            "Redis only, as before they were committed to webhook-deliveries)",
         }
     finally:
         platform.close()

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs redis-server on 127.0.0.1; installs Debian's redis-server when it is missing and we are root.
 #   redis.sh up [--port N]   |   redis.sh down [--port N]
+# Persistence is off on purpose for local runs: Redis is a projection of Kafka, and after a
+# restart `autoglm replay` rebuilds it (the README's "Losing Redis" recommends it on in production).
 set -euo pipefail
 cmd="${1:-up}"; shift || true
 port="${REDIS_PORT:-6379}"
