@@ -67,9 +67,11 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
 def webhook_topic_config(settings: Settings) -> dict[str, str]:
     """`webhook-deliveries` keeps the latest record of each delivery (compaction) for as long as
     Redis keeps finished deliveries (deletion): a replay reads one record per webhook. A
-    delivery still waiting writes a new record at every attempt, and the longest wait between
-    attempts is far below the retention, so it is never deleted while it waits."""
-    retention_ms = settings.redis.task_retention_s * 1000
+    delivery still waiting writes a new record at every attempt, and the retention is kept well
+    above the longest wait between attempts, so it is never deleted while it waits."""
+    longest_wait_s = max(settings.webhooks.schedule_s, default=0.0)
+    retention_s = max(settings.redis.task_retention_s, 2 * longest_wait_s + 86_400)
+    retention_ms = int(retention_s * 1000)
     return {
         "cleanup.policy": "compact,delete",
         "retention.ms": str(retention_ms),

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 
 from mcp.settings import Settings
 from mcp.webhooks.secrets import WebhookSecrets
-from mcp.webhooks.store import NewDelivery, WebhookStore
+from mcp.webhooks.store import NewDelivery, WebhookStore, scheduled
+from schemas import WebhookAttempt, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -138,6 +139,42 @@ async def test_dead_deliveries_can_be_redelivered(store: WebhookStore) -> None:
     [again] = (await store.claim("s", 10, 60, {}, 8)).deliveries
     assert (again.webhook_id, again.step, again.attempts) == (d.webhook_id, 0, 1)
     assert await store.redeliver("unknown-task") is False
+
+
+async def test_a_state_written_but_not_placed_is_placed_when_applied_again(
+    store: WebhookStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if a process died between the delivery hash (one key) and its placing.
+    [first] = scheduled([_delivery("half")])
+
+    async def killed(pipe: object, record: object) -> None:
+        raise ConnectionError("killed before placing")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "_placing", killed)
+        with pytest.raises(ConnectionError):
+            await store.apply([first])
+    assert (await store.view("half")).status == "none"  # not in the task's index yet
+    assert await store.versions([first.webhook_id]) == [0]
+    assert (await store.claim("s", 10, 60, {}, 8)).deliveries == []
+
+    assert await store.apply([first]) == 1
+    assert await store.versions([first.webhook_id]) == [1]
+    [d] = (await store.claim("s", 10, 60, {}, 8)).deliveries
+    assert d.webhook_id == first.webhook_id
+    assert await store.apply([first]) == 0  # placed: nothing more to do
+
+
+async def test_records_apply_in_any_order_and_twice(store: WebhookStore) -> None:
+    [first] = scheduled([_delivery("late")])
+    attempt = WebhookAttempt(attempt=1, at=utcnow(), duration_ms=3.0, status_code=410)
+    dead = first.after(attempt, delivered=False)
+    assert await store.apply([dead, first]) == 1  # the newest of a webhook's records wins
+    assert await store.apply([first]) == 0 and await store.apply([dead]) == 0
+    assert await store.dead() == [first.webhook_id]
+    view = await store.view("late")
+    assert (view.status, [a.status_code for a in view.history]) == ("failed", [410])
+    assert (await store.claim("s", 10, 60, {}, 8)).deliveries == []
 
 
 async def test_generated_secret_is_stable_per_project(settings: Settings) -> None:
