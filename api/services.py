@@ -27,9 +27,10 @@ from mcp.projector import Projector
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings
 from mcp.store import TaskStore
+from mcp.webhooks.deliveries import Publish
 from mcp.webhooks.journal import api_publisher
 from mcp.webhooks.secrets import WebhookSecrets
-from mcp.webhooks.store import Publish, WebhookStore
+from mcp.webhooks.store import WebhookStore
 from schemas import TaskEvent
 
 log = logging.getLogger(__name__)

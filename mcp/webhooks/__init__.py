@@ -3,6 +3,7 @@
 | module | owns |
 |---|---|
 | `events` | what a webhook says: type, stable `webhook-id`, body (the task's poll view) |
+| `deliveries` | a delivery to send or claimed, its first record, its hash in Redis |
 | `journal` | every delivery state committed to Kafka `webhook-deliveries` before Redis sees it |
 | `projection` | Redis's webhook state as a projection of that topic, rebuilt when Redis lost it |
 | `store`, `scripts` | the Redis schedule: deliveries, due queues, dead letters, attempt history |

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mcp.webhooks.store import NewDelivery
+from mcp.webhooks.deliveries import NewDelivery
 from mcp.webhooks.targets import WebhookTarget
 from schemas import TaskResult, TaskView, WebhookBody, WebhookView, dumps
 from schemas.task import TaskStatus

@@ -23,9 +23,10 @@ from mcp.records import decode_value
 from mcp.settings import Settings
 from mcp.transaction import TransactionLost, rewind
 from mcp.webhooks import events
+from mcp.webhooks.deliveries import NewDelivery, scheduled
 from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.output import OutputWatcher
-from mcp.webhooks.store import NewDelivery, WebhookStore, scheduled
+from mcp.webhooks.store import WebhookStore
 from mcp.webhooks.targets import TargetStore, WebhookTarget
 from schemas import DecodeError, TaskEvent, TaskResult, WebhookRecord
 from schemas.task import TaskStatus

@@ -23,8 +23,8 @@ from mcp.producer import TaskProducer
 from mcp.records import Record
 from mcp.settings import Settings
 from mcp.transaction import ConsumerTransaction
+from mcp.webhooks.deliveries import Publish
 from mcp.webhooks.projection import journal_record
-from mcp.webhooks.store import Publish
 from schemas import WebhookRecord
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ from pydantic import ConfigDict
 from mcp.names import Keys
 from mcp.settings import Settings
 from mcp.webhooks import events
+from mcp.webhooks.deliveries import NewDelivery, scheduled
 from mcp.webhooks.journal import WebhookJournal
-from mcp.webhooks.store import NewDelivery, WebhookStore, scheduled
+from mcp.webhooks.store import WebhookStore
 from mcp.webhooks.targets import WebhookTarget
 from schemas import StreamEntry
 from schemas.task import Frozen, JsonDict, utcnow

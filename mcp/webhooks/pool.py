@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 
 from mcp.errors import BrokerUnavailable
 from mcp.settings import Settings
+from mcp.webhooks.deliveries import Delivery
 from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.policy import RetryPolicy
 from mcp.webhooks.sender import Attempt, WebhookSender
-from mcp.webhooks.store import Delivery, WebhookStore
+from mcp.webhooks.store import WebhookStore
 from schemas import WebhookAttempt, utcnow
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ import httpx
 
 from mcp.errors import CallbackRefused
 from mcp.settings import Settings
+from mcp.webhooks.deliveries import Delivery
 from mcp.webhooks.policy import parse_retry_after
 from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.signing import webhook_headers
 from mcp.webhooks.ssrf import resolve_callback
-from mcp.webhooks.store import Delivery
 from mcp.webhooks.transport import PinnedTransport, pinned
 
 USER_AGENT = "autoglm-webhooks/1"

@@ -12,11 +12,9 @@ deliveries given up on.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
-from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -24,96 +22,21 @@ import redis.asyncio as aioredis
 from mcp.names import Keys
 from mcp.settings import Settings
 from mcp.webhooks import scripts
+from mcp.webhooks.deliveries import (
+    Claim,
+    Delivery,
+    NewDelivery,
+    Publish,
+    destination,
+    hash_fields,
+    record_of,
+    scheduled,
+)
 from schemas.api import WebhookState, WebhookView
 from schemas.task import utcnow
-from schemas.webhooks import COMPLETION_TYPES, WebhookAttempt, WebhookRecord, WebhookType
+from schemas.webhooks import COMPLETION_TYPES, WebhookAttempt, WebhookRecord
 
 TERMINAL_TYPES = tuple(COMPLETION_TYPES.values())
-
-Publish = Callable[[Sequence[WebhookRecord]], Awaitable[None]]
-"""Commits delivery states to `webhook-deliveries` (raises when that did not happen)."""
-
-
-def destination(url: str) -> str:
-    """The `host:port` a delivery goes to; concurrency limits and due queues are per destination."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return f"{(parts.hostname or '').lower()}:{port}"
-
-
-@dataclass(frozen=True)
-class NewDelivery:
-    """A webhook to send: its body is fixed now, so every attempt sends the same bytes."""
-
-    webhook_id: str
-    task_id: str
-    project: str
-    type: WebhookType
-    url: str
-    body: bytes
-
-    def scheduled(self, at: float) -> WebhookRecord:
-        """Its first record: due at `at` (unix seconds)."""
-        return WebhookRecord.scheduled(
-            webhook_id=self.webhook_id,
-            task_id=self.task_id,
-            project=self.project,
-            type=self.type,
-            url=self.url,
-            body=self.body.decode(),
-            at=datetime.fromtimestamp(at, UTC),
-        )
-
-
-def scheduled(deliveries: Sequence[NewDelivery], due: float | None = None) -> list[WebhookRecord]:
-    """The first records of new deliveries, due at `due` (now by default) in this order."""
-    # Whole microseconds: a record's times are datetimes, exact to the microsecond.
-    start_us = round((time.time() if due is None else due) * 1_000_000)
-    return [d.scheduled((start_us + i) / 1_000_000) for i, d in enumerate(deliveries)]
-
-
-@dataclass(frozen=True)
-class Delivery(NewDelivery):
-    """A delivery claimed for an attempt."""
-
-    attempts: int
-    step: int
-    status: str
-    state: WebhookRecord | None = None
-    """Its whole state when claimed; None only for a delivery built by hand."""
-
-    @property
-    def destination(self) -> str:
-        return destination(self.url)
-
-    @classmethod
-    def of(cls, record: WebhookRecord) -> Delivery:
-        return cls(
-            webhook_id=record.webhook_id,
-            task_id=record.task_id,
-            project=record.project,
-            type=record.type,
-            url=record.url,
-            body=record.body.encode(),
-            attempts=record.attempts,
-            step=record.step,
-            status=record.status,
-            state=record,
-        )
-
-    def after(self, attempt: WebhookAttempt, delivered: bool) -> WebhookRecord:
-        """Its state after `attempt` (see `WebhookRecord.after`)."""
-        if self.state is None:
-            raise ValueError(f"delivery {self.webhook_id} was not claimed from the store")
-        return self.state.after(attempt, delivered)
-
-
-@dataclass(frozen=True)
-class Claim:
-    deliveries: list[Delivery]
-    next_due: float | None
-    """When the next delivery to a destination with free slots is due, as far as is known."""
 
 
 def _text(value: Any) -> str:
@@ -127,42 +50,6 @@ def _decoded(raw: dict[Any, Any]) -> dict[str, Any]:
 def _instant(value: Any) -> datetime | None:
     text = _text(value) if value is not None else ""
     return datetime.fromtimestamp(float(text), UTC) if text else None
-
-
-def _fields(record: WebhookRecord) -> dict[str, str]:
-    """What a delivery hash holds of a record: the fields scripts and views read, the record
-    itself (without its body) and the body."""
-    created = record.created_at.timestamp()
-    return {
-        "webhook_id": record.webhook_id,
-        "task_id": record.task_id,
-        "project": record.project,
-        "type": record.type,
-        "url": record.url,
-        "host": destination(record.url),
-        "status": record.status,
-        "attempts": str(record.attempts),
-        "step": str(record.step),
-        "last_status_code": "" if record.last_status_code is None else str(record.last_status_code),
-        "last_error": record.last_error,
-        "created_at": repr(created),
-        "next_attempt_at": _stamp(record.next_attempt_at),
-        "finished_at": _stamp(record.finished_at),
-        "version": str(record.version),
-        "record": record.model_dump_json(exclude={"body"}),
-        "body": record.body,
-    }
-
-
-def _stamp(at: datetime | None) -> str:
-    return "" if at is None else repr(at.timestamp())
-
-
-def record_of(row: dict[str, Any]) -> WebhookRecord:
-    """The record a delivery hash holds (see `record_fields`)."""
-    data = orjson.loads(row["record"])
-    data["body"] = _text(row.get("body", b""))
-    return WebhookRecord.model_validate(data)
 
 
 class WebhookStore:
@@ -203,7 +90,7 @@ class WebhookStore:
         chosen = list(latest.values())
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in chosen:
-                fields = _fields(record)
+                fields = hash_fields(record)
                 args: list[Any] = [record.version, self.retention_s, int(record.waiting)]
                 args += [item for pair in fields.items() for item in pair]
                 await self._state(

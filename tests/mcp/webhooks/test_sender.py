@@ -17,12 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp.settings import Settings
+from mcp.webhooks.deliveries import Delivery
 from mcp.webhooks.policy import RetryPolicy, parse_retry_after
 from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.sender import WebhookSender, classify
 from mcp.webhooks.signing import webhook_headers
 from mcp.webhooks.ssrf import CallbackTarget, parse_ip_literal
-from mcp.webhooks.store import Delivery
 from mcp.webhooks.transport import PinnedTransport, pinned
 from tests.mcp.webhooks.conftest import SECRET, SECRETS, Receiver, Reply, verify
 

@@ -9,8 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from mcp.settings import Settings
+from mcp.webhooks.deliveries import NewDelivery, scheduled
 from mcp.webhooks.secrets import WebhookSecrets
-from mcp.webhooks.store import NewDelivery, WebhookStore, scheduled
+from mcp.webhooks.store import WebhookStore
 from schemas import WebhookAttempt, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
