@@ -53,11 +53,24 @@ class Accepted(Model):
     links: TaskLinks | None = None
 
 
+class WebhookAttempt(Model):
+    """One POST of a webhook and what came of it."""
+
+    attempt: int
+    at: datetime
+    duration_ms: float = 0.0
+    status_code: int | None = None
+    error: str = ""
+    next_attempt_at: datetime | None = None
+
+
 class WebhookState(Model):
     status: Literal["pending", "delivered", "retrying", "failed", "none"] | str = "none"
     attempts: int = 0
     last_status_code: int | None = None
     next_attempt_at: datetime | None = None
+    history: tuple[WebhookAttempt, ...] = ()
+    """The attempts so far, oldest first (the latest 50)."""
 
 
 class Task(Model):
