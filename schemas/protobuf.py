@@ -19,6 +19,7 @@ from schemas.autoglm.v1 import messages_pb2 as pb
 from schemas.errors import ErrorBody, ErrorDetail
 from schemas.files import FileView
 from schemas.task import AsyncTask, Idempotency, TaskError, TaskEvent, TaskResult, TraceContext
+from schemas.webhooks import WebhookAttempt
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,6 +33,7 @@ PROTOBUF_TYPES: dict[type[BaseModel], type[Message]] = {
     SubmitRequest: pb.SubmitRequest,
     TaskLinks: pb.TaskLinks,
     SubmitResponse: pb.SubmitResponse,
+    WebhookAttempt: pb.WebhookAttempt,
     WebhookView: pb.WebhookView,
     TaskView: pb.TaskView,
     FileView: pb.FileView,

@@ -30,6 +30,7 @@ from schemas.errors import ErrorDetail
 from schemas.files import FileView, new_file_id
 from schemas.protobuf import PROTOBUF_TYPES, protobuf_type, to_protobuf
 from schemas.task import Idempotency
+from schemas.webhooks import WebhookAttempt
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO = "schemas/autoglm/v1/messages.proto"
@@ -115,7 +116,19 @@ SAMPLES: list[BaseModel] = [
     SubmitResponse(
         task_id="t1", status=TaskStatus.QUEUED, created_at=NOW, links=TaskLinks.for_task("t1")
     ),
-    WebhookView(status="retrying", attempts=2, last_status_code=503, next_attempt_at=LATER),
+    WebhookView(
+        status="retrying",
+        attempts=2,
+        last_status_code=503,
+        next_attempt_at=LATER,
+        history=(
+            WebhookAttempt(attempt=1, at=NOW, duration_ms=12.5, error="refused"),
+            WebhookAttempt(
+                attempt=2, at=NOW, duration_ms=3.0, status_code=503, next_attempt_at=LATER
+            ),
+        ),
+    ),
+    WebhookAttempt(attempt=1, at=NOW, duration_ms=0.0, status_code=200),
     TaskView(
         task_id="t1",
         model="glm-tiny",

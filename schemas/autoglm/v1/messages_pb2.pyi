@@ -631,6 +631,59 @@ class SubmitResponse(_message.Message):
 Global___SubmitResponse: _TypeAlias = SubmitResponse  # noqa: Y015
 
 @_typing.final
+class WebhookAttempt(_message.Message):
+    """One POST of a webhook and what came of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    duration_ms: _builtins.float
+    status_code: _builtins.int
+    error: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        duration_ms: _builtins.float | None = ...,
+        status_code: _builtins.int | None = ...,
+        error: _builtins.str | None = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_duration_ms", b"_duration_ms", "_error", b"_error", "_status_code", b"_status_code", "at", b"at", "attempt", b"attempt", "duration_ms", b"duration_ms", "error", b"error", "next_attempt_at", b"next_attempt_at", "status_code", b"status_code"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_duration_ms", b"_duration_ms", "_error", b"_error", "_status_code", b"_status_code", "at", b"at", "attempt", b"attempt", "duration_ms", b"duration_ms", "error", b"error", "next_attempt_at", b"next_attempt_at", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    _WhichOneofReturnType__duration_ms: _TypeAlias = _typing.Literal["duration_ms"]  # noqa: Y015
+    _WhichOneofArgType__duration_ms: _TypeAlias = _typing.Literal["_duration_ms", b"_duration_ms"]  # noqa: Y015
+    _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
+    _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
+    _WhichOneofReturnType__status_code: _TypeAlias = _typing.Literal["status_code"]  # noqa: Y015
+    _WhichOneofArgType__status_code: _TypeAlias = _typing.Literal["_status_code", b"_status_code"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duration_ms) -> _WhichOneofReturnType__duration_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error) -> _WhichOneofReturnType__error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__status_code) -> _WhichOneofReturnType__status_code | None: ...
+
+Global___WebhookAttempt: _TypeAlias = WebhookAttempt  # noqa: Y015
+
+@_typing.final
 class WebhookView(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -638,11 +691,16 @@ class WebhookView(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LAST_STATUS_CODE_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     attempts: _builtins.int
     last_status_code: _builtins.int
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookAttempt]:
+        """the attempts so far, oldest first (the latest 50)"""
+
     def __init__(
         self,
         *,
@@ -650,10 +708,11 @@ class WebhookView(_message.Message):
         attempts: _builtins.int | None = ...,
         last_status_code: _builtins.int | None = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        history: _abc.Iterable[Global___WebhookAttempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_attempts", b"_attempts", "_last_status_code", b"_last_status_code", "_status", b"_status", "attempts", b"attempts", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempts", b"_attempts", "_last_status_code", b"_last_status_code", "_status", b"_status", "attempts", b"attempts", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempts", b"_attempts", "_last_status_code", b"_last_status_code", "_status", b"_status", "attempts", b"attempts", "history", b"history", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempts: _TypeAlias = _typing.Literal["attempts"]  # noqa: Y015
     _WhichOneofArgType__attempts: _TypeAlias = _typing.Literal["_attempts", b"_attempts"]  # noqa: Y015
