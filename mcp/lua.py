@@ -8,7 +8,8 @@ from mcp.task_index import INDEX_LIB
 
 # KEYS: task hashes. ARGV[1]: a JSON array aligned with KEYS of
 # [status, rank, attempt, ttl_s, [field, value, ...], timeline field, timeline entry]. One call
-# applies a batch; the timeline entry (absent for results) is kept once per field.
+# applies a batch; the timeline entry is kept once per field (a result and its terminal event
+# write the same one).
 # A transition applies when it moves up the lifecycle (queued < running < terminal), or is a
 # newer attempt of running. A stale event only fills fields still missing: a late `running`
 # never overwrites `succeeded`, yet a replayed `queued` still restores the task's description.

@@ -48,6 +48,7 @@ from mcp.task_index import epoch_ms, index_fields
 from schemas import (
     AsyncTask,
     StreamEntry,
+    TaskError,
     TaskEvent,
     TaskResult,
     TaskStatus,
@@ -92,16 +93,32 @@ PAYLOAD_KEEP_BYTES = 512 * 1024
 def timeline_entry(event: TaskEvent) -> tuple[str, str]:
     """The field and value of an event in its task's timeline: one per status and attempt, and
     one for a cancel request (a `queued` event that carries it)."""
-    entry: dict[str, Any] = {"status": event.status.value, "at": event.at.isoformat()}
-    entry["attempt"] = event.attempt
-    if event.worker_id:
-        entry["worker_id"] = event.worker_id
-    if event.error:
-        entry["error"] = event.error.model_dump(mode="json")
     if event.cancel_requested:
+        field, entry = _timeline(event.status, event.at, event.attempt, event.worker_id, None)
         entry["cancel_requested"] = True
         return f"cancel_requested:{event.attempt}", orjson.dumps(entry).decode()
-    return f"{event.status.value}:{event.attempt}", orjson.dumps(entry).decode()
+    field, entry = _timeline(event.status, event.at, event.attempt, event.worker_id, event.error)
+    return field, orjson.dumps(entry).decode()
+
+
+def result_timeline_entry(result: TaskResult) -> tuple[str, str]:
+    """The terminal entry of a result: the same field and value as its terminal event's, so the
+    timeline shows the end as soon as the status does, whichever of the two arrives first."""
+    field, entry = _timeline(
+        result.status, result.finished_at, result.attempts, result.worker_id, result.error
+    )
+    return field, orjson.dumps(entry).decode()
+
+
+def _timeline(
+    status: TaskStatus, at: datetime, attempt: int, worker_id: str | None, error: TaskError | None
+) -> tuple[str, dict[str, Any]]:
+    entry: dict[str, Any] = {"status": status.value, "at": at.isoformat(), "attempt": attempt}
+    if worker_id:
+        entry["worker_id"] = worker_id
+    if error:
+        entry["error"] = error.model_dump(mode="json")
+    return f"{status.value}:{attempt}", entry
 
 
 Item = list[Any]
@@ -156,7 +173,14 @@ def result_item(result: TaskResult, ttl_s: int) -> Item:
         "error": result.error.model_dump() if result.error else None,
     }
     status = result.status
-    return [status.value, status.rank, result.attempts, ttl_s, _fields(fields)]
+    return [
+        status.value,
+        status.rank,
+        result.attempts,
+        ttl_s,
+        _fields(fields),
+        *result_timeline_entry(result),
+    ]
 
 
 def _text_of(value: Any) -> str:

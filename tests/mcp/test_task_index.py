@@ -15,7 +15,7 @@ from mcp.names import Keys
 from mcp.settings import Settings
 from mcp.store import SyncTaskStore
 from mcp.task_index import Cursor, TaskFilter, TaskIndex, metadata_pairs
-from schemas import AsyncTask, TaskEvent, TaskStatus
+from schemas import AsyncTask, TaskEvent, TaskResult, TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -181,3 +181,25 @@ async def test_indexes_off_leave_only_the_task_state(settings: Settings) -> None
         assert store.redis.hget(store.keys.task("task-001"), "payload") is None
     finally:
         store.close()
+
+
+async def test_a_result_ends_the_timeline_before_its_terminal_event(
+    store: SyncTaskStore, settings: Settings
+) -> None:
+    # The result and the terminal event travel apart; whichever comes first, the timeline's
+    # last entry is the status a poller sees, and the other adds nothing.
+    t = task(2)
+    running = TaskEvent.of(t, TaskStatus.RUNNING, attempt=1, worker_id="w1")
+    finished = running.at + timedelta(seconds=1)
+    result = TaskResult.of(
+        t, TaskStatus.SUCCEEDED, 1, finished_at=finished, result={}, worker_id="w1"
+    )
+    done = TaskEvent.of(t, TaskStatus.SUCCEEDED, at=finished, attempt=1, worker_id="w1", result={})
+    store.apply_events([queued(t), running])
+    store.apply_results([result])
+    timeline = Keys.of(settings).timeline(t.task_id)
+    first = store.redis.hgetall(timeline)
+    store.apply_events([done])
+    assert store.redis.hgetall(timeline) == first
+    entries = sorted((orjson.loads(v) for v in first.values()), key=lambda e: e["at"])
+    assert [(e["status"], e["attempt"]) for e in entries][-1] == ("succeeded", 1)
