@@ -268,6 +268,8 @@ def run(out: dict[str, Any]) -> None:
     finished = Finished(settings)
     topics = Topics.of(settings)
     results: dict[str, Any] = {"screenshot_bytes": len(png), "concurrency": CONCURRENCY}
+    # Others' work on the host skews every number: say how busy it was.
+    results["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
     accepted = 0
 
     def drained() -> None:
@@ -325,6 +327,7 @@ def run(out: dict[str, Any]) -> None:
         _stop(worker)
         _stop(api)
         shutil.rmtree(blobs, ignore_errors=True)
+    results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     small = results["small"]["submit"]["throughput_rps"] or 1e-9
     for way in WAYS[1:]:
         results[way]["throughput_vs_small"] = round(
