@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from typing import Any
+
 import orjson
 import pytest
 
+from mcp.blobs import open_blob_store
+from mcp.blobs.files import FileStore
 from mcp.names import Topics
+from schemas.codec import loads
+from schemas.files import FileInfo
 from tests.harness import Platform, scan, submit, wait_statuses
 from tests.integration.test_bad_input import assert_error
 from tests.screens import phone_png
@@ -57,3 +65,32 @@ def test_a_file_deleted_before_its_task_runs_fails_the_task(platform: Platform) 
     assert view["status"] == "failed"
     assert view["error"]["code"] == "input_missing"
     assert view["attempts"] == 1  # a missing input is not retried
+
+
+def test_a_submission_refused_after_its_files_were_made_leaves_none(platform: Platform) -> None:
+    # Room for two active tasks; no worker, so they stay queued and hold their places.
+    platform.api(AUTOGLM_QUOTAS__PROJECTS='{"default": {"max_active": 2}}')
+    screenshot = base64.b64encode(phone_png()).decode()
+
+    def step(instruction: str) -> dict[str, Any]:
+        payload = {"instruction": instruction, "screenshot": screenshot}
+        return {"model": "echo", "action": "phone_step", "payload": payload}
+
+    key = {"idempotency-key": "the-same-key"}
+    with platform.client() as client:
+        assert submit(client, {"model": "echo", "action": "generate"}).status_code == 202
+        kept = submit(client, step("Tap"), **key)
+        assert kept.status_code == 202, kept.text
+        # Each of these stored its screenshot before it was refused or answered by the first.
+        assert_error(submit(client, step("Swipe"), **key), 409, "idempotency_conflict")
+        assert submit(client, step("Tap"), **key).json()["task_id"] == kept.json()["task_id"]
+        assert_error(submit(client, step("Back")), 429, "quota_exceeded")
+    files = FileStore(open_blob_store(platform.settings))
+
+    async def listed() -> list[str]:
+        return sorted([blob.key async for blob in files.blobs.listing("files")])
+
+    [data, meta] = asyncio.run(listed())  # the kept task's screenshot alone
+    assert meta == data + ".json"
+    info = loads(FileInfo, asyncio.run(files.blobs.get(meta)))
+    assert (info.purpose, info.task_id) == ("task_input", kept.json()["task_id"])
