@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup dev down test test-fast lint fmt bench kafka-up kafka-down redis-up redis-down \
         s3-up s3-down proto proto-snapshot test-services-up test-services-down cluster-up \
-        cluster-down test-cluster clean
+        cluster-down test-cluster clean deploy-check
 
 $(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
@@ -60,6 +60,11 @@ test-services-down:
 test: setup test-services-up
 	AUTOGLM_TEST_KAFKA=127.0.0.1:$(TEST_KAFKA_PORT) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
 	  AUTOGLM_TEST_S3=http://127.0.0.1:$(TEST_S3_PORT) $(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Offline check of deploy/: helm lint, helm template | kubeconform -strict (Kubernetes and KEDA
+# schemas), the chart's refusals, the compose file. Tools are built once from the Go module proxy.
+deploy-check: setup
+	@PYTHON=$(PY) deploy/check.sh
 
 lint: setup
 	$(PY) -m ruff format --check .

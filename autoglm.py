@@ -124,9 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     func: Command = args.func
-    return func(args)
+    try:
+        return func(args)
+    except ValidationError as error:
+        # A refused configuration (a placeholder secret outside dev mode, an unknown default
+        # model...): say what, and exit without a traceback.
+        if error.title != "Settings":
+            raise
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        print(f"autoglm {args.command}: configuration refused: {problems}", file=sys.stderr)
+        return 78  # EX_CONFIG
 
 
 if __name__ == "__main__":

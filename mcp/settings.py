@@ -19,6 +19,15 @@ from pydantic_settings import (
 from schemas import Priority
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "whsec_changeme", "secret"})
+# Secrets that were once published in this repository's example files: anyone can read them.
+PUBLISHED_SECRETS = frozenset({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+
+
+def unusable_secret(value: str | None) -> bool:
+    """A placeholder or a published secret: refused outside dev mode. None means unset."""
+    if value is None:
+        return False
+    return value in PLACEHOLDER_SECRETS or value in PUBLISHED_SECRETS or value.endswith("changeme")
 
 
 class ServerSettings(BaseModel):
@@ -334,16 +343,25 @@ class Settings(BaseSettings):
         if self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not in models {names}")
         if not self.dev_mode:
-            for project, secrets in self.webhooks.secrets.items():
-                if any(s in PLACEHOLDER_SECRETS or s.endswith("changeme") for s in secrets):
-                    raise ValueError(f"webhook secret of project {project!r} is a placeholder")
-            if self.auth.enabled and self.auth.jwt_secret in PLACEHOLDER_SECRETS:
-                raise ValueError("auth.jwt_secret is a placeholder")
-            if self.blobs.s3.secret_access_key in PLACEHOLDER_SECRETS:
-                raise ValueError("blobs.s3.secret_access_key is a placeholder")
-            if self.auth.enabled and self.auth.bootstrap_admin_key in PLACEHOLDER_SECRETS:
-                raise ValueError("auth.bootstrap_admin_key is a placeholder")
+            self._refuse_unusable_secrets()
         return self
+
+    def _refuse_unusable_secrets(self) -> None:
+        """Outside dev mode the process does not start on a placeholder or published secret."""
+        hint = "set a secret of your own (README: deploying)"
+        for project, secrets in self.webhooks.secrets.items():
+            if any(unusable_secret(s) for s in secrets):
+                raise ValueError(
+                    f"webhook secret of project {project!r} is a placeholder or published: {hint}"
+                )
+        if self.auth.enabled and unusable_secret(self.auth.jwt_secret):
+            raise ValueError(f"auth.jwt_secret is a placeholder or published: {hint}")
+        if self.auth.enabled and unusable_secret(self.auth.bootstrap_admin_key):
+            raise ValueError(f"auth.bootstrap_admin_key is a placeholder or published: {hint}")
+        if self.auth.enabled and any(unusable_secret(key) for key in self.auth.api_keys):
+            raise ValueError(f"a key of auth.api_keys is a placeholder or published: {hint}")
+        if unusable_secret(self.blobs.s3.secret_access_key):
+            raise ValueError(f"blobs.s3.secret_access_key is a placeholder or published: {hint}")
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that give a child process exactly these settings."""

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,56 @@ def test_min_insync_replicas_within_replication_factor() -> None:
     for wrong in (0, 4):
         with pytest.raises(ValidationError, match="min_insync_replicas"):
             Settings.model_validate({"kafka": {**kafka, "min_insync_replicas": wrong}})
+
+
+def test_published_and_placeholder_secrets_refused_outside_dev() -> None:
+    published = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # was in config.example.yaml
+    with pytest.raises(ValidationError, match="placeholder or published"):
+        Settings(webhooks={"secrets": {"default": [published]}})
+    with pytest.raises(ValidationError, match=r"auth\.api_keys"):
+        Settings(auth={"enabled": True, "api_keys": {"changeme": "default"}})
+    with pytest.raises(ValidationError, match="bootstrap_admin_key"):
+        Settings(auth={"enabled": True, "bootstrap_admin_key": "changeme"})
+    Settings(dev_mode=True, webhooks={"secrets": {"default": [published]}})
+
+
+def test_shipped_example_has_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "config.example.yaml"
+    monkeypatch.setenv("AUTOGLM_CONFIG", str(example))
+    settings = Settings()
+    assert settings.webhooks.secrets == {}
+    assert settings.auth.jwt_secret is None and settings.auth.bootstrap_admin_key is None
+    assert "whsec_" not in "".join(line.split("#")[0] for line in example.read_text().splitlines())
+
+
+def test_refused_configuration_stops_the_process() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "autoglm", "dispatcher"],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "AUTOGLM_WEBHOOKS__SECRETS": '{"default": ["whsec_changeme"]}'},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 78
+    assert "configuration refused: webhook secret of project 'default'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_secret_env_merges_into_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Helm chart's shape: a ConfigMap file and AUTOGLM_* variables from a Secret."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "auth: {enabled: true, admin_project: ops}\n"
+        "kafka: {bootstrap_servers: 'k:9092', client_config: {security.protocol: SASL_SSL}}\n"
+    )
+    monkeypatch.setenv("AUTOGLM_CONFIG", str(config))
+    monkeypatch.setenv("AUTOGLM_AUTH__BOOTSTRAP_ADMIN_KEY", "agk_0123456789abcdef")
+    monkeypatch.setenv("AUTOGLM_KAFKA__CLIENT_CONFIG", '{"sasl.password": "p"}')
+    settings = Settings()
+    assert settings.auth.enabled and settings.auth.admin_project == "ops"
+    assert settings.auth.bootstrap_admin_key == "agk_0123456789abcdef"
+    assert settings.kafka.bootstrap_servers == "k:9092"
+    assert settings.kafka.client_config == {"security.protocol": "SASL_SSL", "sasl.password": "p"}
