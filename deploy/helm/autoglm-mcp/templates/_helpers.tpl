@@ -43,7 +43,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.kafka.bootstrapServers -}}
 {{- fail "kafka.bootstrapServers is set: turn kafka.internal.enabled off to use your own brokers" -}}
 {{- end -}}
-{{- printf "%s-kafka-0.%s-kafka.%s.svc.cluster.local:9092" (include "autoglm.fullname" .) (include "autoglm.fullname" .) .Release.Namespace -}}
+{{- printf "%s-kafka-0.%s-kafka.%s.svc.%s:9092" (include "autoglm.fullname" .) (include "autoglm.fullname" .) .Release.Namespace .Values.clusterDomain -}}
 {{- else -}}
 {{- required "kafka.bootstrapServers is required when kafka.internal.enabled is false" .Values.kafka.bootstrapServers -}}
 {{- end -}}
