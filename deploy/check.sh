@@ -37,11 +37,13 @@ kafka:
   internal: {enabled: false}
   bootstrapServers: glm-kafka-bootstrap.kafka.svc.cluster.local:9093
   replicationFactor: 3
+  minInsyncReplicas: 2
   partitions: 16
   clientConfig: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512}
 redis:
   internal: {enabled: false}
 keda: {enabled: true, authenticationRef: glm-kafka-auth}
+grpc: {enabled: true}
 blobs: {backend: s3, s3: {bucket: glm-blobs, region: eu-west-1}}
 modelStorage: {existingClaim: glm-checkpoints}
 models:
@@ -64,7 +66,7 @@ models:
 defaultModel: glm-4-9b-chat
 YAML
 # 4. KEDA on the chart's own Kafka
-render keda --set secrets.existingSecret=glm-secrets --set keda.enabled=true
+render keda --set secrets.existingSecret=glm-secrets --set keda.enabled=true --set grpc.enabled=true
 
 "$kubeconform" -strict -summary -kubernetes-version 1.33.0 \
   -schema-location "$schemas/kubernetes/{{ .ResourceKind }}{{ .KindSuffix }}.json" \

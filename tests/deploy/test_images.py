@@ -32,7 +32,7 @@ class Block:
         if name.split(".")[0] in {"torch", "torchvision", "transformers", "tokenizers", "numpy"}:
             raise ImportError("not in the slim image: " + name)
 sys.meta_path.insert(0, Block())
-import api.main, api.app, mcp.webhooks.main, mcp.projector, mcp.replay, api.auth.cli
+import api.main, api.app, api.rpc.server, mcp.webhooks.main, mcp.projector, mcp.replay, api.auth.cli
 from mcp.settings import Settings
 from workers.main import load_backend
 settings = Settings(dev_mode=True)
@@ -42,7 +42,8 @@ print("slim ok")
 
 
 def test_slim_roles_need_no_torch() -> None:
-    """The slim image (EXTRAS=) runs the API, dispatcher, projector, replay and echo workers."""
+    """The slim image (EXTRAS=) runs the API, gRPC, dispatcher, projector, replay and echo
+    workers."""
     done = subprocess.run(
         [sys.executable, "-c", BLOCK_TORCH], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
