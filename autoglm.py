@@ -29,19 +29,19 @@ def _grpc(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from workers.main import run
 
-    return run(model=args.model, slot=args.slot, burst=args.burst)
+    return run(model=args.model, slot=args.slot, burst=args.burst, metrics_port=args.metrics_port)
 
 
 def _dispatcher(args: argparse.Namespace) -> int:
     from mcp.webhooks.main import run
 
-    return run(slot=args.slot)
+    return run(slot=args.slot, metrics_port=args.metrics_port)
 
 
 def _projector(args: argparse.Namespace) -> int:
     from mcp.projector import run
 
-    return run()
+    return run(metrics_port=args.metrics_port)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -62,6 +62,15 @@ def _keys(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _metrics_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port (default: telemetry.metrics_port)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoglm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,13 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--model", required=True)
     worker.add_argument("--slot", default="0", help="stable slot id: fixes the transactional.id")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is drained")
+    _metrics_port(worker)
     worker.set_defaults(func=_worker)
 
     dispatcher = sub.add_parser("dispatcher", help="deliver webhooks")
     dispatcher.add_argument("--slot", default="0")
+    _metrics_port(dispatcher)
     dispatcher.set_defaults(func=_dispatcher)
 
     projector = sub.add_parser("projector", help="apply task-events to Redis (standalone)")
+    _metrics_port(projector)
     projector.set_defaults(func=_projector)
 
     replay = sub.add_parser(

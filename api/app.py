@@ -13,6 +13,7 @@ from api import contract, errors
 from api.admission import AdaptiveLimit, AdmissionControl
 from api.auth.openapi import document_access
 from api.limits import BodySizeLimit, CompressResponses
+from api.metrics import RequestMetrics
 from api.routes import (
     batches,
     browse,
@@ -103,4 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.admission = limit
         # Outermost: a refusal costs no more than reading the headers.
         app.add_middleware(AdmissionControl, settings=server, limit=limit)
+    if settings.telemetry.metrics:
+        app.add_middleware(RequestMetrics, routes=app.router.routes)
     return app

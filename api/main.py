@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from mcp.settings import get_settings
+from mcp.telemetry import tracing
+from mcp.telemetry.logs import configure_logging
 
 
 def run(host: str | None = None, port: int | None = None) -> int:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings, service="api")
+    tracing.setup("api", settings)
     uvicorn.run(
         "api.app:create_app",
         factory=True,

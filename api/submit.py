@@ -25,6 +25,7 @@ from mcp.errors import (
 from mcp.kafka import ensure_topics
 from mcp.names import lane_partition
 from mcp.records import Record, content_type_for, record
+from mcp.telemetry import tracing
 from mcp.webhooks.ssrf import check_callback_url
 from schemas import (
     AsyncTask,
@@ -84,6 +85,7 @@ class Submitter:
         self.services = services
         # The claim check's files of tasks prepared but not yet published, by task id.
         self._inputs: dict[str, Prepared] = {}
+        self.metrics = services.settings.telemetry.metrics
         self._topics_checked_at = 0.0
 
     def check_body_size(self, project: str, size: int) -> None:
@@ -105,12 +107,48 @@ class Submitter:
         raw bytes for payload fields (multipart file parts, Protobuf `files`)."""
         started = time.perf_counter()
         try:
-            return await self._submit(
+            if not tracing.enabled():
+                return await self._submit(
+                    body, project, idempotency_key, traceparent, files or {}, started
+                )
+            return await self._traced(
                 body, project, idempotency_key, traceparent, files or {}, started
             )
         except AutoGLMError as exc:
-            REFUSED.labels(exc.code).inc()
+            if self.metrics:
+                REFUSED.labels(exc.code).inc()
             raise
+
+    async def _traced(
+        self,
+        body: SubmitRequest,
+        project: str,
+        idempotency_key: str | None,
+        traceparent: str | None,
+        files: dict[str, bytes],
+        started: float,
+    ) -> tuple[int, SubmitResponse]:
+        """`_submit` inside a span for the submission and one for its Kafka produce; the task
+        carries the produce span's context, so the worker's span is its child."""
+        topic = self.services.topics.tasks(body.model, body.priority or "normal")
+        attributes = {"autoglm.model": body.model, "autoglm.action": body.action}
+        with tracing.span("submit", traceparent, "SERVER", attributes) as submit:
+            produce_attributes = tracing.kafka("send", topic)
+            with tracing.span(
+                f"send {topic}", tracing.traceparent_of(submit), "PRODUCER", produce_attributes
+            ) as produce:
+                status, answer = await self._submit(
+                    body,
+                    project,
+                    idempotency_key,
+                    tracing.traceparent_of(produce),
+                    files,
+                    started,
+                )
+                if submit is not None:
+                    submit.set_attribute("autoglm.task_id", answer.task_id)
+                    submit.set_attribute("http.response.status_code", status)
+                return status, answer
 
     async def _submit(
         self,
@@ -126,7 +164,8 @@ class Submitter:
             return 200, prepared
         records, event = task_records(self.services, prepared)
         await self._publish(records, [event], project, [idempotency_key])
-        SUBMIT_SECONDS.observe(time.perf_counter() - started)
+        if self.metrics:
+            SUBMIT_SECONDS.observe(time.perf_counter() - started)
         return 202, accepted(prepared)
 
     async def prepare(
@@ -209,8 +248,9 @@ class Submitter:
                 if key:
                     await self.services.store.forget_idempotency(project, key)
             raise
-        for event in events:
-            SUBMITTED.labels(event.model, event.action).inc()
+        if self.metrics:
+            for event in events:
+                SUBMITTED.labels(event.model, event.action).inc()
 
     async def submit_many(
         self,

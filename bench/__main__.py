@@ -30,6 +30,7 @@ SUITES = (
     "cluster",
     "grpc_vs_http",
     "replay",
+    "telemetry",
 )
 
 

@@ -42,7 +42,7 @@ kafka:
   clientConfig: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512}
 redis:
   internal: {enabled: false}
-keda: {enabled: true, authenticationRef: glm-kafka-auth}
+keda: {enabled: true, authenticationRef: glm-kafka-auth, gpu: {serverAddress: "http://prometheus.monitoring.svc.cluster.local:9090"}}
 grpc: {enabled: true}
 blobs: {backend: s3, s3: {bucket: glm-blobs, region: eu-west-1}}
 modelStorage: {existingClaim: glm-checkpoints}

@@ -66,9 +66,12 @@ class Heartbeat:
             except redis.RedisError:
                 pass  # Redis is down: the key ages, and readers see a suspect worker.
 
-    def stop(self) -> None:
+    def stop(self, forget: bool = True) -> None:
+        """Stop beating; `forget` deletes the key (not when a newer instance took it over)."""
         self._stop.set()
         self._thread.join(self.interval + 1)
+        if not forget:
+            return
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(self.keys.worker(self.worker_id))
         pipe.srem(self.keys.workers, self.worker_id)

@@ -118,6 +118,18 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
 
+    def slot_owner(self, worker_id: str) -> str:
+        """The instance that last took a worker slot (and so its transactional.id)."""
+        return f"{self.prefix}slot:{worker_id}"
+
+    def webhook_trace(self, webhook_id: str) -> str:
+        """The `traceparent` a delivery's attempts continue."""
+        return f"{self.prefix}webhook:trace:{webhook_id}"
+
+    def queue_stats(self, model: str, bucket: int) -> str:
+        """A model's completions and queue waits of one 10 s bucket (see `mcp.queue_stats`)."""
+        return f"{self.prefix}qstats:{model}:{bucket}"
+
     @property
     def workers(self) -> str:
         return f"{self.prefix}workers"

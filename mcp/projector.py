@@ -15,6 +15,8 @@ import signal
 import time
 
 from confluent_kafka import Consumer, KafkaException, Message
+from prometheus_client import Counter, Histogram
+from prometheus_client.registry import REGISTRY
 from redis.exceptions import RedisError
 
 from mcp.dead_letters import DeadLetter
@@ -24,9 +26,22 @@ from mcp.records import decode_value
 from mcp.settings import Settings, get_settings
 from mcp.store import TaskStore
 from mcp.task_index import TaskIndex
+from mcp.telemetry.lag import Key, LagCollector
+from mcp.telemetry.metrics import COMMIT_BUCKETS
+from mcp.telemetry.process import start_telemetry
 from schemas import DecodeError, TaskEvent
 
 log = logging.getLogger(__name__)
+
+EVENTS = Counter(
+    "autoglm_projector_events_total", "Task events applied to Redis, by status", ["status"]
+)
+DEAD_LETTERS = Counter("autoglm_projector_dead_letters_total", "Dead letters indexed in Redis")
+APPLY_SECONDS = Histogram(
+    "autoglm_projector_apply_seconds",
+    "Time to apply one consumed batch of events to Redis",
+    buckets=COMMIT_BUCKETS,
+)
 
 TOPICS_RETRY_S = 2.0
 TRIM_EVERY_S = 300.0
@@ -94,8 +109,14 @@ class Projector:
                 log.warning("projector consume error: %s", msg.error())
         events = decode_events([m for m in good if m.topic() == self.topics.events])
         letters = [DeadLetter.of(m) for m in good if m.topic() == self.topics.dlq]
-        if not await self._apply(events, [d for d in letters if d is not None], stop):
+        began = time.perf_counter()
+        dead = [d for d in letters if d is not None]
+        if not await self._apply(events, dead, stop):
             return False
+        APPLY_SECONDS.observe(time.perf_counter() - began)
+        for event in events:
+            EVENTS.labels(event.status.value).inc()
+        DEAD_LETTERS.inc(len(dead))
         for msg in good:
             consumer.store_offsets(msg)
         self.applied += len(events)
@@ -152,9 +173,26 @@ async def _serve(settings: Settings) -> None:
         await store.close()
 
 
-def run() -> int:
+def watch_lag(settings: Settings) -> None:
+    """`autoglm_projector_consumer_lag` of the projector's group over its topics."""
+    topics = Topics.of(settings)
+
+    known: list[Key] = []
+
+    def partitions() -> list[Key]:
+        if not known:
+            counts = ensure_topics(settings, [], 5.0)
+            known.extend((t, p) for t in (topics.events, topics.dlq) for p in range(counts[t]))
+        return known
+
+    group = topics.group("projector")
+    REGISTRY.register(LagCollector("autoglm_projector_consumer_lag", settings, group, partitions))
+
+
+def run(metrics_port: int | None = None) -> int:
     """`autoglm projector`: project task events until SIGTERM/SIGINT."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level)
+    start_telemetry("projector", settings, metrics_port)
+    watch_lag(settings)
     asyncio.run(_serve(settings))
     return 0

@@ -257,6 +257,22 @@ class AuthSettings(BaseModel):
     metrics_port: int = 9108
 
 
+class TelemetrySettings(BaseModel):
+    # `/metrics` of a worker, dispatcher or standalone projector (`--metrics-port`); None: none.
+    # The API serves its own on its HTTP port (or `auth.metrics_port`).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # Prometheus series of the API's requests and submissions (the other processes' are cheap
+    # and always kept); off only to measure what they cost.
+    metrics: bool = True
+    # OpenTelemetry traces, exported over OTLP as the standard `OTEL_*` variables say. Also on
+    # when `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set; off when
+    # `OTEL_SDK_DISABLED=true`.
+    tracing: bool = False
+    # One JSON object per log line, with task_id, trace_id, model and worker_id where known.
+    json_logs: bool = False
+
+
 class ProjectQuota(BaseModel):
     """Limits of one project; 0 turns a limit off."""
 
@@ -317,6 +333,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     blobs: BlobSettings = Field(default_factory=BlobSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     models: list[ModelSpec] = Field(default_factory=default_models)
 
     @classmethod

@@ -32,6 +32,7 @@ client; `SyncTaskStore` serves the worker and the replay command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -390,8 +391,11 @@ class SyncTaskStore:
             index_commands(pipe, self.keys, letters, self.ttl)
             pipe.execute()
 
-    def apply_results(self, results: list[TaskResult]) -> None:
-        """Apply committed outcomes (write path 4)."""
+    def apply_results(
+        self, results: list[TaskResult], also: Callable[[Any], None] | None = None
+    ) -> None:
+        """Apply committed outcomes (write path 4); `also` queues more commands (the queue
+        statistics) on the same round trip."""
         if not results:
             return
         keys = [self.keys.task(r.task_id) for r in results]
@@ -399,6 +403,8 @@ class SyncTaskStore:
         pipe = self.redis.pipeline(transaction=False)
         self._apply(keys=keys, args=[orjson.dumps(items)], client=pipe)
         track(pipe, self.keys, [(r.project, r.task_id, r.status, 0.0) for r in results])
+        if also is not None:
+            also(pipe)
         pipe.execute()
 
     def claim(self, tasks: list[AsyncTask], worker_id: str) -> list[tuple[str, int]]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from mcp.errors import BrokerError
 from mcp.grouped_txn import Group, GroupedTransaction, Substitute
@@ -30,6 +31,13 @@ RETRIES = 3
 
 class TransactionLost(BrokerError):
     """The open transaction was lost; the consumer must go back to its committed offsets."""
+
+
+class InstanceFenced(BrokerError):
+    """A newer instance took this process's slot (its transactional.id): this one must exit."""
+
+
+FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
 
 
 def rewind(consumer: Consumer) -> None:
@@ -54,9 +62,17 @@ def rewind(consumer: Consumer) -> None:
 
 class ConsumerTransaction:
     def __init__(
-        self, settings: Settings, transactional_id: str, substitute: Substitute | None = None
+        self,
+        settings: Settings,
+        transactional_id: str,
+        substitute: Substitute | None = None,
+        superseded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
+        # Kafka also fences a producer whose transaction timed out: only when `superseded` says
+        # a newer instance holds the slot does fencing end this one; otherwise it takes over.
+        self.superseded = superseded
+        self.fenced = False
         self.transactional_id = transactional_id
         self.timeout = settings.kafka.request_timeout_s
         self.producer = self._new_producer()
@@ -146,8 +162,11 @@ class ConsumerTransaction:
 
     def _fail(self, exc: KafkaException) -> None:
         err = kafka_error(exc)
-        log.warning("transaction lost: %s", exc)
         self.open = False
+        if err is not None and err.code() in FENCED and self.superseded():
+            self.fenced = True
+            raise InstanceFenced(f"{self.transactional_id} was taken over by a newer instance")
+        log.warning("transaction lost: %s", exc)
         if err is not None and err.txn_requires_abort() and not err.fatal():
             try:
                 self.producer.abort_transaction(self.timeout)
@@ -159,5 +178,7 @@ class ConsumerTransaction:
         self.txn.producer = self.producer
 
     def close(self) -> None:
+        if self.fenced:
+            return  # the producer is unusable; the newer instance aborted what was open
         self.abort()
         self.producer.flush(5)

@@ -107,13 +107,25 @@ class WorkerCounts(Frozen):
 
 
 class QueueView(Frozen):
-    """A model's queue as the caller's project sees it."""
+    """A model's queue: the caller's project's backlog, oldest queued task and running tasks;
+    the Kafka lag, completions and queue waits of every project."""
 
     model: str
     backlog: int
     oldest_queued_age_s: float | None = None
     running: int
     workers: WorkerCounts
+    lag: int | None = Field(
+        default=None,
+        description="Records of the model's lanes past the worker group's committed offsets "
+        "(all projects; running tasks and transaction markers included); null when Kafka did "
+        "not answer",
+    )
+    completed_last_minute: int = 0
+    queue_wait_p50_s: float | None = Field(
+        default=None, description="Median queue wait of the last minute's completions"
+    )
+    queue_wait_p95_s: float | None = None
 
 
 class Rates(Frozen):

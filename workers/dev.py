@@ -25,6 +25,7 @@ autoglm-mcp is up.
   gRPC       127.0.0.1:{grpc_port}   (grpcurl -plaintext 127.0.0.1:{grpc_port} list)
   models     {models}
   logs       {logs}
+  metrics    {metrics}
 
 Submit a task, then poll it:
   curl -s -XPOST http://127.0.0.1:{port}/v1/tasks -H 'content-type: application/json' \\
@@ -42,6 +43,51 @@ Ctrl-C stops the API, gRPC, workers and dispatcher; `make down` stops Kafka and 
 """
 
 
+class Child:
+    """One process of the platform, restarted when it dies: after 1 s, doubling up to 30 s
+    while it keeps dying within a minute of its start."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: str) -> None:
+        self.name, self.args, self.env, self.logs = name, args, env, logs
+        self.backoff_s = 1.0
+        self.started_at = 0.0
+        self.restart_at: float | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = open(os.path.join(self.logs, f"{self.name}.log"), "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autoglm", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        return self.proc
+
+    def watch(self) -> subprocess.Popen[bytes]:
+        """The running process, started again once its back-off has passed."""
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is None:
+            return self.proc
+        now = time.monotonic()
+        if self.restart_at is None:
+            if now - self.started_at > 60:
+                self.backoff_s = 1.0
+            self.restart_at = now + self.backoff_s
+            print(
+                f"{self.name} exited with status {code}; restarting in {self.backoff_s:g} s "
+                f"(log: {self.logs}/{self.name}.log)",
+                flush=True,
+            )
+            self.backoff_s = min(30.0, self.backoff_s * 2)
+        if now >= self.restart_at:
+            return self.start()
+        return self.proc
+
+
 def run(kafka: str, redis: str, port: int) -> int:
     env = dict(os.environ)
     env.setdefault("AUTOGLM_DEV_MODE", "true")
@@ -52,18 +98,20 @@ def run(kafka: str, redis: str, port: int) -> int:
     ensure_topics(settings)
     logs = os.path.join(settings.cache_dir, "dev-logs")
     os.makedirs(logs, exist_ok=True)
+    models = list(ModelRegistry(settings).specs)
     commands = {
         "api": ["api", "--port", str(port)],
         "grpc": ["grpc"],
-        "dispatcher": ["dispatcher"],
-        **{f"worker-{name}": ["worker", "--model", name] for name in ModelRegistry(settings).specs},
+        "dispatcher": ["dispatcher", "--metrics-port", str(port + 102)],
+        **{
+            f"worker-{name}": ["worker", "--model", name, "--metrics-port", str(port + 110 + i)]
+            for i, name in enumerate(models)
+        },
     }
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name, args in commands.items():
-        log = open(os.path.join(logs, f"{name}.log"), "ab")  # noqa: SIM115 - lives with the child
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "autoglm", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    metrics = [f"api :{port}/metrics", f"dispatcher :{port + 102}/metrics"]
+    metrics += [f"{name} :{port + 110 + i}/metrics" for i, name in enumerate(models)]
+    children = {name: Child(name, args, env, logs) for name, args in commands.items()}
+    procs = {name: child.start() for name, child in children.items()}
 
     def stop(*_: object) -> None:
         for proc in procs.values():
@@ -90,16 +138,20 @@ def run(kafka: str, redis: str, port: int) -> int:
                 print(f"the API exited; see {logs}/api.log")
                 return 1
             time.sleep(0.3)
-        models = ", ".join(ModelRegistry(settings).specs)
         print(
-            HELP.format(port=port, grpc_port=settings.grpc.port, models=models, logs=logs),
+            HELP.format(
+                port=port,
+                grpc_port=settings.grpc.port,
+                models=", ".join(models),
+                logs=logs,
+                metrics=", ".join(metrics),
+            ),
             flush=True,
         )
-        while all(p.poll() is None for p in procs.values()):
-            time.sleep(1)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        print(f"stopped: {', '.join(dead)} exited; see {logs}")
-        return 1
+        while True:  # a child that dies is started again, after a back-off
+            for name, child in children.items():
+                procs[name] = child.watch()
+            time.sleep(0.5)
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:

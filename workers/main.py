@@ -10,7 +10,11 @@ from mcp.heartbeat import Heartbeat
 from mcp.kafka import ensure_topics
 from mcp.registry import ModelRegistry
 from mcp.settings import ModelSpec, Settings, get_settings
+from mcp.telemetry.gpu import install_gpu_metrics
+from mcp.telemetry.process import start_telemetry
+from mcp.transaction import InstanceFenced
 from workers.backends import Backend, make_backend
+from workers.slot import FENCED_EXIT
 from workers.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -22,11 +26,9 @@ def load_backend(spec: ModelSpec, settings: Settings) -> Backend:
     return backend
 
 
-def run(model: str, slot: str = "0", burst: bool = False) -> int:
+def run(model: str, slot: str = "0", burst: bool = False, metrics_port: int | None = None) -> int:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    start_telemetry("worker", settings, metrics_port, model=model, worker_id=f"{model}.{slot}")
     registry = ModelRegistry(settings)
     spec = registry.get(model)
     if spec is None:
@@ -35,6 +37,8 @@ def run(model: str, slot: str = "0", burst: bool = False) -> int:
     ensure_topics(settings, [model])
     backend = load_backend(spec, settings)
     worker = InferenceWorker(settings, spec, backend, slot=slot, burst=burst)
+    worker.telemetry.watch_lag(settings, worker.owned_partitions)
+    install_gpu_metrics(model)
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d: draining in-flight work, then leaving the group", signum)
@@ -47,8 +51,11 @@ def run(model: str, slot: str = "0", burst: bool = False) -> int:
     log.info("worker %s ready", worker.worker_id)
     try:
         worker.run()
-    finally:
-        heartbeat.stop()
+    except InstanceFenced as exc:
+        log.error("worker %s stops: %s", worker.worker_id, exc)
+        heartbeat.stop(forget=False)
+        return FENCED_EXIT
+    heartbeat.stop()
     return 0
 
 

@@ -25,14 +25,20 @@ def running_record(topics: Topics, ctx: TaskContext, worker_id: str, wire: str =
 
 
 def outcome_records(
-    topics: Topics, outcome: Outcome, worker_id: str, wire: str = JSON
+    topics: Topics,
+    outcome: Outcome,
+    worker_id: str,
+    wire: str = JSON,
+    traceparent: str | None = None,
 ) -> list[Record]:
     """The result, the terminal event and, for a task given up on, its dead letter; values in
-    the `wire` encoding (a `content-type` header says which)."""
+    the `wire` encoding (a `content-type` header says which). The first two carry
+    `traceparent`, so that the webhook continues the task's trace."""
     key = outcome.task.task_id.encode()
+    trace = (("traceparent", traceparent.encode()),) if traceparent else ()
     out = [
-        record(topics.results, key, outcome.result_record(worker_id), wire),
-        record(topics.events, key, outcome.event_record(worker_id), wire),
+        record(topics.results, key, outcome.result_record(worker_id), wire, trace),
+        record(topics.events, key, outcome.event_record(worker_id), wire, trace),
     ]
     if outcome.to_dlq:
         code = outcome.error.code if outcome.error else "failed"
@@ -73,7 +79,9 @@ def substitute(
             started_at=done.started_at,
         )
         outcomes[n] = failed
-        return Group(("unpublishable", n), outcome_records(topics, failed, worker_id))
+        trace = done.task.trace.traceparent
+        records = outcome_records(topics, failed, worker_id, traceparent=trace)
+        return Group(("unpublishable", n), records)
     if kind == "unpublishable":  # even the DLQ copy was refused: the failure alone
         return Group(("failure", n), [r for r in group.records if r.topic != topics.dlq])
     if kind == "raw":  # an undecodable message the DLQ will not take: its coordinates

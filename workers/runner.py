@@ -18,6 +18,7 @@ from typing import Literal
 
 from mcp.errors import AutoGLMError
 from mcp.settings import ModelSpec, WorkerSettings
+from mcp.telemetry.logs import task_fields
 from schemas import TaskStatus, utcnow
 from workers.backends.base import Backend, ResultOrError, TaskContext
 from workers.outcome import Outcome
@@ -177,7 +178,13 @@ class Runner:
             )
         permanent = isinstance(result, AutoGLMError) and result.permanent
         if attempt < self.settings.max_attempts and not permanent:
-            log.info("task %s attempt %d failed: %s; retrying", task.task_id, attempt, result)
+            log.info(
+                "task %s attempt %d failed: %s; retrying",
+                task.task_id,
+                attempt,
+                result,
+                extra=task_fields(task),
+            )
             return None
         code = result.code if isinstance(result, AutoGLMError) else "backend_error"
         message = f"{type(result).__name__}: {result}"

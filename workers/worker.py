@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -29,10 +30,11 @@ from mcp.blobs import open_blob_store
 from mcp.blobs.files import FileStore
 from mcp.grouped_txn import Group, Refusal
 from mcp.kafka import consumer_config
-from mcp.names import Topics
+from mcp.names import Keys, Topics
 from mcp.records import content_type_for, decode_value
 from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
+from mcp.telemetry.logs import task_fields
 from mcp.transaction import ConsumerTransaction, TransactionLost
 from schemas import AsyncTask, DecodeError, TaskStatus, utcnow
 from workers.backends.base import Backend, TaskContext
@@ -42,7 +44,9 @@ from workers.lanes import Key, Lane, Lanes
 from workers.outcome import Outcome
 from workers.records import outcome_records, running_record, substitute, undecodable_record
 from workers.runner import Runner
+from workers.slot import SlotOwner
 from workers.streams import TokenStreams
+from workers.telemetry import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +84,14 @@ class InferenceWorker:
         self.wire = content_type_for(settings.kafka.encoding)
         self.store = SyncTaskStore(settings)
         self.streams = TokenStreams(settings, self.store.redis)
+        self.slot = SlotOwner(self.store.redis, Keys.of(settings), self.worker_id)
         self.txn = ConsumerTransaction(
-            settings, self.topics.transactional_id(f"worker.{spec.name}", slot), self._substitute
+            settings,
+            self.topics.transactional_id(f"worker.{spec.name}", slot),
+            self._substitute,
+            self.slot.superseded,
         )
+        self.slot.claim()
         longest = max(settings.worker.session_timeout_ms, 3_600_000)
         self.consumer = Consumer(
             consumer_config(
@@ -96,6 +105,7 @@ class InferenceWorker:
             )
         )
         self.slots = spec.concurrency or backend.concurrency
+        self.telemetry = WorkerTelemetry(settings, spec.name, self.slots)
         self.runner = Runner(
             backend, spec, settings.worker, self.store.cancelled, self._reclaim, self.slots
         )
@@ -129,6 +139,7 @@ class InferenceWorker:
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
+                self.slot.check(self.txn)
                 try:
                     busy = self._step()
                 except RedisError as exc:
@@ -149,7 +160,8 @@ class InferenceWorker:
                     break
             self._drain()
         finally:
-            self._maybe_commit(force=True)
+            if not self.txn.fenced:
+                self._maybe_commit(force=True)
             self.consumer.close()  # leaves the group: partitions move at once
             self.txn.close()
             self.runner.close()
@@ -255,7 +267,10 @@ class InferenceWorker:
             self.streams.status(list(jobs), TaskStatus.RUNNING)
             for job in jobs:
                 self._in_flight[(job.key, job.offset)] = job
-            self._running.add(self.runner.start(list(jobs), self._report))
+            batch_span = self.telemetry.batch_started(list(jobs), [j.key[0] for j in jobs])
+            future = self.runner.start(list(jobs), self._report)
+            future.add_done_callback(partial(self.telemetry.batch_ended, batch_span))
+            self._running.add(future)
 
     def _next_batch(self) -> list[Job]:
         """The job that should run next (priority, then a weighted round robin across projects:
@@ -284,17 +299,22 @@ class InferenceWorker:
             assert isinstance(ctx, Job)
             self._in_flight.pop((ctx.key, ctx.offset), None)
             if ctx.lane is None or self.lanes.get(ctx.key) is not ctx.lane:
+                self.telemetry.abandoned(ctx)
                 continue  # its partition moved or the transaction was lost: it runs again
-            self._publish(outcome, ctx.lane, ctx.offset)
+            self._publish(outcome, ctx)
             published = True
 
-    def _publish(self, outcome: Outcome, lane: Lane, offset: int) -> None:
+    def _publish(self, outcome: Outcome, job: Job) -> None:
+        assert job.lane is not None
         n = len(self._after_commit)
         self._after_commit.append(outcome)
-        records = outcome_records(self.topics, outcome, self.worker_id, self.wire)
+        traceparent = self.telemetry.published(job, outcome)
+        records = outcome_records(
+            self.topics, outcome, self.worker_id, self.wire, traceparent=traceparent
+        )
         self.txn.produce([Group(("outcome", n), records)])
         self.processed += 1
-        self._finish(lane, offset)
+        self._finish(job.lane, job.offset)
 
     def _finish(self, lane: Lane, offset: int) -> None:
         lane.finish(offset)
@@ -311,7 +331,7 @@ class InferenceWorker:
             assert job.lane is not None
             if job.task.expires_at < now:
                 outcome = Outcome(job.task, TaskStatus.EXPIRED, job.task.attempt)
-                self._publish(outcome, job.lane, job.offset)
+                self._publish(outcome, job)
             else:
                 live.append(job)
         jobs: list[Job] = []
@@ -320,16 +340,18 @@ class InferenceWorker:
             assert job.lane is not None
             task = job.task
             if verdict == "cancelled":
-                self._publish(Outcome(task, TaskStatus.CANCELLED, attempt), job.lane, job.offset)
+                self._publish(Outcome(task, TaskStatus.CANCELLED, attempt), job)
             elif verdict == "terminal":
-                log.info("task %s already finished; skipping", task.task_id)
+                log.info(
+                    "task %s already finished; skipping", task.task_id, extra=task_fields(task)
+                )
                 self._finish(job.lane, job.offset)
             elif attempt > self.settings.worker.max_attempts:
                 message = f"gave up after {attempt - 1} attempt(s) that never finished"
                 outcome = Outcome.failure(
                     task, attempt - 1, "too_many_attempts", message, to_dlq=True
                 )
-                self._publish(outcome, job.lane, job.offset)
+                self._publish(outcome, job)
             else:
                 job.attempt = attempt
                 if task.action == "generate" and task.payload.get("stream", True):
@@ -356,6 +378,7 @@ class InferenceWorker:
 
     def _commit(self) -> bool:
         """Commit the open transaction; False when it was lost and the consumer rewound."""
+        began = time.perf_counter()
         try:
             self.txn.commit(self.lanes.offsets(), self.consumer)
         except TransactionLost:
@@ -364,6 +387,7 @@ class InferenceWorker:
         self.lanes.committed()
         self._pending = 0
         outcomes, self._after_commit = self._after_commit, []
+        self.telemetry.committed(outcomes, time.perf_counter() - began)
         if outcomes:
             self._publish_to_redis(outcomes)
         return True
@@ -371,7 +395,11 @@ class InferenceWorker:
     def _publish_to_redis(self, outcomes: list[Outcome]) -> None:
         """Fast path for polls; the projector would get there too, a little later."""
         try:
-            self.store.apply_results([o.result_record(self.worker_id) for o in outcomes])
+            now = time.time()
+            self.store.apply_results(
+                [o.result_record(self.worker_id) for o in outcomes],
+                lambda pipe: self.telemetry.record_window(pipe, outcomes, now),
+            )
             self.streams.finish(outcomes)
         except Exception:
             log.exception("direct Redis update failed; the projector will catch up")
@@ -424,6 +452,14 @@ class InferenceWorker:
         self.lanes.drop(keys)
         self.txn.abort()
         self._rewind(exclude=keys)
+
+    def owned_partitions(self) -> list[Key]:
+        """For the metrics thread: a copy, retried if a rebalance changed the set meanwhile."""
+        while True:
+            try:
+                return [(t, int(p)) for t, _, p in (k.rpartition("/") for k in self._assigned)]
+            except RuntimeError:
+                continue
 
     def info(self) -> dict[str, Any]:
         """Read by the heartbeat thread: no consumer calls here, they are not thread-safe."""

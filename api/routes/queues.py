@@ -1,5 +1,6 @@
 """`GET /v1/queues`: per model, the caller's backlog, its oldest queued task, what runs, who runs
-it, and the recent rates; read from the task indexes and heartbeats, never by scanning tasks."""
+it, the Kafka lag, the last minute's completions and queue waits, and the recent rates; read
+from Kafka offsets, the task indexes, heartbeats and `mcp.queue_stats`, never by scanning tasks."""
 
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ from fastapi.responses import Response
 
 from api.auth import Caller, Permission, require
 from api.deps import json_response, services_of
+from api.queue_depth import QueueDepth
 from api.routes.browse import errors
+from mcp import queue_stats
 from mcp.heartbeat import list_workers
 from schemas.browse import QueuesView, QueueView, Rates, WorkerCounts
 
 router = APIRouter(tags=["system"])
+
+
+def depth_of(request: Request) -> QueueDepth:
+    state = request.app.state
+    depth: QueueDepth | None = getattr(state, "queue_depth", None)
+    if depth is None:
+        depth = state.queue_depth = QueueDepth(services_of(request).settings)
+    return depth
 
 
 def counts(workers: list[dict[str, object]]) -> WorkerCounts:
@@ -44,11 +55,18 @@ async def queues(
             pipe.zcard(keys.index(project, f"sm:running:{model}"))
         for name in ("all", "done:succeeded", "done:failed"):
             pipe.zcount(keys.index(project, name), since_ms, now_ms)
+        for model in models:
+            for key in queue_stats.window_keys(keys, model, now_ms / 1000):
+                pipe.hgetall(key)
         replies = await pipe.execute()
     workers = await list_workers(services.settings, redis)
+    lags = await depth_of(request).lags(models, services.partitions)
+    per_window = queue_stats.WINDOW_BUCKETS
+    windows = replies[3 * len(models) + 3 :]
     views = []
     for i, model in enumerate(models):
         backlog, oldest, running = replies[3 * i : 3 * i + 3]
+        window = queue_stats.summarize(windows[i * per_window : (i + 1) * per_window])
         views.append(
             QueueView(
                 model=model,
@@ -56,9 +74,13 @@ async def queues(
                 oldest_queued_age_s=round((now_ms - oldest[0][1]) / 1000, 3) if oldest else None,
                 running=int(running),
                 workers=counts([w for w in workers if w.get("model") == model]),
+                lag=lags.get(model),
+                completed_last_minute=window.completed,
+                queue_wait_p50_s=window.wait_p50_s,
+                queue_wait_p95_s=window.wait_p95_s,
             )
         )
-    submitted, succeeded, failed = replies[3 * len(models) :]
+    submitted, succeeded, failed = replies[3 * len(models) : 3 * len(models) + 3]
     rates = Rates(
         window_s=window_s,
         submitted=submitted / window_s,

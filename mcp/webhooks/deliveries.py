@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +41,9 @@ class NewDelivery:
     type: WebhookType
     url: str
     body: bytes
+    traceparent: str = field(default="", kw_only=True)
+    """The trace its attempts continue (sent to the receiver as `traceparent`); "" for none.
+    Kept in Redis beside the delivery, not in its journal: a trace is best effort."""
 
     def scheduled(self, at: float) -> WebhookRecord:
         """Its first record: due at `at` (unix seconds)."""

@@ -21,6 +21,7 @@ from mcp.kafka import consumer_config
 from mcp.names import Topics
 from mcp.records import decode_value
 from mcp.settings import Settings
+from mcp.telemetry import tracing
 from mcp.transaction import TransactionLost, rewind
 from mcp.webhooks import events
 from mcp.webhooks.deliveries import NewDelivery, scheduled
@@ -54,6 +55,8 @@ class Batch:
 
     states: list[WebhookRecord] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
+    traces: dict[str, str] = field(default_factory=dict)
+    """webhook id -> the `traceparent` its attempts continue"""
 
 
 class Intake:
@@ -145,6 +148,7 @@ class Intake:
             log.warning("committed webhooks wait for the projection (%s)", exc)
 
     async def apply(self, batch: Batch) -> None:
+        await self.store.remember_traces(batch.traces)  # before the deliveries can be claimed
         await self.store.apply(batch.states)
         await self.watcher.finish(batch.finished)
         if batch.states:
@@ -162,9 +166,12 @@ class Intake:
                 if msg.topic() == self.topics.results:
                     result = decode_value(TaskResult, raw, msg.headers())
                     batch.finished.append(result.task_id)
+                    trace = consumed(msg, result.task_id)
                     for delivery in (events.started_of(result), events.completion(result)):
                         if delivery is not None:
                             deliveries.append(delivery)
+                            if trace:
+                                batch.traces[delivery.webhook_id] = trace
                 else:
                     event = decode_value(TaskEvent, raw, msg.headers())
                     if event.task is not None:
@@ -202,6 +209,34 @@ async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
     _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in pending:
         waiter.cancel()
+
+
+def consumed(msg: Message, task_id: str) -> str:
+    """The trace a result's webhooks continue: its record's `traceparent`, through a consume
+    span of the dispatcher's when tracing is on."""
+    parent = header(msg, "traceparent")
+    span = tracing.start(
+        f"process {msg.topic()}",
+        parent,
+        "CONSUMER",
+        {
+            **tracing.kafka("process", msg.topic() or "", **{"autoglm.task_id": task_id}),
+            "messaging.destination.partition.id": str(msg.partition()),
+            "messaging.kafka.offset": msg.offset() or 0,
+        },
+    )
+    if span is not None:
+        span.end()
+    return tracing.traceparent_of(span, parent) or ""
+
+
+def header(msg: Message, name: str) -> str | None:
+    headers = msg.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for key, value in pairs:
+        if key == name and value is not None:
+            return value.decode() if isinstance(value, bytes) else value
+    return None
 
 
 def _usable(msg: Message) -> bool:

@@ -7,6 +7,8 @@ import logging
 import signal
 
 from mcp.settings import get_settings
+from mcp.telemetry.process import start_telemetry
+from mcp.webhooks import metrics
 from mcp.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -18,15 +20,14 @@ async def _serve(slot: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Dispatcher(settings, slot).run(stop)
+    dispatcher = Dispatcher(settings, slot)
+    metrics.install(settings, lambda: dict(dispatcher.pool.host_load))
+    await dispatcher.run(stop)
 
 
-def run(slot: str) -> int:
+def run(slot: str, metrics_port: int | None = None) -> int:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    start_telemetry("dispatcher", settings, metrics_port)
     try:
         asyncio.run(_serve(slot))
     except Exception:

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 
 from mcp.errors import BrokerUnavailable
 from mcp.settings import Settings
+from mcp.telemetry.tracing import trace_id_of
 from mcp.webhooks.deliveries import Delivery
 from mcp.webhooks.journal import WebhookJournal
+from mcp.webhooks.metrics import observe_attempt
 from mcp.webhooks.policy import RetryPolicy
 from mcp.webhooks.sender import Attempt, WebhookSender
 from mcp.webhooks.store import WebhookStore
@@ -123,7 +125,8 @@ class DeliveryPool:
             self._release(host)
             released = True
             self._wake.set()
-            await self._record(delivery, attempt, started, took_ms)
+            gave_up = await self._record(delivery, attempt, started, took_ms)
+            observe_attempt(attempt, gave_up, took_ms / 1000)
         except BrokerUnavailable as exc:
             # Not recorded, so not applied: the claim lapses and the delivery is attempted again.
             log.warning("attempt of webhook %s not recorded: %s", delivery.webhook_id, exc)
@@ -140,8 +143,8 @@ class DeliveryPool:
 
     async def _record(
         self, delivery: Delivery, attempt: Attempt, started: datetime, took_ms: float
-    ) -> None:
-        """Journal the attempt's outcome, then apply it to Redis."""
+    ) -> bool:
+        """Journal the attempt's outcome, then apply it to Redis; True when it was given up."""
         delivered = attempt.outcome == "delivered"
         if not delivered:
             log.info(
@@ -150,6 +153,7 @@ class DeliveryPool:
                 delivery.attempts + 1,
                 delivery.url,
                 attempt.error,
+                extra={"task_id": delivery.task_id, "trace_id": trace_id_of(delivery.traceparent)},
             )
         at = None
         if attempt.outcome == "retry":
@@ -165,6 +169,7 @@ class DeliveryPool:
         state = delivery.after(record, delivered)
         await self.journal.record([state])
         await self.store.ended(delivery, self.slot, state)
+        return not delivered and at is None
 
     async def _finish_in_flight(self, grace_s: float = 5.0) -> None:
         """Let running attempts end briefly; unfinished claims are recovered on restart."""

@@ -11,11 +11,12 @@ import httpx
 
 from mcp.errors import CallbackRefused
 from mcp.settings import Settings
+from mcp.telemetry import tracing
 from mcp.webhooks.deliveries import Delivery
 from mcp.webhooks.policy import parse_retry_after
 from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.signing import webhook_headers
-from mcp.webhooks.ssrf import resolve_callback
+from mcp.webhooks.ssrf import CallbackTarget, resolve_callback
 from mcp.webhooks.transport import PinnedTransport, pinned
 
 USER_AGENT = "autoglm-webhooks/1"
@@ -79,6 +80,32 @@ class WebhookSender:
             return Attempt("retry", None, f"cannot resolve the callback host: {exc}")
         secrets = await self.secrets.get(delivery.project)
         headers = webhook_headers(secrets, delivery.webhook_id, delivery.body)
+        with tracing.span(
+            f"POST webhook {delivery.type}",
+            delivery.traceparent or None,
+            "CLIENT",
+            {
+                "http.request.method": "POST",
+                "server.address": delivery.destination,
+                "autoglm.task_id": delivery.task_id,
+                "autoglm.webhook_id": delivery.webhook_id,
+                "autoglm.attempt": delivery.attempts + 1,
+            },
+        ) as span:
+            traceparent = tracing.traceparent_of(span, delivery.traceparent or None)
+            if traceparent:
+                headers["traceparent"] = traceparent
+            attempt = await self._post(delivery, target, headers)
+            if span is not None:
+                if attempt.status_code is not None:
+                    span.set_attribute("http.response.status_code", attempt.status_code)
+                if attempt.outcome != "delivered":
+                    tracing.error(span, attempt.error or attempt.outcome)
+            return attempt
+
+    async def _post(
+        self, delivery: Delivery, target: CallbackTarget, headers: dict[str, str]
+    ) -> Attempt:
         try:
             with pinned(target):
                 async with asyncio.timeout(self.total_timeout_s):

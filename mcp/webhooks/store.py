@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
@@ -202,15 +203,28 @@ class WebhookStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for webhook_id in ids:
                 pipe.hgetall(self.keys.delivery(webhook_id))
-            rows = await pipe.execute()
+                pipe.get(self.keys.webhook_trace(webhook_id))
+            replies = await pipe.execute()
         claimed: list[Delivery] = []
-        for webhook_id, raw in zip(ids, rows, strict=True):
+        for webhook_id, raw, trace in zip(ids, replies[::2], replies[1::2], strict=True):
             row = _decoded(raw)
             if "record" not in row:
                 await self.redis.srem(self.keys.webhook_inflight(slot), webhook_id)
                 continue
-            claimed.append(Delivery.of(record_of(row)))
+            delivery = Delivery.of(record_of(row))
+            if trace is not None:
+                delivery = replace(delivery, traceparent=_text(trace))
+            claimed.append(delivery)
         return Claim(claimed, next_due)
+
+    async def remember_traces(self, traces: Mapping[str, str]) -> None:
+        """The `traceparent` of new deliveries, for their attempts (kept as long as they are)."""
+        if not traces:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for webhook_id, traceparent in traces.items():
+                pipe.set(self.keys.webhook_trace(webhook_id), traceparent, ex=self.retention_s)
+            await pipe.execute()
 
     async def ended(self, d: Delivery, slot: str, record: WebhookRecord) -> None:
         """The attempt of `d` ended in `record`: apply it, give the task's next webhooks their
