@@ -50,7 +50,11 @@ def serve(port: int | None, host: str = "0.0.0.0") -> int | None:
     """Serve this process's `/metrics` on `port` (0: any free port); the port, or None."""
     if port is None:
         return None
-    server, _thread = start_http_server(port, host)
+    try:
+        server, _thread = start_http_server(port, host)
+    except OSError as exc:  # the process's work matters more than its metrics
+        log.error("cannot serve metrics on %s:%d (%s); running without them", host, port, exc)
+        return None
     bound = int(_port_of(server))
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound

@@ -106,3 +106,15 @@ def test_labels_stay_bounded() -> None:
     shown = bounded(load)
     assert len(shown) == TOP_HOSTS + 1
     assert sum(shown.values()) == sum(load.values())
+
+
+def test_a_taken_metrics_port_is_logged_not_fatal() -> None:
+    import socket
+
+    from mcp.telemetry.metrics import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert serve(taken.getsockname()[1], "127.0.0.1") is None
+    assert serve(None) is None
