@@ -31,6 +31,7 @@ SUITES = (
     "grpc_vs_http",
     "replay",
     "telemetry",
+    "celery_baseline",
 )
 
 

@@ -145,3 +145,83 @@ async def run_rate(
         _, writer = pool.get_nowait()
         writer.close()
     return result
+
+
+def get_request(host: str, port: int, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+
+@dataclass
+class Tracked:
+    """One task of `run_until_visible`: wall-clock times (`time.time()`), so that they can be set
+    against the timestamps the servers wrote."""
+
+    sent: float
+    accepted: float = 0.0
+    visible: float = 0.0
+    polls: int = 0
+    final: bytes = b""
+
+
+async def run_until_visible(
+    host: str,
+    port: int,
+    submit: bytes,
+    task_id_of: Callable[[bytes], str],
+    poll_path: Callable[[str], str],
+    is_done: Callable[[bytes], bool],
+    rate_per_s: float,
+    duration_s: float,
+    poll_interval_s: float = 0.001,
+    give_up_s: float = 30.0,
+    submit_connections: int = 16,
+    poll_connections: int = 32,
+) -> list[Tracked]:
+    """Open loop at a fixed rate: each task is submitted, then polled every `poll_interval_s`
+    (or as fast as the poll connections allow) until `is_done` says the answer shows its result.
+    The same method serves every system measured, so their numbers compare."""
+    submits: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    polls: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(submit_connections):
+        submits.put_nowait(await asyncio.open_connection(host, port))
+    for _ in range(poll_connections):
+        polls.put_nowait(await asyncio.open_connection(host, port))
+    tracked: list[Tracked] = []
+
+    async def one() -> None:
+        task = Tracked(sent=time.time())
+        tracked.append(task)
+        reader, writer = await submits.get()
+        writer.write(submit)
+        status, body = await _read_response(reader)
+        submits.put_nowait((reader, writer))
+        task.accepted = time.time()
+        if not 200 <= status < 300:
+            return
+        request = get_request(host, port, poll_path(task_id_of(body)))
+        give_up = task.sent + give_up_s
+        while time.time() < give_up:
+            reader, writer = await polls.get()
+            writer.write(request)
+            status, body = await _read_response(reader)
+            polls.put_nowait((reader, writer))
+            task.polls += 1
+            if status == 200 and is_done(body):
+                task.visible = time.time()
+                task.final = body
+                return
+            await asyncio.sleep(poll_interval_s)
+
+    started = time.perf_counter()
+    running = []
+    for i in range(int(rate_per_s * duration_s)):
+        delay = started + i / rate_per_s - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        running.append(asyncio.create_task(one()))
+    await asyncio.gather(*running)
+    for pool in (submits, polls):
+        while not pool.empty():
+            _, writer = pool.get_nowait()
+            writer.close()
+    return tracked

@@ -1,0 +1,321 @@
+"""End to end against Celery, same run: what teams build today for async inference.
+
+- celery: Celery 5, Redis broker and result backend (its own Redis database), behind FastAPI
+  (`POST` -> `.delay()` -> 202 with the id; `GET` -> `AsyncResult` state), one worker process
+  (solo pool) running an echo task;
+- autoglm: our API (group commit, projector in the API process) and one echo worker process.
+
+Measured for both: submit throughput (closed loop, same body, same connections, no worker
+running), and submit -> result visible to a poller at fixed rates (open loop; each task is
+polled every ~1 ms, or as fast as `POLL_CONNECTIONS` connections go; the same loop for
+both). Ours also reports where a task's time goes, from the timestamps in its records and a
+read_committed watcher of `task-events` (`stages_ms`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Consumer
+
+from bench.loadgen import Tracked, post_request, run_until_visible
+from bench.pipeline import (
+    BODY,
+    CONCURRENCY,
+    DURATION_S,
+    KAFKA,
+    KAFKA_WARM_UP_S,
+    REDIS,
+    _closed_loop,
+    _env,
+    _free_port,
+    _start,
+    _stop,
+    bench_api,
+    bench_bare,
+)
+from mcp.names import Topics
+from mcp.records import decode_value
+from mcp.settings import Settings
+from schemas import TaskEvent
+
+RATES = tuple(float(r) for r in os.environ.get("BENCH_E2E_RATES", "100,1000").split(","))
+E2E_DURATION_S = float(os.environ.get("BENCH_E2E_DURATION_S", "5"))
+# GETs in flight at most: polling every 1 ms on more connections than this would take the CPU
+# from the systems measured (2 cores here) and measure the pollers instead.
+POLL_CONNECTIONS = int(os.environ.get("BENCH_POLL_CONNECTIONS", "8"))
+TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
+CELERY_REDIS = REDIS.rsplit("/", 1)[0] + "/1"  # the bench Redis, a database of Celery's own
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(p * len(s)))], 2) if s else float("nan")
+
+
+def _dist(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": _pct(values, 0.5), "p90_ms": _pct(values, 0.9), "p99_ms": _pct(values, 0.99)}
+
+
+def _done(body: bytes) -> bool:
+    return orjson.loads(body).get("status") in TERMINAL
+
+
+def _task_id(body: bytes) -> str:
+    return str(orjson.loads(body)["task_id"])
+
+
+def _measure(port: int, rate: float, duration_s: float) -> list[Tracked]:
+    return asyncio.run(
+        run_until_visible(
+            "127.0.0.1",
+            port,
+            post_request("127.0.0.1", port, "/v1/tasks", BODY),
+            _task_id,
+            lambda task_id: f"/v1/tasks/{task_id}",
+            _done,
+            rate,
+            duration_s,
+            poll_connections=POLL_CONNECTIONS,
+        )
+    )
+
+
+def _ready(port: int) -> None:
+    """A few tasks through, however long the worker takes to join (not measured)."""
+    if not all(t.visible for t in _measure(port, 10, 0.3)):
+        raise RuntimeError("no task came through")
+
+
+def _summary(tracked: list[Tracked], rate: float) -> dict[str, Any]:
+    seen = [t for t in tracked if t.visible]
+    return {
+        "rate_per_s": rate,
+        "tasks": len(tracked),
+        "visible": len(seen),
+        **_dist([(t.visible - t.sent) * 1000 for t in seen]),
+        "submit": _dist([(t.accepted - t.sent) * 1000 for t in tracked if t.accepted]),
+        "polls_per_task": round(sum(t.polls for t in seen) / max(len(seen), 1), 1),
+    }
+
+
+def _at(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def _stages(tracked: list[Tracked], committed: dict[str, float]) -> dict[str, Any]:
+    """Where our tasks' time goes, submit -> visible, in consecutive stages (wall clock, one host):
+    - submit_to_202: the request, group-commit wait, the Kafka commit and the answer;
+    - queued_to_running: 202 -> the worker's `running` record (fetch of the committed record,
+      its batching wait);
+    - run: `running` -> the result (the echo model);
+    - result_to_committed: the result -> its terminal event read by a read_committed consumer
+      (the worker's commit cadence, the transaction commit, a fetch);
+    - committed_to_visible: -> a poll shows it (projector consume, Redis write, the poll gap)."""
+    stages: dict[str, list[float]] = {
+        "submit_to_202": [],
+        "queued_to_running": [],
+        "run": [],
+        "result_to_committed": [],
+        "committed_to_visible": [],
+    }
+    for t in tracked:
+        if not t.visible:
+            continue
+        view = orjson.loads(t.final)
+        if not view.get("started_at") or not view.get("finished_at"):
+            continue
+        started, finished = _at(view["started_at"]), _at(view["finished_at"])
+        seen = committed.get(view["task_id"])
+        stages["submit_to_202"].append((t.accepted - t.sent) * 1000)
+        stages["queued_to_running"].append((started - t.accepted) * 1000)
+        stages["run"].append((finished - started) * 1000)
+        if seen is not None:
+            stages["result_to_committed"].append((seen - finished) * 1000)
+            stages["committed_to_visible"].append((t.visible - seen) * 1000)
+    return {name: {**_dist(v), "n": len(v)} for name, v in stages.items()}
+
+
+class Watcher:
+    """When each task's terminal event becomes readable (read_committed) in `task-events`."""
+
+    def __init__(self, settings: Settings, group: str) -> None:
+        self.topic = Topics.of(settings).events
+        self.group = group
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": KAFKA,
+                "group.id": self.group,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "latest",
+                "fetch.wait.max.ms": 1,
+            }
+        )
+        consumer.subscribe([self.topic])
+        while not self._stop.is_set():
+            msg = consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            event = decode_value(TaskEvent, msg.value(), msg.headers())
+            if event.status.terminal:
+                self.seen.setdefault(event.task_id, time.time())
+        consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _ours_e2e() -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    port = _free_port()
+    env = _env(prefix)
+    api = _start(["-m", "autoglm", "api", "--port", str(port)], env, port, "/readyz")
+    worker = _start(["-m", "autoglm", "worker", "--model", "echo"], env, None, "")
+    settings = Settings(kafka={"bootstrap_servers": KAFKA, "topic_prefix": prefix})
+    watcher = Watcher(settings, f"{prefix}watch")
+    out: dict[str, Any] = {}
+    try:
+        _ready(port)
+        for rate in RATES:
+            _measure(port, rate, 1.0)  # warm-up at this rate, not measured
+            tracked = _measure(port, rate, E2E_DURATION_S)
+            time.sleep(0.5)  # the watcher's last reads
+            out[f"{rate:g}_per_s"] = {
+                **_summary(tracked, rate),
+                "stages_ms": _stages(tracked, watcher.seen),
+            }
+    finally:
+        watcher.close()
+        _stop(worker)
+        _stop(api)
+    return out
+
+
+def _celery_env() -> dict[str, str]:
+    return {**os.environ, "BENCH_CELERY_REDIS": CELERY_REDIS}
+
+
+def _celery_api() -> tuple[subprocess.Popen[bytes], int]:
+    redis.Redis.from_url(CELERY_REDIS).flushdb()
+    port = _free_port()
+    return _start(["-m", "bench.celery_api", str(port)], _celery_env(), port, "/docs"), port
+
+
+def _celery_submit() -> dict[str, Any]:
+    api, port = _celery_api()
+    try:
+        return _closed_loop(port)
+    finally:
+        _stop(api)
+        redis.Redis.from_url(CELERY_REDIS).flushdb()  # the tasks no worker ran
+
+
+def _celery_e2e() -> dict[str, Any]:
+    api, port = _celery_api()
+    worker = _start(
+        [
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "--pool=solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=WARNING",
+        ],
+        _celery_env(),
+        None,
+        "",
+    )
+    out: dict[str, Any] = {}
+    try:
+        _ready(port)
+        for rate in RATES:
+            _measure(port, rate, 1.0)
+            out[f"{rate:g}_per_s"] = _summary(_measure(port, rate, E2E_DURATION_S), rate)
+    finally:
+        _stop(worker)
+        _stop(api)
+        redis.Redis.from_url(CELERY_REDIS).flushdb()
+    return out
+
+
+def _ours_submit() -> dict[str, Any]:
+    port = _free_port()
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    api = _start(["-m", "autoglm", "api", "--port", str(port)], _env(prefix), port, "/readyz")
+    try:
+        return _closed_loop(port)
+    finally:
+        _stop(api)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _step(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    before = _load()
+    result = fn()
+    return {**result, "load_average_before": before, "load_average_after": _load()}
+
+
+def run(out: dict[str, Any]) -> None:
+    warm = bench_api(group_commit=True, warm_up_s=KAFKA_WARM_UP_S)  # the broker's JIT
+    print(f"broker warmed up for {KAFKA_WARM_UP_S:g} s (then {warm['throughput_rps']} req/s)")
+    bare = _step(bench_bare)
+    ours = _step(_ours_submit)
+    celery = _step(_celery_submit)
+    for name, r in (("bare", bare), ("autoglm", ours), ("celery", celery)):
+        print(f"submit {name}: {r['throughput_rps']} req/s p50 {r['p50_ms']} ms")
+    out["submit"] = {
+        "concurrency": CONCURRENCY,
+        "duration_s": DURATION_S,
+        "bare_fastapi": bare,
+        "autoglm": ours,
+        "celery": celery,
+        "autoglm_vs_celery": round(ours["throughput_rps"] / max(celery["throughput_rps"], 1e-9), 2),
+    }
+    ours_e2e = _step(_ours_e2e)
+    celery_e2e = _step(_celery_e2e)
+    for rate in RATES:
+        key = f"{rate:g}_per_s"
+        for name, r in (("autoglm", ours_e2e[key]), ("celery", celery_e2e[key])):
+            print(
+                f"e2e {name} at {rate:g}/s: p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
+                f" ({r['visible']}/{r['tasks']} visible)"
+            )
+        for stage, d in ours_e2e[key]["stages_ms"].items():
+            print(f"   {stage}: p50 {d['p50_ms']} p99 {d['p99_ms']} ms")
+    out["e2e"] = {
+        "duration_s": E2E_DURATION_S,
+        "poll_interval_ms": 1,
+        "poll_connections": POLL_CONNECTIONS,
+        "autoglm": ours_e2e,
+        "celery": celery_e2e,
+    }
+
+
+if __name__ == "__main__":
+    from bench.__main__ import main
+
+    raise SystemExit(main(["celery_baseline"]))
