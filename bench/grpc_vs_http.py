@@ -124,6 +124,19 @@ def grpc_infer(target: str) -> dict[str, Any]:
     return _latencies(samples)
 
 
+def _wait_worker(port: int) -> None:
+    """Until an echo task comes back through the whole pipeline: a fresh worker joins its
+    consumer group and gets its partitions before it answers anything."""
+    deadline = time.monotonic() + 180
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        while True:
+            answer = client.post("/v1/infer", json=BODY, headers={"Prefer": "wait=10"})
+            if answer.status_code == 200:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the echo worker never answered: {answer.text}")
+
+
 def _wait_grpc(target: str) -> None:
     with grpc.insecure_channel(target) as channel:
         grpc.channel_ready_future(channel).result(timeout=180)
@@ -158,6 +171,7 @@ def run(out: dict[str, Any]) -> None:
     ]
     try:
         _wait_grpc(target)
+        _wait_worker(port)
         api, front = procs[0].pid, procs[1].pid
         http_submit(port, api, WARM_UP_S)
         grpc_submit(target, front, WARM_UP_S)
