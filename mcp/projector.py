@@ -33,6 +33,8 @@ from schemas import DecodeError, TaskEvent
 
 log = logging.getLogger(__name__)
 
+POLL_S = 0.1
+
 EVENTS = Counter(
     "autoglm_projector_events_total", "Task events applied to Redis, by status", ["status"]
 )
@@ -76,12 +78,25 @@ class Projector:
         consumer = await asyncio.to_thread(self._consumer)
         try:
             while not stop.is_set():
-                messages = await asyncio.to_thread(consumer.consume, self.batch, 0.1)
+                messages = await asyncio.to_thread(self._fetch, consumer)
                 if messages and not await self._project(consumer, messages, stop):
                     break  # stopping while Redis is away: these offsets stay uncommitted
                 await self._trim()
         finally:
             await asyncio.to_thread(_close, consumer)
+
+    def _fetch(self, consumer: Consumer) -> list[Message]:
+        """The records ready now: waits (up to `POLL_S`) for the first one only, then takes what
+        was fetched with it. `consume(n, t)` would hold every record until n of them had come
+        or t had passed: a poller would see each transition up to t late (what
+        `server.projector_batch_wait_ms` asks for, when it is set)."""
+        wait_s = self.settings.server.projector_batch_wait_ms / 1000
+        if wait_s > 0:
+            return list(consumer.consume(self.batch, wait_s))
+        first = consumer.poll(POLL_S)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self.batch - 1, 0)]
 
     def _consumer(self) -> Consumer:
         consumer = Consumer(consumer_config(self.settings, self.topics.group("projector")))
