@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from bench.backlog import _tasks
 from bench.pipeline import KAFKA, REDIS, ROOT, _closed_loop, _free_port, _start, _stop
@@ -57,8 +57,16 @@ def _consumed(bootstrap: str, group: str, topic: str) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return sum(max(0, tp.offset) for tp in committed)
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        for attempt in range(20):
+            try:
+                committed = consumer.committed(wanted, timeout=10)
+                return sum(max(0, tp.offset) for tp in committed)
+            except KafkaException:  # the group's coordinator is still loading or moving
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        return 0
     finally:
         consumer.close()
 
