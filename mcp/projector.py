@@ -86,10 +86,9 @@ class Projector:
             await asyncio.to_thread(_close, consumer)
 
     def _fetch(self, consumer: Consumer) -> list[Message]:
-        """The records ready now: waits (up to `POLL_S`) for the first one only, then takes what
-        was fetched with it. `consume(n, t)` would hold every record until n of them had come
-        or t had passed: a poller would see each transition up to t late (what
-        `server.projector_batch_wait_ms` asks for, when it is set)."""
+        """A batch: `consume(n, t)` holds the records until n of them have come or t has passed
+        (`server.projector_batch_wait_ms`); with 0, what is ready now (the first record waited
+        for up to `POLL_S`, then what was fetched with it)."""
         wait_s = self.settings.server.projector_batch_wait_ms / 1000
         if wait_s > 0:
             return list(consumer.consume(self.batch, wait_s))

@@ -47,10 +47,11 @@ class ServerSettings(BaseModel):
     rate_limit_burst: int = 200
     # The API process also projects task-events into Redis (one projector per group member).
     run_projector: bool = True
-    # How long the projector waits to fill a batch of events before writing it to Redis; 0
-    # writes what is ready at once, so a poll sees a transition as soon as it is committed
-    # (raised only to measure what waiting costs, `make bench`).
-    projector_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    # How long the projector waits to fill a batch of events before writing it to Redis. 0
+    # writes what is ready at once: a transition reaches Redis sooner, but the API process then
+    # writes many small batches, and with the process busy (polls, submits) that measured slower
+    # end to end (`make bench BENCH_ARGS=celery_baseline` runs both).
+    projector_batch_wait_ms: float = Field(default=100.0, ge=0, le=1000)
     # Admission control: above the bound, submissions get 503 + Retry-After before the body is
     # read. The bound adapts between min and max to keep accepted submissions' p90 under target.
     admission_control: bool = True
