@@ -126,11 +126,12 @@ def grpc_infer(target: str) -> dict[str, Any]:
 
 def _wait_worker(port: int) -> None:
     """Until an echo task comes back through the whole pipeline: a fresh worker joins its
-    consumer group and gets its partitions before it answers anything."""
+    consumer group and gets its partitions before it answers anything, and a backlog left by
+    the submit rounds is worked off first."""
     deadline = time.monotonic() + 180
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         while True:
-            answer = client.post("/v1/infer", json=BODY, headers={"Prefer": "wait=10"})
+            answer = client.post("/v1/infer", json=BODY, headers={"Prefer": "wait=30"})
             if answer.status_code == 200:
                 return
             if time.monotonic() > deadline:
@@ -184,6 +185,7 @@ def run(out: dict[str, Any]) -> None:
         for _ in range(ROUNDS):
             rounds["http_submit"].append(http_submit(port, api, DURATION_S))
             rounds["grpc_submit"].append(grpc_submit(target, front, DURATION_S))
+            _wait_worker(port)  # the submit rounds left a backlog: infer waits behind none
             rounds["http_infer"].append(http_infer(port))
             rounds["grpc_infer"].append(grpc_infer(target))
             for name, runs in rounds.items():
