@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -28,8 +27,8 @@ from typing import Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer
 
+from bench.events import TerminalEvents
 from bench.loadgen import Tracked, post_request, run_until_visible
 from bench.pipeline import (
     BODY,
@@ -46,10 +45,7 @@ from bench.pipeline import (
     bench_api,
     bench_bare,
 )
-from mcp.names import Topics
-from mcp.records import decode_value
 from mcp.settings import Settings
-from schemas import TaskEvent
 
 RATES = tuple(float(r) for r in os.environ.get("BENCH_E2E_RATES", "100,1000").split(","))
 E2E_DURATION_S = float(os.environ.get("BENCH_E2E_DURATION_S", "5"))
@@ -148,42 +144,6 @@ def _stages(tracked: list[Tracked], committed: dict[str, float]) -> dict[str, An
     return {name: {**_dist(v), "n": len(v)} for name, v in stages.items()}
 
 
-class Watcher:
-    """When each task's terminal event becomes readable (read_committed) in `task-events`."""
-
-    def __init__(self, settings: Settings, group: str) -> None:
-        self.topic = Topics.of(settings).events
-        self.group = group
-        self.seen: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": KAFKA,
-                "group.id": self.group,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "latest",
-                "fetch.wait.max.ms": 1,
-            }
-        )
-        consumer.subscribe([self.topic])
-        while not self._stop.is_set():
-            msg = consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            event = decode_value(TaskEvent, msg.value(), msg.headers())
-            if event.status.terminal:
-                self.seen.setdefault(event.task_id, time.time())
-        consumer.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 def _ours_e2e(**extra: str) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     port = _free_port()
@@ -191,7 +151,7 @@ def _ours_e2e(**extra: str) -> dict[str, Any]:
     api = _start(["-m", "autoglm", "api", "--port", str(port)], env, port, "/readyz")
     worker = _start(["-m", "autoglm", "worker", "--model", "echo"], env, None, "")
     settings = Settings(kafka={"bootstrap_servers": KAFKA, "topic_prefix": prefix})
-    watcher = Watcher(settings, f"{prefix}watch")
+    watcher = TerminalEvents(settings, f"{prefix}watch", time.time)
     out: dict[str, Any] = {}
     try:
         _ready(port)
@@ -201,10 +161,10 @@ def _ours_e2e(**extra: str) -> dict[str, Any]:
             time.sleep(0.5)  # the watcher's last reads
             out[f"{rate:g}_per_s"] = {
                 **_summary(tracked, rate),
-                "stages_ms": _stages(tracked, watcher.seen),
+                "stages_ms": _stages(tracked, watcher.at),
             }
     finally:
-        watcher.close()
+        watcher.stop()
         _stop(worker)
         _stop(api)
     return out

@@ -19,7 +19,6 @@ import io
 import os
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer
 from PIL import Image
 
+from bench.events import TerminalEvents
 from bench.loadgen import LoadResult, _read_response
 from bench.pipeline import KAFKA, _env, _free_port, _start, _stop
 from mcp.names import Topics
-from mcp.records import decode_value
 from mcp.settings import Settings
-from schemas import SubmitRequest, TaskEvent
+from schemas import SubmitRequest
 from schemas.autoglm.v1 import messages_pb2 as pb
 from schemas.protobuf import to_protobuf
 from tests.harness import scan
@@ -203,42 +201,6 @@ def _task_id(answer: bytes) -> str:
     return pb.SubmitResponse.FromString(answer).task_id
 
 
-class Finished:
-    """Watches task-events for terminal events; when each task finished."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.at: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._topic = Topics.of(settings).events
-        self._group = f"{settings.kafka.topic_prefix}watch"
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": KAFKA,
-                "group.id": self._group,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "latest",
-                "fetch.wait.max.ms": 1,
-            }
-        )
-        consumer.subscribe([self._topic])
-        while not self._stop.is_set():
-            msg = consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            event = decode_value(TaskEvent, msg.value(), msg.headers())
-            if event.status.terminal:
-                self.at[event.task_id] = time.perf_counter()
-        consumer.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far: steadier than wall time on a busy host."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -265,7 +227,7 @@ def run(out: dict[str, Any]) -> None:
     settings = Settings(kafka={"bootstrap_servers": KAFKA, "topic_prefix": prefix})
     api = _start(["-m", "autoglm", "api", "--port", str(port)], env, port, "/readyz")
     worker = _start(["-m", "autoglm", "worker", "--model", "echo"], env, None, "")
-    finished = Finished(settings)
+    finished = TerminalEvents(settings, f"{settings.kafka.topic_prefix}watch", time.perf_counter)
     topics = Topics.of(settings)
     results: dict[str, Any] = {"screenshot_bytes": len(png), "concurrency": CONCURRENCY}
     # Others' work on the host skews every number: say how busy it was.
