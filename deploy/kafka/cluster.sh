@@ -22,9 +22,8 @@ while [ $# -gt 0 ]; do
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cache_root="${KAFKA_CACHE:-$HOME/.cache/autoglm-mcp}"
-version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
-jars="$cache_root/kafka-$version/libs"
+# shellcheck source=deploy/kafka/jars.sh
+source "$here/jars.sh"
 root="${KAFKA_CLUSTER_DATA:-$cache_root/kafka-cluster-$port}"
 heap="${KAFKA_CLUSTER_HEAP:-384m}"
 nodes=(1 2 3)
@@ -33,15 +32,6 @@ voters="1@127.0.0.1:$((port + 3)),2@127.0.0.1:$((port + 4)),3@127.0.0.1:$((port 
 broker_port() { echo $((port + $1 - 1)); }
 controller_port() { echo $((port + $1 + 2)); }
 node_dir() { echo "$root/node$1"; }
-
-fetch_jars() {
-  if [ -f "$jars/.complete" ]; then return 0; fi
-  echo "kafka: fetching Apache Kafka $version jars from Maven Central into $jars"
-  mkdir -p "$jars"
-  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$jars" -DincludeScope=runtime
-  touch "$jars/.complete"
-}
 
 write_config() {
   local i="$1" dir; dir="$(node_dir "$i")"

@@ -16,9 +16,8 @@ while [ $# -gt 0 ]; do
     *) echo "kafka.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cache_root="${KAFKA_CACHE:-$HOME/.cache/autoglm-mcp}"
-version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
-jars="$cache_root/kafka-$version/libs"
+# shellcheck source=deploy/kafka/jars.sh
+source "$here/jars.sh"
 data="${data:-$cache_root/kafka-data-$port}"
 controller_port=$((port + 1))
 pidfile="$data/kafka.pid"
@@ -28,15 +27,6 @@ ready() {
   # An open port is not enough: the node is ready once it logged that the server started.
   timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null || return 1
   grep -q "Kafka Server started" "$logfile" 2>/dev/null
-}
-
-fetch_jars() {
-  if [ -f "$jars/.complete" ]; then return 0; fi
-  echo "kafka: fetching Apache Kafka $version jars from Maven Central into $jars"
-  mkdir -p "$jars"
-  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$jars" -DincludeScope=runtime
-  touch "$jars/.complete"
 }
 
 write_config() {
