@@ -111,8 +111,7 @@ class AdmissionControl:
                 self.retry_after_s,
             )
         if refusal is not None:
-            REFUSED.labels(refusal.code).inc()
-            await platform_error_response(refusal)(scope, receive, send)
+            await _refuse(refusal, scope, receive, send)
             return
         self.infer_in_flight += 1
         try:
@@ -123,8 +122,7 @@ class AdmissionControl:
     async def _submission(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self._refusal(scope)
         if refusal is not None:
-            REFUSED.labels(refusal.code).inc()
-            await platform_error_response(refusal)(scope, receive, send)
+            await _refuse(refusal, scope, receive, send)
             return
         started = time.perf_counter()
         try:
@@ -155,6 +153,11 @@ class AdmissionControl:
                 self.retry_after_s,
             )
         return None
+
+
+async def _refuse(refusal: Overloaded, scope: Scope, receive: Receive, send: Send) -> None:
+    REFUSED.labels(refusal.code).inc()
+    await platform_error_response(refusal)(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int:
