@@ -1,14 +1,14 @@
 """The inference worker: consume tasks, run them, publish each outcome exactly once.
 
-The loop reads the model's lane topics (one per priority) into per-partition lanes
-(`workers.lanes`) and a `FairQueue` that hands batches out by priority, then by a weighted
-round robin across projects (`workers.fairness`); it claims them in Redis (counting attempts
-across crashes) and runs them as batches on `concurrency` slots, so a slow task holds up only
-its own slot. Each member's outcome goes into the open transaction as soon
-as it is final, whatever the order; the transaction commits with each lane's lowest unfinished
-offset and the finished records above it every `commit_every_n` outcomes or `commit_every_ms`,
-whichever comes first (KIP-447 fencing through the consumer group metadata). Only after a
-commit does Redis hear of the outcomes directly.
+The loop reads the model's lane topics (one per priority, `workers.intake`) into
+per-partition lanes (`workers.lanes`) and a `FairQueue` that hands batches out by priority,
+then by a weighted round robin across projects (`workers.fairness`); it claims them in Redis
+(counting attempts across crashes, `workers.claims`) and runs them as batches on `concurrency`
+slots, so a slow task holds up only its own slot. Each member's outcome goes into the open
+transaction as soon as it is final, whatever the order; the transaction commits with each
+lane's lowest unfinished offset and the finished records above it every `commit_every_n`
+outcomes or `commit_every_ms`, whichever comes first (KIP-447 fencing through the consumer
+group metadata). Only after a commit does Redis hear of the outcomes directly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,18 +30,19 @@ from mcp.blobs.files import FileStore
 from mcp.grouped_txn import Group, Refusal
 from mcp.kafka import consumer_config
 from mcp.names import Keys, Topics
-from mcp.records import content_type_for, decode_value
+from mcp.records import content_type_for
 from mcp.settings import ModelSpec, Settings
 from mcp.store import SyncTaskStore
-from mcp.telemetry.logs import task_fields
 from mcp.transaction import ConsumerTransaction, TransactionLost
-from schemas import AsyncTask, DecodeError, TaskStatus, utcnow
+from schemas import TaskStatus
 from workers.backends.base import Backend, TaskContext
+from workers.claims import Claims, Job
 from workers.fairness import FairQueue
 from workers.inputs import ClaimCheckBackend, TaskFiles
+from workers.intake import Intake
 from workers.lanes import Key, Lane, Lanes
 from workers.outcome import Outcome
-from workers.records import outcome_records, running_record, substitute, undecodable_record
+from workers.records import outcome_records, running_record, substitute
 from workers.runner import Runner
 from workers.slot import SlotOwner
 from workers.streams import TokenStreams
@@ -54,15 +54,6 @@ log = logging.getLogger(__name__)
 BURST_IDLE_S = 2.0
 # How often the loop looks for finished work while some is running.
 BUSY_POLL_S = 0.005
-
-
-@dataclass(eq=False)
-class Job(TaskContext):
-    """A task on its way through the worker, and the record it came from."""
-
-    key: Key = ("", -1)
-    offset: int = -1
-    lane: Lane | None = None
 
 
 class InferenceWorker:
@@ -106,13 +97,15 @@ class InferenceWorker:
         )
         self.slots = spec.concurrency or backend.concurrency
         self.telemetry = WorkerTelemetry(settings, spec.name, self.slots)
+        self.claims = Claims(settings, self.store, self.streams, self.worker_id)
         self.runner = Runner(
-            backend, spec, settings.worker, self.store.cancelled, self._reclaim, self.slots
+            backend, spec, settings.worker, self.store.cancelled, self.claims.reclaim, self.slots
         )
         self.stopping = threading.Event()
         self.lanes = Lanes()
         # Read, not yet running: handed out by priority, then fairly across projects.
         self._backlog: FairQueue[Job] = FairQueue(lambda p: settings.quotas.of(p).weight)
+        self.intake = Intake(self.consumer, settings, spec, self.topics, self.lanes, self._backlog)
         self._in_flight: dict[tuple[Key, int], Job] = {}  # claimed and running
         self._running: set[Future[None]] = set()  # one per busy slot
         self._finished: queue.SimpleQueue[tuple[TaskContext, Outcome]] = queue.SimpleQueue()
@@ -168,8 +161,8 @@ class InferenceWorker:
 
     def _step(self) -> bool:
         """One turn of the loop; False when there was nothing to do at all."""
-        self._flow()
-        messages = self._poll()
+        self.intake.flow()
+        messages = self.intake.poll(self._poll_timeout())
         self._read(messages)
         self._dispatch()
         published = self._collect()
@@ -195,59 +188,29 @@ class InferenceWorker:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _poll(self) -> list[Message]:
+    def _poll_timeout(self) -> float:
         timeout = BUSY_POLL_S if self._running else self.settings.worker.poll_timeout_s
         if self.txn.open:
             due = self.txn.began_at + self.settings.worker.commit_every_ms / 1000
             timeout = max(0.0, min(timeout, due - time.monotonic()))
-        first = self.consumer.poll(timeout)
-        if first is None:
-            return []
-        messages = [first]
-        room = self.spec.max_batch_size - 1
-        if room > 0:
-            messages += self.consumer.consume(room, self.spec.max_wait_ms / 1000)
-        return messages
-
-    def _flow(self) -> None:
-        """Pause what must not be read now: a partition with a batch's worth of records waiting
-        (so one project's flood cannot crowd the other partitions out of the fetches; pausing
-        also drops what was prefetched for it), and a partition read a window past its lowest
-        unfinished record."""
-        full = self._backlog.full(self.spec.max_batch_size)
-        crowded = set(self.lanes.crowded(self.settings.worker.lane_window))
-        self.lanes.hold(self.consumer, full | crowded)
+        return timeout
 
     def _read(self, messages: list[Message]) -> None:
-        for msg in messages:
-            if msg.error():
-                log.warning("consume error: %s", msg.error())
+        for lane, offset, raw in self.intake.read(messages):
+            if raw is None:
+                self._pending += 1  # skipped: its result is committed
                 continue
-            key: Key = (msg.topic() or "", msg.partition() or 0)
-            offset = msg.offset() or 0
-            lane = self.lanes.get(key)
-            if lane is None:
-                continue  # its partition was taken away meanwhile
-            if not lane.read(offset):
-                log.info("%s/%d@%d: result already committed; skipping", *key, offset)
-                self._pending += 1
-                continue
-            try:
-                task = decode_value(AsyncTask, msg.value(), msg.headers())
-            except DecodeError as exc:
-                raw = undecodable_record(self.topics, msg, exc)
-                self.txn.produce([Group(("raw", next(self._ids)), [raw])])
-                self._finish(lane, offset)
-                continue
-            job = Job(task=task, key=key, offset=offset, lane=lane)
-            self._backlog.push(key, task.priority, task.project, job)
+            self.txn.produce([Group(("raw", next(self._ids)), [raw])])
+            self._finish(lane, offset)
 
     # -- running -----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         """Start batches from the backlog, oldest first, while slots are free."""
         while len(self._backlog) and len(self._running) < self.slots:
-            batch = self._next_batch()
+            # The job that should run next (priority, then a weighted round robin across
+            # projects: `workers/fairness.py`) and the jobs that may share its batch.
+            batch = self._backlog.take(self.spec.max_batch_size, self.runner.batch_key)
             jobs = self._claim(batch)
             if not jobs:
                 continue
@@ -271,11 +234,6 @@ class InferenceWorker:
             future = self.runner.start(list(jobs), self._report)
             future.add_done_callback(partial(self.telemetry.batch_ended, batch_span))
             self._running.add(future)
-
-    def _next_batch(self) -> list[Job]:
-        """The job that should run next (priority, then a weighted round robin across projects:
-        `workers/fairness.py`) and the jobs that may share its batch."""
-        return self._backlog.take(self.spec.max_batch_size, self.runner.batch_key)
 
     def _report(self, ctx: TaskContext, outcome: Outcome) -> None:
         """From a slot thread: an outcome is final."""
@@ -324,44 +282,16 @@ class InferenceWorker:
         return substitute(self.topics, self.worker_id, self._after_commit, group, refusal)
 
     def _claim(self, batch: list[Job]) -> list[Job]:
-        """Start an attempt of each job; those that must not run are settled here."""
-        now = utcnow()
-        live: list[Job] = []
-        for job in batch:
+        """Start an attempt of each job (`workers/claims.py`); those that must not run are
+        settled here."""
+        jobs, settled = self.claims.claim(batch)
+        for job, outcome in settled:
             assert job.lane is not None
-            if job.task.expires_at < now:
-                outcome = Outcome(job.task, TaskStatus.EXPIRED, job.task.attempt)
-                self._publish(outcome, job)
-            else:
-                live.append(job)
-        jobs: list[Job] = []
-        verdicts = self.store.claim([job.task for job in live], self.worker_id)
-        for job, (verdict, attempt) in zip(live, verdicts, strict=True):
-            assert job.lane is not None
-            task = job.task
-            if verdict == "cancelled":
-                self._publish(Outcome(task, TaskStatus.CANCELLED, attempt), job)
-            elif verdict == "terminal":
-                log.info(
-                    "task %s already finished; skipping", task.task_id, extra=task_fields(task)
-                )
+            if outcome is None:
                 self._finish(job.lane, job.offset)
-            elif attempt > self.settings.worker.max_attempts:
-                message = f"gave up after {attempt - 1} attempt(s) that never finished"
-                outcome = Outcome.failure(
-                    task, attempt - 1, "too_many_attempts", message, to_dlq=True
-                )
-                self._publish(outcome, job)
             else:
-                job.attempt = attempt
-                if task.action == "generate" and task.payload.get("stream", True):
-                    job.on_token = self.streams.writer(task.task_id)
-                jobs.append(job)
+                self._publish(outcome, job)
         return jobs
-
-    def _reclaim(self, ctx: TaskContext) -> int | None:
-        verdict, attempt = self.store.claim([ctx.task], self.worker_id)[0]
-        return attempt if verdict == "run" else None
 
     # -- commits -----------------------------------------------------------------------------
 
