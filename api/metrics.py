@@ -25,6 +25,17 @@ ADMISSION_LIMIT = Gauge(
     "autoglm_api_admission_limit",
     "Submissions the API accepts at once (adaptive admission control)",
 )
+# Label children by label values: `labels()` validates and locks on every call, a dict does not.
+_submitted: dict[tuple[str | None, str | None], Any] = {}
+
+
+def count_submitted(model: str | None, action: str | None) -> None:
+    child = _submitted.get((model, action))
+    if child is None:
+        child = _submitted[(model, action)] = SUBMITTED.labels(model, action)
+    child.inc()
+
+
 REQUEST_SECONDS = Histogram(
     "autoglm_http_request_duration_seconds",
     "HTTP requests to the API by route template, method and status code",

@@ -12,7 +12,7 @@ import orjson
 
 from api.errors import status_of
 from api.inputs.claim import Prepared
-from api.metrics import REFUSED, SUBMIT_SECONDS, SUBMITTED
+from api.metrics import REFUSED, SUBMIT_SECONDS, count_submitted
 from api.services import Services
 from mcp.errors import (
     AutoGLMError,
@@ -250,7 +250,7 @@ class Submitter:
             raise
         if self.metrics:
             for event in events:
-                SUBMITTED.labels(event.model, event.action).inc()
+                count_submitted(event.model, event.action)
 
     async def submit_many(
         self,
