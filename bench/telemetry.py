@@ -1,26 +1,35 @@
 """Submit throughput with the API's metrics off, on (the default), and with tracing on too.
 
-One API process per measurement, all on the same broker, in interleaved rounds of the same run
-(drift on a shared machine hits all three alike). Tracing exports over OTLP/HTTP to a sink in
-this process that answers 200 and keeps nothing, so its cost is the spans' making and export.
+One API process per variant, all three started and warmed up before any measurement and kept
+for the whole run, on the same broker. Measurement windows then alternate between them in
+rounds; every round visits the variants in another order (the six orders of three, in turn), so
+drift on a shared machine and a position's advantage hit each variant alike. Each round gives
+paired ratios (metrics / off, tracing / metrics) from windows seconds apart; the headline is the
+median of those ratios, beside each variant's own spread. Tracing exports over OTLP/HTTP to a
+sink in this process that answers 200 and keeps nothing, so its cost is the spans' making and
+export.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import statistics
+import subprocess
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.loadgen import post_request, run_load
-from bench.pipeline import BODY, CONCURRENCY, DURATION_S, _env, _free_port, _start, _stop
+from bench.pipeline import BODY, CONCURRENCY, _env, _free_port, _start, _stop
 
-WARM_UP_S = float(os.environ.get("BENCH_TELEMETRY_WARM_UP_S", "15"))
-ROUNDS = int(os.environ.get("BENCH_TELEMETRY_ROUNDS", "3"))
+WARM_UP_S = float(os.environ.get("BENCH_TELEMETRY_WARM_UP_S", "8"))
+WINDOW_S = float(os.environ.get("BENCH_TELEMETRY_WINDOW_S", "4"))
+ROUNDS = int(os.environ.get("BENCH_TELEMETRY_ROUNDS", "12"))
 KINDS = ("off", "metrics", "tracing")
+ORDERS = list(itertools.permutations(KINDS))
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -34,7 +43,7 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def bench_submit(kind: str, sink: str, warm_up_s: float = 1.0) -> dict[str, Any]:
+def start_api(kind: str, sink: str) -> tuple[subprocess.Popen[bytes], int]:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     port = _free_port()
     extra = {"AUTOGLM_SERVER__RUN_PROJECTOR": "false"}
@@ -45,49 +54,72 @@ def bench_submit(kind: str, sink: str, warm_up_s: float = 1.0) -> dict[str, Any]
     proc = _start(
         ["-m", "autoglm", "api", "--port", str(port)], _env(prefix, **extra), port, "/readyz"
     )
-    try:
-        request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
-        asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, warm_up_s))
-        result = asyncio.run(
-            run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, DURATION_S)
-        )
-        return result.summary()
-    finally:
-        _stop(proc)
+    return proc, port
+
+
+def window(port: int, seconds: float) -> dict[str, Any]:
+    request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
+    result = asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, seconds))
+    return result.summary()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return {
+        "median": round(statistics.median(values), 3),
+        "mean": round(statistics.fmean(values), 3),
+        "min": round(min(values), 3),
+        "q1": round(q[0], 3),
+        "q3": round(q[2], 3),
+        "max": round(max(values), 3),
+        "cv": round(statistics.pstdev(values) / statistics.fmean(values), 3),
+    }
 
 
 def run(out: dict[str, Any]) -> None:
-    """`ROUNDS` rounds of off, metrics, tracing, interleaved. Off and metrics swap places every
-    round: throughput drifts up while a fresh broker warms, and a fixed order would hand that
-    drift to whichever runs second."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sink = f"http://127.0.0.1:{server.server_address[1]}"
+    apis: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     try:
+        for kind in KINDS:
+            apis[kind] = start_api(kind, sink)
+        # Warm-up: the broker's first transactions, each process's connections and code paths.
+        for kind in KINDS:
+            window(apis[kind][1], WARM_UP_S)
         for round_ in range(ROUNDS):
-            order = KINDS if round_ % 2 == 0 else (KINDS[1], KINDS[0], *KINDS[2:])
-            for i, kind in enumerate(order):
-                warm = WARM_UP_S if round_ == 0 and i == 0 else 1.0
-                result = bench_submit(kind, sink, warm_up_s=warm)
+            for kind in ORDERS[round_ % len(ORDERS)]:
+                result = window(apis[kind][1], WINDOW_S)
                 runs[kind].append(result)
-                print(f"submit, {kind}: {result['throughput_rps']} req/s p50 {result['p50_ms']} ms")
+            line = ", ".join(f"{k} {runs[k][-1]['throughput_rps']}" for k in KINDS)
+            print(f"round {round_ + 1}: req/s {line}", flush=True)
     finally:
+        for proc, _ in apis.values():
+            _stop(proc)
         server.shutdown()
-    mean = {k: statistics.fmean(r["throughput_rps"] for r in v) for k, v in runs.items()}
-    median = {k: statistics.median(r["throughput_rps"] for r in v) for k, v in runs.items()}
+    rps = {k: [float(r["throughput_rps"]) for r in v] for k, v in runs.items()}
+    metrics_vs_off = [m / o for m, o in zip(rps["metrics"], rps["off"], strict=True)]
+    tracing_vs_metrics = [t / m for t, m in zip(rps["tracing"], rps["metrics"], strict=True)]
     out["submit_telemetry"] = {
         "concurrency": CONCURRENCY,
-        "duration_s": DURATION_S,
+        "window_s": WINDOW_S,
+        "warm_up_s": WARM_UP_S,
         "rounds": ROUNDS,
+        "orders": ["/".join(ORDERS[r % len(ORDERS)]) for r in range(ROUNDS)],
         "runs": runs,
-        "mean_rps": {k: round(v, 1) for k, v in mean.items()},
-        "median_rps": {k: round(v, 1) for k, v in median.items()},
-        "metrics_vs_off": round(mean["metrics"] / max(mean["off"], 1e-9), 3),
-        "metrics_vs_off_median": round(median["metrics"] / max(median["off"], 1e-9), 3),
-        "tracing_vs_metrics": round(mean["tracing"] / max(mean["metrics"], 1e-9), 3),
+        "rps": {k: spread(v) for k, v in rps.items()},
+        "p50_ms": {k: statistics.median(float(r["p50_ms"]) for r in v) for k, v in runs.items()},
+        "metrics_vs_off": spread(metrics_vs_off),
+        "tracing_vs_metrics": spread(tracing_vs_metrics),
     }
-    print(f"mean req/s: {out['submit_telemetry']['mean_rps']}")
+    s = out["submit_telemetry"]
+    print(f"req/s median: { {k: v['median'] for k, v in s['rps'].items()} }")
+    print(
+        f"metrics/off paired: median {s['metrics_vs_off']['median']}x "
+        f"(IQR {s['metrics_vs_off']['q1']}-{s['metrics_vs_off']['q3']}); "
+        f"tracing/metrics: median {s['tracing_vs_metrics']['median']}x"
+    )
 
 
 if __name__ == "__main__":
