@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -186,10 +187,21 @@ def run_flow(
     expect(page.locator("#dead-letters")).to_contain_text(new_id)
     shot(page, artifacts, "05-dead-letters")
 
-    # 6. The overview charts what happened.
+    # 6. The overview charts what happened: rates, workers, backlog and oldest task of the
+    # project; every project's consumer lag and queue waits (the echo tasks just finished).
     page.click("#nav a[data-page=overview]")
-    expect(page.locator("figure.chart")).to_have_count(4, timeout=SLOW_MS)
+    expect(page.locator("figure.chart")).to_have_count(6, timeout=SLOW_MS)
     expect(page.locator("#queues")).to_contain_text("glm-tiny")
+    for title in ("Consumer lag", "Queue wait p95"):
+        expect(page.locator(f"figure.chart[data-chart='{title}']")).to_contain_text("echo")
+    echo = page.locator("#queues tbody tr").filter(
+        has=page.locator("td:first-child", has_text=re.compile(r"^echo$"))
+    )
+    expect(echo.locator("td:nth-child(5)")).to_have_text(re.compile(r"^\d+$"), timeout=30_000)
+    expect(echo.locator("td:nth-child(6)")).to_have_text(
+        re.compile(r"^\d+\.\d{3} s / \d+\.\d{3} s$"), timeout=30_000
+    )
+    expect(echo.locator("td:nth-child(7)")).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=30_000)
     page.wait_for_timeout(3000)
     shot(page, artifacts, "06-overview")
 
