@@ -18,8 +18,10 @@ import os
 import statistics
 import subprocess
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from bench.loadgen import post_request, run_load
@@ -57,10 +59,55 @@ def start_api(kind: str, sink: str) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def window(port: int, seconds: float) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def window(proc: subprocess.Popen[bytes], port: int, seconds: float) -> dict[str, Any]:
+    """One measurement: throughput, latency and the API process's CPU time per request."""
     request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
+    cpu = cpu_s(proc.pid)
     result = asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, seconds))
-    return result.summary()
+    summary = result.summary()
+    used = cpu_s(proc.pid) - cpu
+    summary["api_cpu_us_per_request"] = round(used / max(result.sent, 1) * 1e6, 1)
+    return summary
+
+
+def metrics_cost_us(n: int = 100_000) -> dict[str, float]:
+    """In-process CPU cost of what metrics add to one submission: the request-latency
+    middleware around an endpoint that does nothing, the submitted counter and the submit
+    histogram; beside the same endpoint without them. Free of the machine's noise."""
+    from api.metrics import SUBMIT_SECONDS, RequestMetrics, count_submitted
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def with_metrics(scope: Any, receive: Any, send: Any) -> None:
+        await endpoint(scope, receive, send)
+        count_submitted("echo", "generate")
+        SUBMIT_SECONDS.observe(0.004)
+
+    async def noop(message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/tasks", "endpoint": endpoint}
+    apps = {"off": endpoint, "metrics": RequestMetrics(with_metrics)}
+
+    async def loop(app: Any) -> float:
+        began = time.process_time()
+        for _ in range(n):
+            await app(scope, noop, noop)
+        return (time.process_time() - began) / n * 1e6
+
+    costs = {kind: min(asyncio.run(loop(app)) for _ in range(3)) for kind, app in apps.items()}
+    return {
+        **{k: round(v, 2) for k, v in costs.items()},
+        "added": round(costs["metrics"] - costs["off"], 2),
+    }
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -87,10 +134,10 @@ def run(out: dict[str, Any]) -> None:
             apis[kind] = start_api(kind, sink)
         # Warm-up: the broker's first transactions, each process's connections and code paths.
         for kind in KINDS:
-            window(apis[kind][1], WARM_UP_S)
+            window(*apis[kind], WARM_UP_S)
         for round_ in range(ROUNDS):
             for kind in ORDERS[round_ % len(ORDERS)]:
-                result = window(apis[kind][1], WINDOW_S)
+                result = window(*apis[kind], WINDOW_S)
                 runs[kind].append(result)
             line = ", ".join(f"{k} {runs[k][-1]['throughput_rps']}" for k in KINDS)
             print(f"round {round_ + 1}: req/s {line}", flush=True)
@@ -99,6 +146,7 @@ def run(out: dict[str, Any]) -> None:
             _stop(proc)
         server.shutdown()
     rps = {k: [float(r["throughput_rps"]) for r in v] for k, v in runs.items()}
+    cpu = {k: [float(r["api_cpu_us_per_request"]) for r in v] for k, v in runs.items()}
     metrics_vs_off = [m / o for m, o in zip(rps["metrics"], rps["off"], strict=True)]
     tracing_vs_metrics = [t / m for t, m in zip(rps["tracing"], rps["metrics"], strict=True)]
     out["submit_telemetry"] = {
@@ -112,6 +160,11 @@ def run(out: dict[str, Any]) -> None:
         "p50_ms": {k: statistics.median(float(r["p50_ms"]) for r in v) for k, v in runs.items()},
         "metrics_vs_off": spread(metrics_vs_off),
         "tracing_vs_metrics": spread(tracing_vs_metrics),
+        "api_cpu_us_per_request": {k: spread(v) for k, v in cpu.items()},
+        "metrics_cpu_vs_off": spread(
+            [m / o for m, o in zip(cpu["metrics"], cpu["off"], strict=True)]
+        ),
+        "metrics_cost_in_process_us": metrics_cost_us(),
     }
     s = out["submit_telemetry"]
     print(f"req/s median: { {k: v['median'] for k, v in s['rps'].items()} }")
@@ -119,6 +172,11 @@ def run(out: dict[str, Any]) -> None:
         f"metrics/off paired: median {s['metrics_vs_off']['median']}x "
         f"(IQR {s['metrics_vs_off']['q1']}-{s['metrics_vs_off']['q3']}); "
         f"tracing/metrics: median {s['tracing_vs_metrics']['median']}x"
+    )
+    cpu_median = {k: v["median"] for k, v in s["api_cpu_us_per_request"].items()}
+    print(
+        f"API CPU us/request median: {cpu_median}; metrics/off paired "
+        f"{s['metrics_cpu_vs_off']['median']}x; in process: {s['metrics_cost_in_process_us']}"
     )
 
 
