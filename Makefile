@@ -101,16 +101,33 @@ cluster-down:
 	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT)
 	@deploy/redis/cluster.sh down --port $(CLUSTER_REDIS_PORT)
 
-# Fault tests on the cluster: brokers and Redis primaries SIGKILLed mid-run. The cluster starts
-# from empty and is stopped afterwards, whatever the outcome.
+# Fault tests on the cluster: brokers and Redis primaries SIGKILLed mid-run. Then a part of the
+# integration suite (submit -> result -> webhook, SSE, idempotency, cancel, listing, workers,
+# replay) runs on the Redis Cluster. The clusters start from empty and are stopped afterwards,
+# whatever the outcome.
+CLUSTER_REDIS_URL := redis://127.0.0.1:$(CLUSTER_REDIS_PORT)/0
+REDIS_CLUSTER_SUITE ?= tests/integration/test_end_to_end.py::test_submit_to_signed_webhook \
+  tests/integration/test_end_to_end.py::test_sse_stream_resumes_from_last_event_id \
+  tests/integration/test_end_to_end.py::test_infer_waits_for_the_answer_and_takes_the_mcp_envelope \
+  tests/integration/test_pipeline.py::test_idempotency_key_repeat_and_conflict \
+  tests/integration/test_pipeline.py::test_cancel_while_queued_never_runs \
+  tests/integration/test_browse.py
 test-cluster: setup
 	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT) >/dev/null
 	@rm -rf $(STATE)/kafka-cluster-$(CLUSTER_KAFKA_PORT)
 	@deploy/kafka/cluster.sh up --port $(CLUSTER_KAFKA_PORT)
+	@deploy/redis/cluster.sh down --port $(CLUSTER_REDIS_PORT) >/dev/null
+	@deploy/redis/cluster.sh up --port $(CLUSTER_REDIS_PORT)
 	@deploy/redis.sh up --port $(TEST_REDIS_PORT)
 	AUTOGLM_TEST_KAFKA_CLUSTER=$(CLUSTER_KAFKA) AUTOGLM_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
+	  AUTOGLM_TEST_REDIS_CLUSTER_URL=$(CLUSTER_REDIS_URL) \
 	  $(PY) -m pytest -ra -rP -m cluster tests/cluster $(PYTEST_ARGS); rc=$$?; \
-	  deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT); exit $$rc
+	  if [ $$rc = 0 ]; then \
+	    AUTOGLM_TEST_KAFKA=127.0.0.1:$(CLUSTER_KAFKA_PORT) AUTOGLM_TEST_REDIS=$(CLUSTER_REDIS_URL) \
+	      AUTOGLM_TEST_REDIS_CLUSTER=1 $(PY) -m pytest -ra $(REDIS_CLUSTER_SUITE); rc=$$?; \
+	  fi; \
+	  deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT); \
+	  deploy/redis/cluster.sh down --port $(CLUSTER_REDIS_PORT); exit $$rc
 
 # Benchmarks get a fresh Kafka and Redis of their own: a broker that carries thousands of test
 # partitions spends CPU on them, and that would be measured too.

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from mcp.lua import RESERVE
 from mcp.names import Keys
+from mcp.redis_client import async_script
 from schemas import TaskStatus
 
 # A reserved task not yet projected is young; one missing for longer than this is gone.
@@ -38,7 +39,7 @@ class ActiveTasks:
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
-        self._reserve = client.register_script(RESERVE)
+        self._reserve = async_script(client, RESERVE)
 
     async def reserve(self, project: str, task_id: str, limit: int) -> bool:
         """Take a place for `task_id`; False when the project has `limit` active tasks."""

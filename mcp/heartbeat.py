@@ -11,13 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 
 from mcp.names import Keys
+from mcp.redis_client import connect_sync, is_cluster
 from mcp.settings import Settings
 
 
@@ -33,7 +34,7 @@ class Heartbeat:
         self.worker_id = worker_id
         self.interval = settings.worker.heartbeat_interval_s
         self.info = info
-        self.redis = client or redis.Redis.from_url(settings.redis.url)
+        self.redis = client or connect_sync(settings)
         self.started_at = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -89,7 +90,7 @@ async def list_workers(settings: Settings, client: aioredis.Redis) -> list[dict[
     ids = sorted(
         m.decode() if isinstance(m, bytes) else str(m) for m in await client.smembers(keys.workers)
     )
-    values = await client.mget([keys.worker(w) for w in ids]) if ids else []
+    values = await _values(client, [keys.worker(w) for w in ids]) if ids else []
     now = time.time()
     out: list[dict[str, Any]] = []
     gone: list[str] = []
@@ -113,3 +114,9 @@ async def list_workers(settings: Settings, client: aioredis.Redis) -> list[dict[
         worker_id = member.decode() if isinstance(member, bytes) else str(member)
         out.append({"worker_id": worker_id, "state": "failed", "failed_at": at})
     return out
+
+
+async def _values(client: aioredis.Redis, names: list[str]) -> list[Any]:
+    if is_cluster(client):  # the keys lie in different slots
+        return list(await cast(Any, client).mget_nonatomic(names))
+    return list(await client.mget(names))

@@ -1,10 +1,14 @@
 """Redis scripts that make task state transitions atomic and monotonic.
 
-Each script ends its step on a task with `index_task` (`mcp.task_index.INDEX_LIB`), so the
-task's indexes always agree with its state.
+Each script ends its step on a task with `index_task`. On a single Redis that is
+`mcp.task_index.INDEX_LIB`, which moves the task in its project's indexes in the same step, so
+the indexes always agree with its state. On a Redis Cluster a script may touch one hash slot
+only (a task's keys share the tag `{<task id>}`, a project's indexes another): the `_DEFERRED`
+variant of each script returns `{reply, index jobs}` instead, and `mcp.task_index.apply_jobs`
+moves the tasks in their indexes next (see there).
 """
 
-from mcp.task_index import INDEX_LIB
+from mcp.task_index import DEFER_LIB, INDEX_LIB
 
 # KEYS: task hashes. ARGV[1]: a JSON array aligned with KEYS of
 # [status, rank, attempt, ttl_s, [field, value, ...], timeline field, timeline entry]. One call
@@ -13,9 +17,7 @@ from mcp.task_index import INDEX_LIB
 # A transition applies when it moves up the lifecycle (queued < running < terminal), or is a
 # newer attempt of running. A stale event only fills fields still missing: a late `running`
 # never overwrites `succeeded`, yet a replayed `queued` still restores the task's description.
-APPLY_EVENTS = (
-    INDEX_LIB
-    + """
+_APPLY_EVENTS = """
 local items = cjson.decode(ARGV[1])
 local applied = 0
 for i, item in ipairs(items) do
@@ -47,54 +49,51 @@ for i, item in ipairs(items) do
     redis.call('EXPIRE', timeline, tonumber(item[4]))
   end
 end
-return applied
+return finish(applied)
 """
-)
 
 # KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, ttl_s, worker_id, then base field pairs.
 # Returns {verdict, attempt}: verdict is run | cancelled | terminal. `run` counts the attempt,
 # so attempts survive a crashed worker.
-CLAIM = (
-    INDEX_LIB
-    + """
+_CLAIM = """
 local key = KEYS[1]
 for i = 4, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
 local cur = redis.call('HMGET', key, 'rank', 'attempts')
 local attempts = tonumber(cur[2] or '0')
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', attempts} end
-if tonumber(cur[1] or '-1') == 2 then return {'terminal', attempts} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return finish({'cancelled', attempts}) end
+if tonumber(cur[1] or '-1') == 2 then return finish({'terminal', attempts}) end
 attempts = redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('HSET', key, 'status', 'running', 'rank', 1, 'worker_id', ARGV[3])
 redis.call('HSETNX', key, 'started_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
 index_task(key)
-return {'run', attempts}
+return finish({'run', attempts})
 """
-)
 
 # KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, flag ttl_s.
 # Returns the status after the request: a queued task is cancelled at once; a running one gets
 # the flag its worker polls; a finished one is left as it is.
-CANCEL = (
-    INDEX_LIB
-    + """
+_CANCEL = """
 local key = KEYS[1]
 local cur = redis.call('HMGET', key, 'rank', 'status')
 if not cur[1] then
   redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
-  return 'unknown'
+  return finish('unknown')
 end
 local rank = tonumber(cur[1])
-if rank == 2 then return cur[2] end
+if rank == 2 then return finish(cur[2]) end
 redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
 if rank == 0 then
   redis.call('HSET', key, 'status', 'cancelled', 'rank', 2, 'finished_at', ARGV[1])
   index_task(key)
-  return 'cancelled'
+  return finish('cancelled')
 end
-return 'running'
+return finish('running')
 """
-)
+
+APPLY_EVENTS, APPLY_EVENTS_DEFERRED = INDEX_LIB + _APPLY_EVENTS, DEFER_LIB + _APPLY_EVENTS
+CLAIM, CLAIM_DEFERRED = INDEX_LIB + _CLAIM, DEFER_LIB + _CLAIM
+CANCEL, CANCEL_DEFERRED = INDEX_LIB + _CANCEL, DEFER_LIB + _CANCEL
 
 # KEYS[1] a project's active-task sorted set. ARGV: task_id, score (submit time), limit.
 # Returns 1 when the task took a place (or had one), 0 when the project is at its limit.

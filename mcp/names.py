@@ -75,18 +75,45 @@ def lane_partition(project: str, partitions: int) -> int:
     return zlib.crc32(project.encode()) % max(partitions, 1)
 
 
+_WEBHOOK_ID = re.compile(
+    r"^msg_(.+)_(?:succeeded|failed|cancelled|expired|started|output)(?:_\d+)?$"
+)
+
+
+def webhook_task(webhook_id: str) -> str:
+    """The task a webhook id (`mcp.webhooks.events.webhook_id`) belongs to; the id itself when it
+    is not of that form."""
+    found = _WEBHOOK_ID.match(webhook_id)
+    return found.group(1) if found else webhook_id
+
+
 @dataclass(frozen=True)
 class Keys:
+    """Redis keys. Keys that one script or transaction touches together share a hash tag (the
+    part in braces), so they lie in one slot of a Redis Cluster:
+
+    - a task's hash, cancel flag and timeline: `{<task id>}`;
+    - a project's indexes: `{<project>}`; the worker registry: `{workers}`;
+    - the webhook schedule, spread over `shards` tags `{wh<n>}`: shard n holds its due queues,
+      the deliveries of the tasks that hash to n, their turns and the dispatchers' claims.
+    """
+
     prefix: str = "autoglm:"
+    shards: int = 1
 
     def task(self, task_id: str) -> str:
-        return f"{self.prefix}task:{task_id}"
+        return f"{self.prefix}task:{{{task_id}}}"
+
+    @property
+    def task_affixes(self) -> tuple[str, str]:
+        """What goes before and after a task id in its hash's key."""
+        return f"{self.prefix}task:{{", "}"
 
     def idempotency(self, project: str, key: str) -> str:
         return f"{self.prefix}idem:{project}:{key}"
 
     def cancel(self, task_id: str) -> str:
-        return f"{self.prefix}cancel:{task_id}"
+        return f"{self.prefix}cancel:{{{task_id}}}"
 
     def stream(self, task_id: str) -> str:
         return f"{self.prefix}stream:{task_id}"
@@ -97,7 +124,7 @@ class Keys:
 
     def index(self, project: str, name: str) -> str:
         """A sorted set of a project's task ids (see `mcp.task_index`)."""
-        return f"{self.prefix}idx:{project}:{name}"
+        return f"{self.prefix}idx:{{{project}}}:{name}"
 
     @property
     def index_projects(self) -> str:
@@ -105,7 +132,7 @@ class Keys:
 
     def timeline(self, task_id: str) -> str:
         """A task's lifecycle events: `<status>:<attempt>` -> the event."""
-        return f"{self.prefix}timeline:{task_id}"
+        return f"{self.prefix}timeline:{{{task_id}}}"
 
     def dead_letters(self, project: str) -> str:
         """A project's tasks in the dead-letter topic, scored by when they landed there."""
@@ -132,27 +159,39 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        return f"{self.prefix}workers"
+        return f"{self.prefix}workers:{{workers}}"
 
     @property
     def workers_failed(self) -> str:
         """Workers whose heartbeat expired without a clean stop, scored by when it was seen."""
-        return f"{self.prefix}workers:failed"
+        return f"{self.prefix}workers:{{workers}}:failed"
+
+    def webhook_shard(self, webhook_id: str) -> int:
+        """The shard of a delivery: its task's, so a task's webhooks take turns in one slot."""
+        if self.shards <= 1:
+            return 0
+        return zlib.crc32(webhook_task(webhook_id).encode()) % self.shards
+
+    def _shard_tag(self, shard: int) -> str:
+        return f"{{wh{shard}}}"
 
     def delivery(self, webhook_id: str) -> str:
-        return f"{self.prefix}webhook:{webhook_id}"
+        return self.delivery_prefix(self.webhook_shard(webhook_id)) + webhook_id
 
-    @property
-    def webhook_schedule(self) -> str:
-        return f"{self.prefix}webhook:schedule"
+    def delivery_prefix(self, shard: int) -> str:
+        return f"{self.prefix}webhook:{self._shard_tag(shard)}:"
+
+    def webhook_schedule(self, shard: int = 0) -> str:
+        """A shard's destinations, each scored by its earliest due delivery."""
+        return f"{self.prefix}webhook:schedule:{self._shard_tag(shard)}"
 
     @property
     def webhook_dead(self) -> str:
         return f"{self.prefix}webhook:dead"
 
-    def webhook_inflight(self, slot: str) -> str:
-        """Deliveries a dispatcher slot has claimed and not yet finished."""
-        return f"{self.prefix}webhook:inflight:{slot}"
+    def webhook_inflight(self, slot: str, shard: int = 0) -> str:
+        """Deliveries of a shard that a dispatcher slot has claimed and not yet finished."""
+        return f"{self.prefix}webhook:inflight:{self._shard_tag(shard)}:{slot}"
 
     def task_webhooks(self, task_id: str) -> str:
         """Webhook type -> webhook id of a task's latest delivery of that type."""
@@ -175,24 +214,25 @@ class Keys:
         latest `ProjectSecrets` and its version; projected from the `webhook-secrets` topic)."""
         return f"{self.prefix}webhook:secrets:{project}"
 
-    def webhook_turn(self, task_id: str) -> str:
+    def webhook_turn(self, shard: int, task_id: str = "") -> str:
         """The webhook of a task being attempted now; the task's others wait for their turn."""
-        return f"{self.prefix}webhook:turn:{task_id}"
+        return f"{self.prefix}webhook:turn:{self._shard_tag(shard)}:{task_id}"
 
-    def webhook_held(self, task_id: str) -> str:
+    def webhook_held(self, shard: int, task_id: str = "") -> str:
         """A task's webhooks held back while an earlier one is attempted, with their places."""
-        return f"{self.prefix}webhook:held:{task_id}"
+        return f"{self.prefix}webhook:held:{self._shard_tag(shard)}:{task_id}"
 
     @property
     def webhook_applied(self) -> str:
         """Partition -> next offset of `webhook-deliveries` that Redis holds the state up to.
-        Gone means Redis lost the webhook state and it is rebuilt from the beginning."""
-        return f"{self.prefix}webhook:applied"
+        Gone means Redis lost the webhook state and it is rebuilt from the beginning; it names
+        the number of shards, so changing that rebuilds the state too."""
+        return f"{self.prefix}webhook:applied:{self.shards}"
 
-    def webhook_due(self, destination: str) -> str:
-        """Deliveries to one destination (`host:port`), scored by when each is due."""
-        return f"{self.prefix}webhook:due:{destination}"
+    def webhook_due(self, destination: str, shard: int = 0) -> str:
+        """A shard's deliveries to one destination (`host:port`), scored by when each is due."""
+        return f"{self.prefix}webhook:due:{self._shard_tag(shard)}:{destination}"
 
     @classmethod
     def of(cls, settings: Settings) -> Keys:
-        return cls(settings.redis.key_prefix)
+        return cls(settings.redis.key_prefix, settings.redis.shards)

@@ -2,8 +2,10 @@
 the dead-letter topic (`mcp.dead_letters`), and trims task indexes past the retention.
 
 Offsets are committed after the events were applied; applying an event twice changes nothing,
-so a crash between the two only repeats work. It runs as a task of an asyncio process (the API
-starts one, `autoglm projector` runs one alone) and writes through that process's `TaskStore`.
+so a crash between the two only repeats work. After a Redis Cluster failover it reads the last
+`mcp.failover.REPROJECT_S` of events again (the failed primary may have lost their writes).
+It runs as a task of an asyncio process (the API starts one, `autoglm projector` runs one
+alone) and writes through that process's `TaskStore`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import logging
 import signal
 import time
 
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import REGISTRY
 from redis.exceptions import RedisError
 
 from mcp.dead_letters import DeadLetter
+from mcp.failover import REPROJECT_S, Checkpoints, FailoverWatch, Position, batch_positions
 from mcp.kafka import consumer_config, ensure_topics
 from mcp.names import Topics
 from mcp.records import decode_value
@@ -70,6 +73,8 @@ class Projector:
         self.batch = batch
         self.applied = 0
         self._trimmed_at = 0.0
+        self.failovers = FailoverWatch(store.redis)
+        self.checkpoints = Checkpoints()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Project until `stop` is set; waits for Kafka (its topics) and out Redis outages."""
@@ -138,6 +143,16 @@ class Projector:
             consumer.commit(asynchronous=True)
         except KafkaException as exc:
             log.debug("offset commit skipped: %s", exc)
+        self.checkpoints.note(batch_positions(good))
+        if self.failovers.failed_over():
+            back = self.checkpoints.back()
+            log.warning(
+                "a Redis primary failed over; projecting the last %.0f s of events again "
+                "(%d partitions)",
+                REPROJECT_S,
+                len(back),
+            )
+            await asyncio.to_thread(_rewind, consumer, back)
         return True
 
     async def _apply(
@@ -167,6 +182,17 @@ class Projector:
             await index.trim(self.settings.redis.task_retention_s)
         except RedisError as exc:
             log.warning("index trim skipped: %s", exc)
+
+
+def _rewind(consumer: Consumer, back: dict[Position, int]) -> None:
+    """Read the assigned partitions again from these offsets."""
+    assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    for (topic, partition), offset in back.items():
+        if (topic, partition) in assigned:
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("projector: cannot read %s[%d] again: %s", topic, partition, exc)
 
 
 def _close(consumer: Consumer) -> None:

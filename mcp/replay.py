@@ -10,13 +10,13 @@ import logging
 import time
 import uuid
 
-import redis.asyncio as aioredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from mcp.dead_letters import DeadLetter
 from mcp.kafka import consumer_config, latest_values
 from mcp.names import Keys, Topics
 from mcp.projector import decode_events
+from mcp.redis_client import connect
 from mcp.settings import Settings, get_settings
 from mcp.store import SyncTaskStore
 from mcp.webhooks.projection import WebhookProjection
@@ -85,7 +85,7 @@ def replay_webhooks(settings: Settings, timeout_s: float = 300.0) -> int:
     Pending deliveries are due again at their recorded times, finished ones stay finished."""
 
     async def rebuild() -> int:
-        client = aioredis.Redis.from_url(settings.redis.url)
+        client = connect(settings)
         projection = WebhookProjection(settings, WebhookStore(client, settings))
         try:
             return await projection.sync(from_start=True, timeout_s=timeout_s)

@@ -126,6 +126,17 @@ class RedisSettings(BaseModel):
     # Per-project task indexes, timelines and kept inputs for `GET /v1/tasks` and the dashboard;
     # off only to measure what they cost (`make bench`).
     task_indexes: bool = True
+    # A Redis Cluster (or ElastiCache with cluster mode on): `url` names any one node and the
+    # client (redis-py's `RedisCluster`) finds the others.
+    cluster: bool = False
+    # The webhook schedule is spread over this many hash slots; 0 picks 1 on a single Redis and
+    # 16 on a cluster. Changing it rebuilds the webhook state from Kafka.
+    webhook_shards: int = Field(default=0, ge=0, le=1024)
+
+    @property
+    def shards(self) -> int:
+        """How many keys the webhook schedule is spread over."""
+        return self.webhook_shards or (16 if self.cluster else 1)
 
 
 class WorkerSettings(BaseModel):

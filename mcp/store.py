@@ -27,7 +27,8 @@ script that changes a task's status (paths 1 to 5) keeps the task's per-project 
 timeline in the same step (`mcp.task_index`).
 
 `TaskStore` (asyncio) serves the API process (requests, committer hook, projector) on its one
-client; `SyncTaskStore` serves the worker and the replay command.
+client; `SyncTaskStore` serves the worker and the replay command. On a Redis Cluster a batch
+is applied one hash slot at a time, and the indexes follow in a second step (`mcp.lua`).
 """
 
 from __future__ import annotations
@@ -39,13 +40,15 @@ from typing import Any, cast
 import orjson
 import redis
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
+from mcp import lua
 from mcp.active import track
 from mcp.dead_letters import DeadLetter, index_commands
-from mcp.lua import APPLY_EVENTS, CANCEL, CLAIM
 from mcp.names import Keys
+from mcp.redis_client import async_script, connect, connect_sync, is_cluster, script
 from mcp.settings import Settings
-from mcp.task_index import epoch_ms, index_fields
+from mcp.task_index import Job, apply_jobs, apply_jobs_sync, epoch_ms, index_fields
 from schemas import (
     AsyncTask,
     StreamEntry,
@@ -250,15 +253,44 @@ def _flag_ttl(event: TaskEvent, default: int) -> int:
     return int(event.task.ttl_s) if event.task else default
 
 
+def slot_groups(cluster: bool, keys: list[str]) -> list[list[int]]:
+    """Positions of `keys` grouped by hash slot on a cluster (one script call each); all in one
+    group on a single Redis."""
+    if not cluster:
+        return [list(range(len(keys)))]
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode()), []).append(i)
+    return list(groups.values())
+
+
+def _apply_calls(
+    cluster: bool, keys: list[str], items: list[Item]
+) -> list[tuple[list[str], list[bytes]]]:
+    return [
+        ([keys[i] for i in group], [orjson.dumps([items[i] for i in group])])
+        for group in slot_groups(cluster, keys)
+    ]
+
+
+def _jobs(replies: list[Any]) -> list[Job]:
+    """The index jobs of `_DEFERRED` script replies ({reply, jobs})."""
+    return [job for reply in replies for job in reply[1]]
+
+
 class TaskStore:
     """Async access for the API process: requests, the committer hook and the projector."""
 
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys.of(settings)
-        self.redis = client or aioredis.Redis.from_url(settings.redis.url)
-        self._apply = self.redis.register_script(APPLY_EVENTS)
-        self._cancel = self.redis.register_script(CANCEL)
+        self.redis = client or connect(settings)
+        self.cluster = is_cluster(self.redis)
+        deferred = self.cluster
+        self._apply = async_script(
+            self.redis, lua.APPLY_EVENTS_DEFERRED if deferred else lua.APPLY_EVENTS
+        )
+        self._cancel = async_script(self.redis, lua.CANCEL_DEFERRED if deferred else lua.CANCEL)
 
     @property
     def ttl(self) -> int:
@@ -273,10 +305,13 @@ class TaskStore:
         if not events:
             return
         keys = [self.keys.task(e.task_id) for e in events]
-        items = orjson.dumps([event_item(e, self.ttl, self.indexed) for e in events])
+        calls = _apply_calls(
+            self.cluster, keys, [event_item(e, self.ttl, self.indexed) for e in events]
+        )
         cancels = [e for e in events if e.cancel_requested]
         async with self.redis.pipeline(transaction=False) as pipe:
-            await self._apply(keys=keys, args=[items], client=pipe)
+            for some, items in calls:
+                await self._apply(keys=some, args=items, client=pipe)
             track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
             for task in _claimed(events):
                 _remember_claim(pipe, self.keys, task)
@@ -285,7 +320,10 @@ class TaskStore:
                 await self._cancel(
                     **_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe
                 )
-            await pipe.execute()
+            replies = await pipe.execute()
+        if self.cluster:
+            done = replies[: len(calls)] + replies[len(replies) - len(cancels) :]
+            await apply_jobs(self.redis, self.keys, _jobs(done))
 
     async def index_dead_letters(self, letters: list[DeadLetter]) -> None:
         """Index records of the dead-letter topic (write path 6)."""
@@ -305,6 +343,9 @@ class TaskStore:
     async def cancel(self, task_id: str, flag_ttl_s: int) -> str:
         """Cancel now (write path 2): the status after the request, see `mcp.lua.CANCEL`."""
         verdict = await self._cancel(**_cancel_args(self.keys, task_id, utcnow(), flag_ttl_s))
+        if self.cluster:
+            await apply_jobs(self.redis, self.keys, verdict[1])
+            verdict = verdict[0]
         return _text_of(verdict)
 
     async def read_stream(
@@ -354,10 +395,13 @@ class SyncTaskStore:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys.of(settings)
-        self.redis = client or redis.Redis.from_url(settings.redis.url)
-        self._apply = self.redis.register_script(APPLY_EVENTS)
-        self._claim = self.redis.register_script(CLAIM)
-        self._cancel = self.redis.register_script(CANCEL)
+        self.redis = client or connect_sync(settings)
+        self.cluster = deferred = is_cluster(self.redis)
+        self._apply = script(
+            self.redis, lua.APPLY_EVENTS_DEFERRED if deferred else lua.APPLY_EVENTS
+        )
+        self._claim = script(self.redis, lua.CLAIM_DEFERRED if deferred else lua.CLAIM)
+        self._cancel = script(self.redis, lua.CANCEL_DEFERRED if deferred else lua.CANCEL)
 
     @property
     def ttl(self) -> int:
@@ -372,17 +416,23 @@ class SyncTaskStore:
         if not events:
             return
         keys = [self.keys.task(e.task_id) for e in events]
-        items = orjson.dumps([event_item(e, self.ttl, self.indexed) for e in events])
+        calls = _apply_calls(
+            self.cluster, keys, [event_item(e, self.ttl, self.indexed) for e in events]
+        )
         cancels = [e for e in events if e.cancel_requested]
         pipe = self.redis.pipeline(transaction=False)
-        self._apply(keys=keys, args=[items], client=pipe)
+        for some, items in calls:
+            self._apply(keys=some, args=items, client=pipe)
         track(pipe, self.keys, [_activity(e) for e in events if not e.cancel_requested])
         for task in _claimed(events):
             _remember_claim(pipe, self.keys, task)
         for event in cancels:
             flag_ttl = _flag_ttl(event, self.ttl)
             self._cancel(**_cancel_args(self.keys, event.task_id, event.at, flag_ttl), client=pipe)
-        pipe.execute()
+        replies = pipe.execute()
+        if self.cluster:
+            done = replies[: len(calls)] + replies[len(replies) - len(cancels) :]
+            apply_jobs_sync(self.redis, self.keys, _jobs(done))
 
     def index_dead_letters(self, letters: list[DeadLetter]) -> None:
         """Index records of the dead-letter topic (the replay of write path 6)."""
@@ -399,13 +449,16 @@ class SyncTaskStore:
         if not results:
             return
         keys = [self.keys.task(r.task_id) for r in results]
-        items = [result_item(r, self.ttl) for r in results]
+        calls = _apply_calls(self.cluster, keys, [result_item(r, self.ttl) for r in results])
         pipe = self.redis.pipeline(transaction=False)
-        self._apply(keys=keys, args=[orjson.dumps(items)], client=pipe)
+        for some, items in calls:
+            self._apply(keys=some, args=items, client=pipe)
         track(pipe, self.keys, [(r.project, r.task_id, r.status, 0.0) for r in results])
         if also is not None:
             also(pipe)
-        pipe.execute()
+        replies = pipe.execute()
+        if self.cluster:
+            apply_jobs_sync(self.redis, self.keys, _jobs(replies[: len(calls)]))
 
     def claim(self, tasks: list[AsyncTask], worker_id: str) -> list[tuple[str, int]]:
         """Start an attempt of each task (write path 3): (verdict, attempt) per task, in order."""
@@ -417,16 +470,21 @@ class SyncTaskStore:
                 args=[now, str(self.ttl), worker_id, *_fields(task_fields(task))],
                 client=pipe,
             )
-        out: list[tuple[str, int]] = []
-        for verdict, attempt in pipe.execute():
-            out.append((_text_of(verdict), int(attempt)))
-        return out
+        replies = pipe.execute()
+        if self.cluster:
+            apply_jobs_sync(self.redis, self.keys, _jobs(replies))
+            replies = [reply[0] for reply in replies]
+        return [(_text_of(verdict), int(attempt)) for verdict, attempt in replies]
 
     def cancelled(self, task_ids: list[str]) -> set[str]:
         """Which of these tasks carry a cancel flag."""
         if not task_ids:
             return set()
-        flags = self.redis.mget([self.keys.cancel(t) for t in task_ids])
+        names = [self.keys.cancel(t) for t in task_ids]
+        if self.cluster:  # the flags lie in different slots
+            flags = cast(Any, self.redis).mget_nonatomic(names)
+        else:
+            flags = self.redis.mget(names)
         return {t for t, flag in zip(task_ids, flags, strict=True) if flag is not None}
 
     def flush_tasks(self) -> int:

@@ -13,6 +13,15 @@ current one. Sorted sets, scored by creation time (ms), per project `p`:
 
 `autoglm replay` rebuilds them with the state (same scripts). Entries older than the retention
 are trimmed by `TaskIndex.trim`; a listing drops entries whose task hash has expired.
+
+On a Redis Cluster a project's indexes share the hash tag `{<project>}` and a task's hash lies
+in the slot of `{<task id>}`, so no script can touch both. There the state scripts return the
+index job of each task whose `indexed` lags its status (`DEFER_LIB`), `apply_jobs` moves the
+tasks in their indexes (`INDEX_JOBS`, one call per project; monotonic: a task only moves up the
+lifecycle, so jobs applied twice or out of order end in the same place) and then notes
+`indexed` on each hash (`MARK_INDEXED`). A process that dies between the steps leaves
+`indexed` behind, and the next write of the task (the projector re-reads its uncommitted
+events) returns the job again.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import redis.asyncio as aioredis
 
 from mcp.errors import InvalidCursor
 from mcp.names import Keys
+from mcp.redis_client import async_script, is_cluster, script
 from schemas import AsyncTask
 
 META_MAX_PAIRS = 16
@@ -46,6 +56,7 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local function finish(reply) return reply end
 local function index_task(key)
   local f = redis.call('HMGET', key, 'task_id', 'project', 'status', 'model', 'action',
     'created_ms', 'indexed', 'meta_index', 'finished_ms')
@@ -55,7 +66,7 @@ local function index_task(key)
     return
   end
   local prefix = string.match(key, '^(.*)task:')
-  local base = prefix .. 'idx:' .. project .. ':'
+  local base = prefix .. 'idx:{' .. project .. '}:'
   local score = tonumber(created)
   if not indexed then
     redis.call('SADD', prefix .. 'idx:projects', project)
@@ -80,16 +91,83 @@ local function index_task(key)
 end
 """
 
+# The index step of the state scripts on a Redis Cluster: `index_task(key)` notes the task's
+# index job, and `finish(reply)` returns {reply, jobs}. A job: {task key, id, project, status,
+# model, action, created ms, meta pairs (JSON or ''), finished ms or ''}.
+DEFER_LIB = """
+local deferred = {}
+local function finish(reply) return {reply, deferred} end
+local function index_task(key)
+  local f = redis.call('HMGET', key, 'task_id', 'project', 'status', 'model', 'action',
+    'created_ms', 'indexed', 'meta_index', 'finished_ms')
+  if not (f[1] and f[2] and f[3] and f[4] and f[5] and f[6]) or f[7] == f[3] then return end
+  deferred[#deferred + 1] = {key, f[1], f[2], f[3], f[4], f[5], f[6], f[8] or '', f[9] or ''}
+end
+"""
+
+# KEYS[1]: a project's `all` index. ARGV[1]: the prefix of its indexes, ARGV[2]: a JSON array
+# of index jobs (`DEFER_LIB`). A task moves only up the lifecycle (queued < running < terminal),
+# found by the status index it is in now.
+INDEX_JOBS = """
+local RANK = {queued = 0, running = 1, succeeded = 2, failed = 2, cancelled = 2, expired = 2}
+local base = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+for _, job in ipairs(cjson.decode(ARGV[2])) do
+  local id, status, model, action = job[2], job[4], job[5], job[6]
+  local score = tonumber(job[7])
+  local current = nil
+  for name, _ in pairs(RANK) do
+    if redis.call('ZSCORE', base .. 'status:' .. name, id) then current = name; break end
+  end
+  if current ~= status and (current == nil or RANK[status] > RANK[current]) then
+    if not current then
+      redis.call('ZADD', KEYS[1], score, id)
+      redis.call('ZADD', base .. 'model:' .. model, score, id)
+      redis.call('ZADD', base .. 'action:' .. action, score, id)
+      if job[8] ~= '' then
+        for _, pair in ipairs(cjson.decode(job[8])) do
+          redis.call('ZADD', base .. 'meta:' .. pair, score, id)
+        end
+      end
+    else
+      redis.call('ZREM', base .. 'status:' .. current, id)
+      redis.call('ZREM', base .. 'sm:' .. current .. ':' .. model, id)
+    end
+    redis.call('ZADD', base .. 'status:' .. status, score, id)
+    redis.call('ZADD', base .. 'sm:' .. status .. ':' .. model, score, id)
+    if RANK[status] == 2 then
+      redis.call('ZADD', base .. 'done:' .. status, tonumber(job[9]) or now_ms(), id)
+    end
+  end
+end
+return 1
+"""
+
+# KEYS[1]: a task hash. ARGV[1]: the status its indexes now show. Notes it unless the task
+# moved on meanwhile (then its next write returns a job again) or is gone.
+MARK_INDEXED = """
+if redis.call('HGET', KEYS[1], 'status') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'indexed', ARGV[1])
+end
+return 1
+"""
+
 # KEYS[1]: the index that drives the walk; KEYS[2..]: indexes a task must also be in.
-# ARGV: max score, min score, cursor id ('' for none), limit, budget, task key prefix, then the
-# task fields to return. Walks newest first from (max, cursor id), exclusive. Returns
-# {rows, next score, next id}: each row the task's fields (HMGET); next score is '' at the end.
+# ARGV: max score, min score, cursor id ('' for none), limit, budget, task key prefix and
+# suffix, then the task fields to return (none on a Redis Cluster, where the hashes lie in
+# other slots: then each row is {id} and the caller reads the hashes). Walks newest first from
+# (max, cursor id), exclusive. Returns {rows, next score, next id}: each row the task's fields
+# (HMGET); next score is '' at the end.
 LIST = """
 local driver = KEYS[1]
 local max, min, after = ARGV[1], ARGV[2], ARGV[3]
-local limit, budget, task_prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local limit, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
+local task_prefix, task_suffix = ARGV[6], ARGV[7]
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 local top = tonumber(max)
 local found, stale = {}, {}
 local examined, offset = 0, 0
@@ -107,8 +185,10 @@ while #found < limit and examined < budget do
       for k = 2, #KEYS do
         if not redis.call('ZSCORE', KEYS[k], id) then keep = false; break end
       end
-      if keep then
-        local row = redis.call('HMGET', task_prefix .. id, unpack(fields))
+      if keep and #fields == 0 then
+        found[#found + 1] = {id}
+      elseif keep then
+        local row = redis.call('HMGET', task_prefix .. id .. task_suffix, unpack(fields))
         if row[1] then found[#found + 1] = row else stale[#stale + 1] = id end
       end
       if #found >= limit or examined >= budget then break end
@@ -213,13 +293,69 @@ class Page:
     next_cursor: str | None
 
 
+Job = list[Any]
+"""An index job returned by a `_DEFERRED` state script (see `DEFER_LIB`)."""
+
+
+def _by_project(keys: Keys, jobs: list[Job]) -> dict[str, list[Job]]:
+    grouped: dict[str, list[Job]] = {}
+    for job in jobs:
+        grouped.setdefault(_text(job[2]), []).append([_text(v) for v in job])
+    return grouped
+
+
+def _index_args(keys: Keys, project: str, jobs: list[Job]) -> dict[str, Any]:
+    return {"keys": [keys.index(project, "all")], "args": [keys.index(project, ""), _json(jobs)]}
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def apply_jobs(redis: aioredis.Redis, keys: Keys, jobs: list[Job]) -> None:
+    """Move tasks in their project's indexes, then note it on their hashes (Redis Cluster)."""
+    if not jobs:
+        return
+    grouped = _by_project(keys, jobs)
+    index, mark = async_script(redis, INDEX_JOBS), async_script(redis, MARK_INDEXED)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.sadd(keys.index_projects, *grouped)
+        for project, some in grouped.items():
+            await index(**_index_args(keys, project, some), client=pipe)
+        await pipe.execute()
+    async with redis.pipeline(transaction=False) as pipe:
+        for some in grouped.values():
+            for job in some:
+                await mark(keys=[job[0]], args=[job[3]], client=pipe)
+        await pipe.execute()
+
+
+def apply_jobs_sync(redis: Any, keys: Keys, jobs: list[Job]) -> None:
+    """`apply_jobs` for a blocking client."""
+    if not jobs:
+        return
+    grouped = _by_project(keys, jobs)
+    index, mark = script(redis, INDEX_JOBS), script(redis, MARK_INDEXED)
+    pipe = redis.pipeline(transaction=False)
+    pipe.sadd(keys.index_projects, *grouped)
+    for project, some in grouped.items():
+        index(**_index_args(keys, project, some), client=pipe)
+    pipe.execute()
+    pipe = redis.pipeline(transaction=False)
+    for some in grouped.values():
+        for job in some:
+            mark(keys=[job[0]], args=[job[3]], client=pipe)
+    pipe.execute()
+
+
 class TaskIndex:
     """Reads of the indexes for the API (the writes happen inside the state scripts)."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._list = redis.register_script(LIST)
+        self.cluster = is_cluster(redis)
+        self._list = async_script(redis, LIST)
 
     async def page(
         self,
@@ -241,18 +377,28 @@ class TaskIndex:
         if cursor is not None and (where.until is None or float(top) >= float(cursor.score)):
             top, after = cursor.score, cursor.task_id
         bottom = "-inf" if where.since is None else str(epoch_ms(where.since))
-        args: list[Any] = [
-            top,
-            bottom,
-            after,
-            limit,
-            LIST_BUDGET,
-            self.keys.task(""),
-            *fields,
-        ]
+        args: list[Any] = [top, bottom, after, limit, LIST_BUDGET, *self.keys.task_affixes]
+        if not self.cluster:
+            args += fields
         rows, score, last = await self._list(keys=names, args=args)
+        if self.cluster:
+            rows = await self._rows(names[0], [_text(row[0]) for row in rows], fields)
         more = _text(score) != ""
         return Page(list(rows), Cursor(_text(score), _text(last)).encode() if more else None)
+
+    async def _rows(self, driver: str, ids: list[str], fields: tuple[str, ...]) -> list[list[Any]]:
+        """The fields of each task (a Redis Cluster's listing reads the hashes itself); a task
+        whose hash expired leaves the index."""
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hmget(self.keys.task(task_id), list(fields))
+            found = await pipe.execute()
+        stale = [task_id for task_id, row in zip(ids, found, strict=True) if row[0] is None]
+        if stale:
+            await self.redis.zrem(driver, *stale)
+        return [list(row) for row in found if row[0] is not None]
 
     async def count_between(self, project: str, name: str, since_ms: int, until_ms: int) -> int:
         return int(await self.redis.zcount(self.keys.index(project, name), since_ms, until_ms))

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import pytest
@@ -22,6 +23,8 @@ from tests.harness import Platform, PrivateRedis
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
 S3 = os.environ.get("AUTOGLM_TEST_S3", "http://127.0.0.1:19100")
+# `make test-cluster` runs a part of the suite on a Redis Cluster (AUTOGLM_TEST_REDIS names a node).
+REDIS_CLUSTER = os.environ.get("AUTOGLM_TEST_REDIS_CLUSTER", "") == "1"
 # The credentials and bucket that deploy/s3/s3proxy.sh starts its server with.
 S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY = "autoglm", "autoglm", "autoglm-secret"
 
@@ -102,7 +105,7 @@ def make_settings(kafka: str, redis_url: str, namespace: str, **overrides: objec
         "dev_mode": True,
         "instance_id": namespace.rstrip("."),
         "kafka": {"bootstrap_servers": kafka, "topic_prefix": namespace, "partitions": 2},
-        "redis": {"url": redis_url, "key_prefix": namespace},
+        "redis": {"url": redis_url, "key_prefix": namespace, "cluster": REDIS_CLUSTER},
         "webhooks": {"allow_networks": ["127.0.0.0/8", "::1/128"]},
         "blobs": {"key_prefix": namespace.rstrip(".")},
     }
@@ -112,7 +115,11 @@ def make_settings(kafka: str, redis_url: str, namespace: str, **overrides: objec
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = (
+        cast(redis.Redis, redis.RedisCluster.from_url(redis_url))
+        if REDIS_CLUSTER
+        else redis.Redis.from_url(redis_url)
+    )
     yield client
     client.close()
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as aioredis
-
 from mcp.kafka import ensure_topics
+from mcp.redis_client import connect
 from mcp.settings import Settings
 from mcp.webhooks.intake import Intake
 from mcp.webhooks.journal import WebhookJournal
@@ -30,7 +29,7 @@ class Dispatcher:
         hooks = settings.webhooks
         self.settings = settings
         self.slot = slot
-        self.redis = aioredis.Redis.from_url(settings.redis.url)
+        self.redis = connect(settings)
         self.store = WebhookStore(self.redis, settings)
         self.journal = WebhookJournal(settings, slot)
         self.projection = WebhookProjection(settings, self.store)

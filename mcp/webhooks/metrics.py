@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from mcp.names import Keys
+from mcp.redis_client import connect_sync
 from mcp.settings import Settings
 from mcp.telemetry.metrics import LATENCY_BUCKETS, status_class
 from mcp.webhooks.sender import Attempt
@@ -54,7 +55,7 @@ class ScheduleCollector(Collector):
 
     def __init__(self, settings: Settings, host_load: Callable[[], dict[str, int]]) -> None:
         self.keys = Keys.of(settings)
-        self.redis = redis.Redis.from_url(settings.redis.url, socket_timeout=2)
+        self.redis = connect_sync(settings, socket_timeout=2)
         self.host_load = host_load
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -85,12 +86,18 @@ class ScheduleCollector(Collector):
 
     def _counts(self, now: float) -> tuple[int, int, int]:
         keys = self.keys
-        found = self.redis.zrange(keys.webhook_schedule, 0, MAX_DESTINATIONS - 1)
-        hosts = [h.decode() if isinstance(h, bytes) else str(h) for h in found]
         pipe = self.redis.pipeline(transaction=False)
-        for host in hosts:
-            pipe.zcard(keys.webhook_due(host))
-            pipe.zcount(keys.webhook_due(host), "-inf", now)
+        for shard in range(keys.shards):
+            pipe.zrange(keys.webhook_schedule(shard), 0, MAX_DESTINATIONS - 1)
+        queues = [
+            keys.webhook_due(h.decode() if isinstance(h, bytes) else str(h), shard)
+            for shard, found in enumerate(pipe.execute())
+            for h in found
+        ]
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zcard(queue)
+            pipe.zcount(queue, "-inf", now)
         pipe.zcard(keys.webhook_dead)
         replies = pipe.execute()
         return sum(replies[0:-1:2]), sum(replies[1:-1:2]), int(replies[-1])

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from redis.exceptions import RedisError
 
 from mcp.errors import WebhookStateLost
+from mcp.failover import Checkpoints, FailoverWatch, batch_positions
 from mcp.kafka import consumer_config
 from mcp.names import Topics
 from mcp.records import Record
@@ -72,6 +73,9 @@ class WebhookProjection:
         self.ready = asyncio.Event()
         self._next: dict[int, int] = {}
         self._consumer: Consumer | None = None
+        self.failovers = FailoverWatch(store.redis)
+        self.checkpoints = Checkpoints()
+        self._back: dict[int, int] = {}
 
     def _open(self) -> tuple[Consumer, list[int]]:
         if self._consumer is None:
@@ -88,6 +92,9 @@ class WebhookProjection:
         Redis has no webhook state, or when asked); returns how many records were applied."""
         consumer, partitions = await asyncio.to_thread(self._open)
         stored = {} if from_start else (await self.store.positions() or {})
+        if stored and self._back:  # after a failover: from where it was a while ago
+            stored = {p: min(n, self._back.get(p, n)) for p, n in stored.items()}
+        self._back = {}
         start = [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
         await asyncio.to_thread(consumer.assign, start)
         self._next = {p: stored.get(p, 0) for p in partitions}
@@ -128,6 +135,7 @@ class WebhookProjection:
         if not await self.store.project(records, positions, known):
             raise WebhookStateLost("Redis lost the webhook state")
         self._next.update(positions)
+        self.checkpoints.note(batch_positions(messages))
         return len(records)
 
     async def _behind(self) -> bool:
@@ -150,6 +158,9 @@ class WebhookProjection:
                 assert consumer is not None
                 messages = await asyncio.to_thread(consumer.consume, BATCH, 0.2)
                 await self._apply([m for m in messages if m.error() is None])
+                if self.failovers.failed_over():
+                    self._back = {p: n for (_, p), n in self.checkpoints.back().items()}
+                    raise WebhookStateLost("a Redis primary failed over and may have lost writes")
                 if time.monotonic() - checked > CHECK_EVERY_S:
                     checked = time.monotonic()
                     if await self._behind():

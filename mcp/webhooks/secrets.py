@@ -27,6 +27,8 @@ from pydantic import Field
 from mcp.errors import BrokerUnavailable, SecretsConfigured, StoreError
 from mcp.kafka import ensure_topics, latest_values
 from mcp.names import Keys, Topics
+from mcp.redis_client import async_script
+from mcp.redis_client import script as sync_script
 from mcp.settings import Settings
 from mcp.webhooks.signing import new_secret, secret_key
 from schemas import dumps, loads
@@ -90,7 +92,7 @@ class WebhookSecrets:
         self.topic = Topics.of(settings).webhook_secrets
         self._cache: dict[str, tuple[float, ProjectSecrets]] = {}
         self._producer: Producer | None = None
-        self._apply = redis.register_script(_APPLY)
+        self._apply = async_script(redis, _APPLY)
         self._lock = asyncio.Lock()
 
     def configured(self, project: str) -> list[str]:
@@ -177,7 +179,7 @@ def replay_secrets(settings: Settings, client: redis.Redis) -> int:
     """Re-apply the latest record of each project in `webhook-secrets` to Redis (for
     `autoglm replay`); returns how many projects were applied."""
     keys = Keys.of(settings)
-    script = client.register_script(_APPLY)
+    script = sync_script(client, _APPLY)
     facts = [
         loads(ProjectSecrets, raw)
         for raw in latest_values(settings, Topics.of(settings).webhook_secrets)

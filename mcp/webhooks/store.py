@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from mcp.names import Keys
+from mcp.redis_client import async_script
 from mcp.settings import Settings
 from mcp.webhooks import scripts
 from mcp.webhooks.deliveries import (
@@ -60,13 +61,14 @@ class WebhookStore:
         self.redis = redis
         self.settings = settings
         self.keys = Keys.of(settings)
-        self.due_prefix = self.keys.webhook_due("")
-        self._state = redis.register_script(scripts.STATE)
-        self._placed = redis.register_script(scripts.PLACED)
-        self._place = redis.register_script(scripts.PLACE)
-        self._claim = redis.register_script(scripts.CLAIM)
-        self._release = redis.register_script(scripts.RELEASE)
-        self._positions = redis.register_script(scripts.POSITIONS)
+        self.shards = self.keys.shards
+        self._next_shard = 0
+        self._state = async_script(redis, scripts.STATE)
+        self._placed = async_script(redis, scripts.PLACED)
+        self._place = async_script(redis, scripts.PLACE)
+        self._claim = async_script(redis, scripts.CLAIM)
+        self._release = async_script(redis, scripts.RELEASE)
+        self._positions = async_script(redis, scripts.POSITIONS)
 
     @property
     def retention_s(self) -> int:
@@ -111,10 +113,12 @@ class WebhookStore:
         """Queue on `pipe` what places one applied state: the due queue of its destination, the
         dead list, the task's index of webhooks, then the `placed` mark."""
         webhook_id = record.webhook_id
+        shard = self.keys.webhook_shard(webhook_id)
         due = (record.next_attempt_at or record.at).timestamp()
         mode = "set" if record.waiting else "remove"
-        args: list[Any] = [self.due_prefix, destination(record.url), webhook_id, repr(due), mode]
-        await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
+        prefix = self.keys.webhook_due("", shard)
+        args: list[Any] = [prefix, destination(record.url), webhook_id, repr(due), mode]
+        await self._place(keys=[self.keys.webhook_schedule(shard)], args=args, client=pipe)
         if record.status == "failed":
             pipe.zadd(
                 self.keys.webhook_dead, {webhook_id: (record.finished_at or record.at).timestamp()}
@@ -178,23 +182,51 @@ class WebhookStore:
         """
         if limit <= 0:
             return Claim([], None)
-        now = time.time()
         free = {host: max(0, per_destination - n) for host, n in busy.items()}
+        claimed: list[Delivery] = []
+        next_due: float | None = None
+        first = self._next_shard
+        self._next_shard = (first + 1) % self.shards
+        for i in range(self.shards):
+            if len(claimed) >= limit:
+                break
+            shard = (first + i) % self.shards
+            left = limit - len(claimed)
+            got = await self._claim_shard(shard, slot, left, lease_s, free, per_destination)
+            for delivery in got.deliveries:
+                free[delivery.destination] = free.get(delivery.destination, per_destination) - 1
+            claimed += got.deliveries
+            if got.next_due is not None:
+                next_due = got.next_due if next_due is None else min(next_due, got.next_due)
+        return Claim(claimed, next_due)
+
+    async def _claim_shard(
+        self,
+        shard: int,
+        slot: str,
+        limit: int,
+        lease_s: float,
+        free: Mapping[str, int],
+        per_destination: int,
+    ) -> Claim:
+        """`claim` in one shard of the schedule (one script: the keys of one hash slot)."""
+        now = time.time()
         args: list[Any] = [
             now,
             now + lease_s,
             limit,
-            self.due_prefix,
+            self.keys.webhook_due("", shard),
             per_destination,
             limit + len(free) + 1,
-            self.keys.delivery(""),
-            self.keys.webhook_turn(""),
-            self.keys.webhook_held(""),
+            self.keys.delivery_prefix(shard),
+            self.keys.webhook_turn(shard),
+            self.keys.webhook_held(shard),
             int(lease_s * 1000),
         ]
         for host, slots in free.items():
-            args += [host, slots]
-        keys = [self.keys.webhook_schedule, self.keys.webhook_inflight(slot)]
+            args += [host, max(0, slots)]
+        inflight = self.keys.webhook_inflight(slot, shard)
+        keys = [self.keys.webhook_schedule(shard), inflight]
         first, *rest = await self._claim(keys=keys, args=args)
         next_due = float(_text(first)) if _text(first) else None
         ids = [_text(i) for i in rest]
@@ -209,7 +241,7 @@ class WebhookStore:
         for webhook_id, raw, trace in zip(ids, replies[::2], replies[1::2], strict=True):
             row = _decoded(raw)
             if "record" not in row:
-                await self.redis.srem(self.keys.webhook_inflight(slot), webhook_id)
+                await self.redis.srem(inflight, webhook_id)
                 continue
             delivery = Delivery.of(record_of(row))
             if trace is not None:
@@ -230,15 +262,16 @@ class WebhookStore:
         """The attempt of `d` ended in `record`: apply it, give the task's next webhooks their
         turn, and drop the claim."""
         await self.apply([record])
+        shard = self.keys.webhook_shard(d.webhook_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             keys = [
-                self.keys.webhook_schedule,
-                self.keys.webhook_turn(d.task_id),
-                self.keys.webhook_held(d.task_id),
+                self.keys.webhook_schedule(shard),
+                self.keys.webhook_turn(shard, d.task_id),
+                self.keys.webhook_held(shard, d.task_id),
             ]
-            args: list[Any] = [self.due_prefix, d.destination, d.webhook_id]
+            args: list[Any] = [self.keys.webhook_due("", shard), d.destination, d.webhook_id]
             await self._release(keys=keys, args=args, client=pipe)
-            pipe.srem(self.keys.webhook_inflight(slot), d.webhook_id)
+            pipe.srem(self.keys.webhook_inflight(slot, shard), d.webhook_id)
             await pipe.execute()
 
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
@@ -260,7 +293,10 @@ class WebhookStore:
 
     async def recover(self, slot: str) -> int:
         """Make the claims of a previous process of this slot due now; returns how many."""
-        inflight = self.keys.webhook_inflight(slot)
+        return sum([await self._recover(slot, shard) for shard in range(self.shards)])
+
+    async def _recover(self, slot: str, shard: int) -> int:
+        inflight = self.keys.webhook_inflight(slot, shard)
         ids = [_text(i) for i in await self.redis.smembers(inflight)]
         if not ids:
             return 0
@@ -269,17 +305,13 @@ class WebhookStore:
                 pipe.hget(self.keys.delivery(webhook_id), "host")
             hosts = await pipe.execute()
         now = time.time()
+        schedule, prefix = self.keys.webhook_schedule(shard), self.keys.webhook_due("", shard)
+        # One slot's keys (a transaction on a Redis Cluster too).
         async with self.redis.pipeline(transaction=True) as pipe:
             for webhook_id, host in zip(ids, hosts, strict=True):
                 if host is not None:
-                    args: list[Any] = [
-                        self.due_prefix,
-                        _text(host),
-                        webhook_id,
-                        now,
-                        "if-scheduled",
-                    ]
-                    await self._place(keys=[self.keys.webhook_schedule], args=args, client=pipe)
+                    args: list[Any] = [prefix, _text(host), webhook_id, now, "if-scheduled"]
+                    await self._place(keys=[schedule], args=args, client=pipe)
             pipe.delete(inflight)
             await pipe.execute()
         return len(ids)
