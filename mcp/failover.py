@@ -67,14 +67,15 @@ class Checkpoints:
         now = time.monotonic()
         if not self._marks or now - self._marks[-1][0] >= CHECKPOINT_EVERY_S:
             self._marks.append((now, dict(self._latest)))
-        while len(self._marks) > 1 and now - self._marks[1][0] > REPROJECT_S:
+        while len(self._marks) > 1 and now - self._marks[1][0] >= REPROJECT_S:
             self._marks.popleft()
 
     def back(self) -> dict[Position, int]:
         """Where to read again from: where the projection was `REPROJECT_S` ago, or where it
-        began for partitions it had not read then."""
-        oldest = self._marks[0][1] if self._marks else {}
-        return {**self._first, **oldest}
+        began (for partitions it had not read then, or when it began less long ago)."""
+        if self._marks and time.monotonic() - self._marks[0][0] >= REPROJECT_S:
+            return {**self._first, **self._marks[0][1]}
+        return dict(self._first)
 
 
 def batch_positions(messages: list[Any]) -> dict[Position, tuple[int, int]]:
