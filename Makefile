@@ -102,15 +102,16 @@ cluster-down:
 	@deploy/redis/cluster.sh down --port $(CLUSTER_REDIS_PORT)
 
 # Fault tests on the cluster: brokers and Redis primaries SIGKILLed mid-run. Then a part of the
-# integration suite (submit -> result -> webhook, SSE, idempotency, cancel, listing, workers,
-# replay) runs on the Redis Cluster. The clusters start from empty and are stopped afterwards,
-# whatever the outcome.
+# integration suite (submit -> result -> webhook, SSE, idempotency, quotas, cancel, listing,
+# workers, replay) runs on the Redis Cluster. The clusters start from empty and are stopped
+# afterwards, whatever the outcome.
 CLUSTER_REDIS_URL := redis://127.0.0.1:$(CLUSTER_REDIS_PORT)/0
 REDIS_CLUSTER_SUITE ?= tests/integration/test_end_to_end.py::test_submit_to_signed_webhook \
   tests/integration/test_end_to_end.py::test_sse_stream_resumes_from_last_event_id \
   tests/integration/test_end_to_end.py::test_infer_waits_for_the_answer_and_takes_the_mcp_envelope \
   tests/integration/test_pipeline.py::test_idempotency_key_repeat_and_conflict \
   tests/integration/test_pipeline.py::test_cancel_while_queued_never_runs \
+  tests/integration/test_claim_check.py::test_a_submission_refused_after_its_files_were_made_leaves_none \
   tests/integration/test_browse.py
 test-cluster: setup
 	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT) >/dev/null
