@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import orjson
@@ -67,30 +67,26 @@ class RedisNodes:
         )
         return done.stdout
 
-    def nodes(self) -> list[list[str]]:
-        """`CLUSTER NODES` as a live node sees it, one split line per node."""
+    def nodes(self) -> dict[int, dict[str, Any]]:
+        """`CLUSTER NODES` as a live node sees it: port -> what it says of that node."""
         for port in self.ports:
             if port in self.killed:
                 continue
             try:
-                node = cast(Any, redis.Redis(port=port, socket_timeout=1))
-                raw = node.execute_command("CLUSTER NODES")
+                found = redis.Redis(port=port, socket_timeout=1).cluster("nodes")
             except redis.RedisError:
                 continue
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            return [line.split() for line in text.splitlines() if line.strip()]
-        return []
+            return {int(str(a).split("@")[0].rsplit(":", 1)[1]): n for a, n in found.items()}
+        return {}
 
     def primary_of(self, slot: int) -> int | None:
         """The port of the healthy primary serving `slot`, as the cluster sees it."""
-        for parts in self.nodes():
-            flags = parts[2].split(",")
+        for port, node in self.nodes().items():
+            flags = str(node["flags"]).split(",")
             if "master" not in flags or "fail" in flags or "fail?" in flags:
                 continue
-            for span in parts[8:]:
-                low, _, high = span.partition("-")
-                if low.isdigit() and int(low) <= slot <= int(high or low):
-                    return int(parts[1].split("@")[0].rsplit(":", 1)[1])
+            if any(int(low) <= slot <= int(high) for low, high in node["slots"]):
+                return port
         return None
 
     def ok(self) -> bool:
@@ -116,8 +112,8 @@ class RedisNodes:
         self.killed.clear()
 
         def whole() -> bool:
-            nodes = self.nodes()
-            linked = [n for n in nodes if "connected" in n and "fail" not in n[2]]
+            nodes = self.nodes().values()
+            linked = [n for n in nodes if n["connected"] and "fail" not in str(n["flags"])]
             return len(linked) == 6 and self.ok()
 
         wait_for(whole, 60, "all six Redis nodes", interval=0.5)
