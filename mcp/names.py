@@ -195,7 +195,7 @@ class Keys:
 
     def task_webhooks(self, task_id: str) -> str:
         """Webhook type -> webhook id of a task's latest delivery of that type."""
-        return f"{self.prefix}webhook:task:{task_id}"
+        return f"{self.prefix}webhook:task:{{{task_id}}}"  # a poll reads it with the task
 
     def webhook_target(self, task_id: str) -> str:
         """Callback URL and event filter of a running task (for started/output webhooks)."""
