@@ -53,17 +53,22 @@ return finish(applied)
 """
 
 # KEYS[1] task hash, KEYS[2] cancel flag. ARGV: now, ttl_s, worker_id, then base field pairs.
+# ARGV[4]: the claim's token ('' for none), then base field pairs.
 # Returns {verdict, attempt}: verdict is run | cancelled | terminal. `run` counts the attempt,
-# so attempts survive a crashed worker.
+# so attempts survive a crashed worker; a claim repeated with the token of the task's latest
+# claim (the same process reading the same record again after a failed round trip) counts none.
 _CLAIM = """
 local key = KEYS[1]
-for i = 4, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
-local cur = redis.call('HMGET', key, 'rank', 'attempts')
+for i = 5, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
+local cur = redis.call('HMGET', key, 'rank', 'attempts', 'claim')
 local attempts = tonumber(cur[2] or '0')
 if redis.call('EXISTS', KEYS[2]) == 1 then return finish({'cancelled', attempts}) end
 if tonumber(cur[1] or '-1') == 2 then return finish({'terminal', attempts}) end
+if ARGV[4] ~= '' and cur[3] == ARGV[4] and attempts > 0 then
+  return finish({'run', attempts})
+end
 attempts = redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'status', 'running', 'rank', 1, 'worker_id', ARGV[3])
+redis.call('HSET', key, 'status', 'running', 'rank', 1, 'worker_id', ARGV[3], 'claim', ARGV[4])
 redis.call('HSETNX', key, 'started_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
 index_task(key)

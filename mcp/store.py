@@ -33,6 +33,7 @@ is applied one hash slot at a time, and the indexes follow in a second step (`mc
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
@@ -396,6 +397,7 @@ class SyncTaskStore:
         self.settings = settings
         self.keys = Keys.of(settings)
         self.redis = client or connect_sync(settings)
+        self.process = uuid.uuid4().hex[:12]
         self.cluster = deferred = is_cluster(self.redis)
         self._apply = script(
             self.redis, lua.APPLY_EVENTS_DEFERRED if deferred else lua.APPLY_EVENTS
@@ -460,14 +462,20 @@ class SyncTaskStore:
         if self.cluster:
             apply_jobs_sync(self.redis, self.keys, _jobs(replies[: len(calls)]))
 
-    def claim(self, tasks: list[AsyncTask], worker_id: str) -> list[tuple[str, int]]:
-        """Start an attempt of each task (write path 3): (verdict, attempt) per task, in order."""
+    def claim(
+        self, tasks: list[AsyncTask], worker_id: str, records: list[str] | None = None
+    ) -> list[tuple[str, int]]:
+        """Start an attempt of each task (write path 3): (verdict, attempt) per task, in order.
+        `records` names the record each task was read from: this process claiming the same
+        record again (its round trip failed half way, as in a Redis Cluster failover, and it
+        read the record again) counts no new attempt."""
         now = utcnow().isoformat()
         pipe = self.redis.pipeline(transaction=False)
-        for task in tasks:
+        for i, task in enumerate(tasks):
+            token = f"{self.process}/{records[i]}" if records else ""
             self._claim(
                 keys=[self.keys.task(task.task_id), self.keys.cancel(task.task_id)],
-                args=[now, str(self.ttl), worker_id, *_fields(task_fields(task))],
+                args=[now, str(self.ttl), worker_id, token, *_fields(task_fields(task))],
                 client=pipe,
             )
         replies = pipe.execute()

@@ -53,7 +53,8 @@ class Claims:
             else:
                 live.append(job)
         jobs: list[Job] = []
-        verdicts = self.store.claim([job.task for job in live], self.worker_id)
+        records = [f"{job.key[0]}:{job.key[1]}@{job.offset}" for job in live]
+        verdicts = self.store.claim([job.task for job in live], self.worker_id, records)
         for job, (verdict, attempt) in zip(live, verdicts, strict=True):
             task = job.task
             if verdict == "cancelled":

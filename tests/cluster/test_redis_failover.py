@@ -90,11 +90,17 @@ class RedisNodes:
         return None
 
     def ok(self) -> bool:
-        try:
-            info = redis.Redis(port=self.base_port + 1, socket_timeout=1).cluster("info")
-        except redis.RedisError:
-            return False
-        return str(info.get("cluster_state")) == "ok"
+        """Whether the live nodes say the cluster serves every slot."""
+        for port in self.ports:
+            if port in self.killed:
+                continue
+            try:
+                info = redis.Redis(port=port, socket_timeout=1).cluster("info")
+            except redis.RedisError:
+                return False
+            if str(info.get("cluster_state")) != "ok":
+                return False
+        return True
 
     def kill(self, port: int) -> float:
         """SIGKILL a node; the monotonic time of the kill."""

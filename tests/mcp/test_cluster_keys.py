@@ -16,7 +16,7 @@ from mcp.failover import REPROJECT_S, Checkpoints
 from mcp.names import Keys, webhook_task
 from mcp.redis_client import script
 from mcp.settings import Settings
-from mcp.store import event_item
+from mcp.store import SyncTaskStore, event_item
 from mcp.task_index import apply_jobs_sync
 from mcp.webhooks.events import webhook_id
 from schemas import AsyncTask, TaskEvent, TaskStatus
@@ -111,3 +111,22 @@ def test_checkpoints_go_back_to_where_the_projection_was() -> None:
     marks._marks[0] = (marks._marks[0][0] - REPROJECT_S - 1, marks._marks[0][1])
     marks.note({("events", 0): (30, 31)})
     assert marks.back() == {("events", 0): 20, ("events", 1): 5}
+
+
+@pytest.mark.integration
+def test_a_claim_read_again_by_the_same_process_counts_no_attempt(settings: Settings) -> None:
+    # A worker whose claim round trip failed half way (some slots answered) reads the same
+    # records again and claims them again: the tasks that were claimed keep their attempt.
+    first, second = SyncTaskStore(settings), SyncTaskStore(settings)
+    try:
+        tasks = [_task(1), _task(2)]
+        first.apply_events([TaskEvent.of(t, TaskStatus.QUEUED, task=t) for t in tasks])
+        records = ["tasks.echo:0@10", "tasks.echo:0@11"]
+        assert first.claim(tasks, "w", records) == [("run", 1), ("run", 1)]
+        assert first.claim(tasks, "w", records) == [("run", 1), ("run", 1)]
+        # A retry within the run, and another process (a restarted worker), count attempts.
+        assert first.claim(tasks[:1], "w") == [("run", 2)]
+        assert second.claim(tasks, "w", records) == [("run", 3), ("run", 2)]
+    finally:
+        first.close()
+        second.close()
