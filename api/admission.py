@@ -6,6 +6,12 @@ answered. When all slots are taken, or the records waiting for a Kafka commit al
 before its body is read: nothing of it is recorded, and a client that retries later with the
 same Idempotency-Key gets exactly one task.
 
+A submission that finds every slot taken waits for one, first come first served, at most
+`admission_max_wait_ms` and behind at most as many others as there are slots, before it is
+refused: slots free every few hundred microseconds under load, and a crowd of clients arriving
+in bursts would otherwise be sent away (for a whole `Retry-After`) while slots stood empty a
+moment later, leaving the committer short of work.
+
 The number of slots adapts to the latency of accepted submissions (additive increase,
 multiplicative decrease, like TCP): each window, when the 90th percentile of their time in the
 API is over `admission_target_ms`, the limit shrinks by a fifth; when it is under half the target
@@ -22,8 +28,10 @@ apart from submissions, and the same pending-bytes check.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections import deque
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,9 +58,11 @@ class AdaptiveLimit:
         self._samples: list[float] = []
         self._reached = False
         self._window_end = time.monotonic() + WINDOW_S
+        # Submissions waiting for a slot, oldest first; a slot passes to them on release.
+        self._waiters: deque[asyncio.Future[bool]] = deque()
 
     def acquire(self) -> bool:
-        if self.in_flight >= int(self.limit):
+        if self._waiters or self.in_flight >= int(self.limit):
             self._reached = True
             return False
         self.in_flight += 1
@@ -60,8 +70,48 @@ class AdaptiveLimit:
             self._reached = True
         return True
 
-    def release(self, seconds: float) -> None:
+    async def wait(self, timeout_s: float) -> bool:
+        """After a failed `acquire`: wait up to `timeout_s` for a slot; False when none came
+        (or as many wait already as there are slots)."""
+        if timeout_s <= 0 or len(self._waiters) >= int(self.limit):
+            return False
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(timeout_s, self._give_up, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                self._forget(waiter)
+            elif waiter.result():
+                self._hand_over()  # the slot came with the cancellation: pass it on
+            raise
+        finally:
+            timer.cancel()
+
+    def _give_up(self, waiter: asyncio.Future[bool]) -> None:
+        if not waiter.done():
+            waiter.set_result(False)
+            self._forget(waiter)
+
+    def _forget(self, waiter: asyncio.Future[bool]) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def _hand_over(self) -> None:
+        """A slot is free: to the oldest waiter, else back to the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
         self.in_flight -= 1
+
+    def release(self, seconds: float) -> None:
+        self._hand_over()
         self._samples.append(seconds)
         now = time.monotonic()
         if now >= self._window_end:
@@ -75,6 +125,9 @@ class AdaptiveLimit:
             self.limit = max(self.minimum, self.limit * 0.8)
         elif p90 < self.target_s / 2 and self._reached:
             self.limit = min(self.maximum, self.limit + max(1.0, math.sqrt(self.limit)))
+            while self._waiters and self.in_flight < int(self.limit):
+                self.in_flight += 1  # a new slot, taken by the oldest waiter
+                self._hand_over()
         self._samples = []
         self._reached = False
         ADMISSION_LIMIT.set(int(self.limit))
@@ -88,6 +141,7 @@ class AdmissionControl:
         self.limit = limit
         self.max_pending_bytes = settings.admission_max_pending_bytes
         self.retry_after_s = max(1, settings.admission_retry_after_s)
+        self.max_wait_s = settings.admission_max_wait_ms / 1000
         self.max_infer = settings.admission_max_infer
         self.infer_in_flight = 0
 
@@ -120,7 +174,13 @@ class AdmissionControl:
             self.infer_in_flight -= 1
 
     async def _submission(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = self._refusal(scope)
+        refusal = self._bytes_refusal(scope)
+        if (
+            refusal is None
+            and not self.limit.acquire()
+            and not await self.limit.wait(self.max_wait_s)
+        ):
+            refusal = self._full()
         if refusal is not None:
             await _refuse(refusal, scope, receive, send)
             return
@@ -141,18 +201,13 @@ class AdmissionControl:
             )
         return None
 
-    def _refusal(self, scope: Scope) -> Overloaded | None:
-        bytes_refusal = self._bytes_refusal(scope)
-        if bytes_refusal is not None:
-            return bytes_refusal
-        if not self.limit.acquire():
-            return Overloaded(
-                f"the API holds {self.limit.in_flight} submissions, its limit now; "
-                f"retry in {self.retry_after_s} s with the same Idempotency-Key",
-                {"in_flight": self.limit.in_flight, "limit": int(self.limit.limit)},
-                self.retry_after_s,
-            )
-        return None
+    def _full(self) -> Overloaded:
+        return Overloaded(
+            f"the API holds {self.limit.in_flight} submissions, its limit now; "
+            f"retry in {self.retry_after_s} s with the same Idempotency-Key",
+            {"in_flight": self.limit.in_flight, "limit": int(self.limit.limit)},
+            self.retry_after_s,
+        )
 
 
 async def _refuse(refusal: Overloaded, scope: Scope, receive: Receive, send: Send) -> None:
