@@ -42,10 +42,10 @@ async def find_task(services: Services, task_id: str, caller: Caller) -> TaskVie
 
 async def owned_task(services: Services, task_id: str, caller: Caller) -> tuple[TaskView, str]:
     """(the task the caller may see, its project)."""
-    data = await services.store.get(task_id)
+    data, webhooks = await services.store.get_with_webhooks(task_id)
     view = view_of(data) if data else None
     project = data.get("project", "default") if data else ""
     if view is None or not caller.sees(project):
         raise TaskNotFound(f"no task {task_id!r}", {"task_id": task_id})
-    webhook = await services.webhooks.view(task_id)
+    webhook = await services.webhooks.view(task_id, webhooks)
     return view.model_copy(update={"webhook": webhook}), project

@@ -7,11 +7,13 @@ import uvicorn
 from mcp.settings import get_settings
 from mcp.telemetry import tracing
 from mcp.telemetry.logs import configure_logging
+from mcp.threads import share_the_interpreter
 
 
 def run(host: str | None = None, port: int | None = None) -> int:
     settings = get_settings()
     configure_logging(settings, service="api")
+    share_the_interpreter(settings)
     tracing.setup("api", settings)
     uvicorn.run(
         "api.app:create_app",

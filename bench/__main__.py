@@ -33,6 +33,7 @@ SUITES = (
     "telemetry",
     "celery_baseline",
 )
+# Also by name only: `celery_e2e` (the end-to-end half of celery_baseline, for short runs).
 
 
 def machine() -> dict[str, Any]:

@@ -23,13 +23,16 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import redis
 
 from bench.events import TerminalEvents
 from bench.loadgen import Tracked, post_request, run_until_visible
+from bench.phone import cpu_s
 from bench.pipeline import (
     BODY,
     CONCURRENCY,
@@ -54,6 +57,15 @@ E2E_DURATION_S = float(os.environ.get("BENCH_E2E_DURATION_S", "5"))
 POLL_CONNECTIONS = int(os.environ.get("BENCH_POLL_CONNECTIONS", "8"))
 TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 CELERY_REDIS = REDIS.rsplit("/", 1)[0] + "/1"  # the bench Redis, a database of Celery's own
+# End to end, the same work on both sides: the result only. Our echo would otherwise also stream
+# the prompt back word by word into a Redis stream (`GET /v1/tasks/{id}/stream`), which Celery's
+# echo has no counterpart of.
+E2E_BODY = {**BODY, "payload": {**cast(dict[str, Any], BODY["payload"]), "stream": False}}
+# The watcher of task-events (stage breakdown only) waits this long for records per fetch; the
+# broker answers a fetch as soon as a commit makes records readable, so a short wait only costs
+# the broker CPU (1 ms: about 0.1 of a core) that Celery's side is not charged.
+WATCH_FETCH_WAIT_MS = 100
+STATE = Path.home() / ".cache" / "autoglm-mcp"  # where deploy/ keeps the servers' pid files
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -78,7 +90,7 @@ def _measure(port: int, rate: float, duration_s: float) -> list[Tracked]:
         run_until_visible(
             "127.0.0.1",
             port,
-            post_request("127.0.0.1", port, "/v1/tasks", BODY),
+            post_request("127.0.0.1", port, "/v1/tasks", E2E_BODY),
             _task_id,
             lambda task_id: f"/v1/tasks/{task_id}",
             _done,
@@ -87,6 +99,34 @@ def _measure(port: int, rate: float, duration_s: float) -> list[Tracked]:
             poll_connections=POLL_CONNECTIONS,
         )
     )
+
+
+def _server_pid(name: str) -> int | None:
+    """The bench's Kafka broker or Redis server (`kafka` / `redis`), from deploy/'s pid file."""
+    port = (KAFKA if name == "kafka" else REDIS).rsplit(":", 1)[1].split("/")[0]
+    path = STATE / (
+        f"kafka-data-{port}/kafka.pid" if name == "kafka" else f"redis-{port}/redis.pid"
+    )
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _measure_cpu(
+    port: int, rate: float, pids: dict[str, int | None]
+) -> tuple[list[Tracked], dict[str, float]]:
+    """`_measure`, and the CPU each process used meanwhile, in cores (the load generator and
+    its watcher of task-events count as `load_generator`)."""
+    known = {name: pid for name, pid in pids.items() if pid is not None}
+    known["load_generator"] = os.getpid()
+    before = {name: cpu_s(pid) for name, pid in known.items()}
+    began = time.perf_counter()
+    tracked = _measure(port, rate, E2E_DURATION_S)
+    elapsed = time.perf_counter() - began
+    return tracked, {
+        name: round((cpu_s(pid) - before[name]) / elapsed, 2) for name, pid in known.items()
+    }
 
 
 def _ready(port: int) -> None:
@@ -150,23 +190,36 @@ def _ours_e2e(**extra: str) -> dict[str, Any]:
     env = _env(prefix, **extra)
     api = _start(["-m", "autoglm", "api", "--port", str(port)], env, port, "/readyz")
     worker = _start(["-m", "autoglm", "worker", "--model", "echo"], env, None, "")
+    # An API without its projector has one of its own beside it.
+    alone = extra.get("AUTOGLM_SERVER__RUN_PROJECTOR") == "false"
+    projector = _start(["-m", "autoglm", "projector"], env, None, "") if alone else None
     settings = Settings(kafka={"bootstrap_servers": KAFKA, "topic_prefix": prefix})
-    watcher = TerminalEvents(settings, f"{prefix}watch", time.time)
+    watcher = TerminalEvents(settings, f"{prefix}watch", time.time, WATCH_FETCH_WAIT_MS)
     out: dict[str, Any] = {}
     try:
         _ready(port)
+        pids = {
+            "api": api.pid,
+            "worker": worker.pid,
+            "projector": projector.pid if projector else None,
+            "kafka": _server_pid("kafka"),
+            "redis": _server_pid("redis"),
+        }
         for rate in RATES:
             _measure(port, rate, 1.0)  # warm-up at this rate, not measured
-            tracked = _measure(port, rate, E2E_DURATION_S)
+            tracked, cpu = _measure_cpu(port, rate, pids)
             time.sleep(0.5)  # the watcher's last reads
             out[f"{rate:g}_per_s"] = {
                 **_summary(tracked, rate),
+                "cpu_cores": cpu,
                 "stages_ms": _stages(tracked, watcher.at),
             }
     finally:
         watcher.stop()
         _stop(worker)
         _stop(api)
+        if projector is not None:
+            _stop(projector)
     return out
 
 
@@ -211,9 +264,11 @@ def _celery_e2e() -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         _ready(port)
+        pids = {"api": api.pid, "worker": worker.pid, "redis": _server_pid("redis")}
         for rate in RATES:
             _measure(port, rate, 1.0)
-            out[f"{rate:g}_per_s"] = _summary(_measure(port, rate, E2E_DURATION_S), rate)
+            tracked, cpu = _measure_cpu(port, rate, pids)
+            out[f"{rate:g}_per_s"] = {**_summary(tracked, rate), "cpu_cores": cpu}
     finally:
         _stop(worker)
         _stop(api)
@@ -257,22 +312,26 @@ def run(out: dict[str, Any]) -> None:
         "celery": celery,
         "autoglm_vs_celery": round(ours["throughput_rps"] / max(celery["throughput_rps"], 1e-9), 2),
     }
-    ours_e2e = _step(lambda: _ours_e2e(AUTOGLM_SERVER__PROJECTOR_BATCH_WAIT_MS="0"))
-    waiting = _step(lambda: _ours_e2e(AUTOGLM_SERVER__PROJECTOR_BATCH_WAIT_MS="100"))
+    e2e(out)
+
+
+def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) -> None:
+    """Submit -> visible to a poller at each rate: ours (each variant: settings as environment
+    variables; default, the defaults) and Celery, in this run."""
+    variants = variants or {"autoglm": {}}
+    ours = {name: _step(partial(_ours_e2e, **extra)) for name, extra in variants.items()}
     celery_e2e = _step(_celery_e2e)
     for rate in RATES:
         key = f"{rate:g}_per_s"
-        systems = (
-            ("autoglm, projector writing at once", ours_e2e[key]),
-            ("autoglm, projector waiting up to 100 ms", waiting[key]),
-            ("celery", celery_e2e[key]),
-        )
+        systems = [*((name, r[key]) for name, r in ours.items()), ("celery", celery_e2e[key])]
         for name, r in systems:
             print(
                 f"e2e {name} at {rate:g}/s: p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
                 f" ({r['visible']}/{r['tasks']} visible)"
             )
-        for name, r in systems[:2]:
+        for name, r in systems:
+            print(f"   {name} CPU (cores): {r['cpu_cores']}")
+        for name, r in systems[:-1]:
             print(f"   {name} stages:")
             for stage, d in r["stages_ms"].items():
                 print(f"     {stage}: p50 {d['p50_ms']} p99 {d['p99_ms']} ms")
@@ -280,8 +339,7 @@ def run(out: dict[str, Any]) -> None:
         "duration_s": E2E_DURATION_S,
         "poll_interval_ms": 1,
         "poll_connections": POLL_CONNECTIONS,
-        "autoglm_projector_batch_wait_0ms": ours_e2e,
-        "autoglm_projector_batch_wait_100ms": waiting,
+        **{name: {"settings": variants[name], **r} for name, r in ours.items()},
         "celery": celery_e2e,
     }
 

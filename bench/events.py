@@ -18,8 +18,15 @@ class TerminalEvents:
     """Watches `task-events` from a thread; `at` maps a task id to the `clock` reading when its
     terminal event was first read."""
 
-    def __init__(self, settings: Settings, group: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        clock: Callable[[], float],
+        fetch_wait_max_ms: int = 1,
+    ) -> None:
         self.at: dict[str, float] = {}
+        self._fetch_wait_max_ms = fetch_wait_max_ms
         self._clock = clock
         self._topic = Topics.of(settings).events
         self._group = group
@@ -34,7 +41,7 @@ class TerminalEvents:
                 "group.id": self._group,
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "latest",
-                "fetch.wait.max.ms": 1,
+                "fetch.wait.max.ms": self._fetch_wait_max_ms,
             }
         )
         consumer.subscribe([self._topic])

@@ -115,6 +115,8 @@ class TaskProducer:
         lanes = max(1, settings.kafka.group_commit_lanes)
         self._lanes = [_Lane(f"{transactional_id}.{i}") for i in range(lanes)]
         self._stopping = False
+        # Submissions in the latest transaction: more than one means load, and the window pays.
+        self._last_batch = 0
         self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._sweeper: asyncio.Task[None] | None = None
         self.transactions = 0
@@ -212,11 +214,14 @@ class TaskProducer:
             self._queue.put(None)  # the other lanes stop too
             return None
         batch = [first]
-        limit = self._settings.kafka.group_commit_max_messages
-        if not self._queue.pending():
-            # Alone: give concurrent requests the window to join. One sleep, not a wake-up per
-            # arrival; under load the queue already holds the next batch and nobody waits.
-            time.sleep(self._settings.kafka.group_commit_max_ms / 1000)
+        kafka = self._settings.kafka
+        limit = kafka.group_commit_max_messages
+        if not self._queue.pending() and (kafka.group_commit_wait_alone or self._last_batch > 1):
+            # Alone under load: give concurrent requests the window to join. One sleep, not a
+            # wake-up per arrival; with more load the queue already holds the next batch and
+            # nobody waits. Without load (the latest transaction was alone too) the window
+            # would only add its length to the answer: commit at once.
+            time.sleep(kafka.group_commit_max_ms / 1000)
         count = len(first.records)
         while count < limit:
             item = self._queue.get(0)
@@ -227,6 +232,7 @@ class TaskProducer:
                 break
             batch.append(item)
             count += len(item.records)
+        self._last_batch = len(batch)
         return batch
 
     def _ensure_producer(self, lane: _Lane) -> Producer:

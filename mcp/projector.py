@@ -32,6 +32,7 @@ from mcp.task_index import TaskIndex
 from mcp.telemetry.lag import Key, LagCollector
 from mcp.telemetry.metrics import COMMIT_BUCKETS
 from mcp.telemetry.process import start_telemetry
+from mcp.threads import share_the_interpreter
 from schemas import DecodeError, TaskEvent
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,7 @@ def run(metrics_port: int | None = None) -> int:
     """`autoglm projector`: project task events until SIGTERM/SIGINT."""
     settings = get_settings()
     start_telemetry("projector", settings, metrics_port)
+    share_the_interpreter(settings)
     watch_lag(settings)
     asyncio.run(_serve(settings))
     return 0

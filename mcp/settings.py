@@ -96,6 +96,10 @@ class KafkaSettings(BaseModel):
     # Group commit in the API: a transaction closes after this many tasks or this many ms.
     group_commit_max_messages: int = 512
     group_commit_max_ms: float = 2.0
+    # A submission that finds the committer idle waits `group_commit_max_ms` for company only
+    # under load (the previous transaction carried more than one submission); otherwise it is
+    # committed at once, like a database's group commit (commit_siblings). True: always wait.
+    group_commit_wait_alone: bool = False
     # Committer threads, each with its own transactional.id. More than one overlaps commits, which
     # pays off when commits are slow (a remote, replicated cluster); on one host it costs GIL time.
     group_commit_lanes: int = 1
@@ -147,6 +151,9 @@ class WorkerSettings(BaseModel):
     retry_backoff_max_s: float = 30.0
     commit_every_n: int = 64
     commit_every_ms: float = 5.0
+    # Commit as soon as nothing is running or waiting (the outcomes in the transaction are all
+    # there is): the cadence above then only batches under load. False: always wait for it.
+    commit_when_idle: bool = True
     poll_timeout_s: float = 0.05
     heartbeat_interval_s: float = 2.0
     fetch_wait_max_ms: int = 5
@@ -342,6 +349,9 @@ class Settings(BaseSettings):
     )
     default_model: str = "echo"
     log_level: str = "INFO"
+    # How long a thread keeps the GIL while another waits for it (`sys.setswitchinterval`);
+    # None keeps Python's 5 ms. See `mcp.threads`.
+    gil_switch_interval_ms: float | None = Field(default=0.5, gt=0, le=100)
     server: ServerSettings = Field(default_factory=ServerSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

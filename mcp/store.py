@@ -337,6 +337,14 @@ class TaskStore:
         raw = await self.redis.hgetall(self.keys.task(task_id))
         return _text(raw) if raw else None
 
+    async def get_with_webhooks(self, task_id: str) -> tuple[dict[str, str] | None, dict[Any, Any]]:
+        """`get` and the task's webhook index (`Keys.task_webhooks`) in one round trip: a poll."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.hgetall(self.keys.task_webhooks(task_id))
+            raw, index = await pipe.execute()
+        return (_text(raw) if raw else None), index
+
     async def view(self, task_id: str) -> TaskView | None:
         raw = await self.redis.hgetall(self.keys.task(task_id))
         return view_of(raw) if raw else None

@@ -12,6 +12,7 @@ from mcp.registry import ModelRegistry
 from mcp.settings import ModelSpec, Settings, get_settings
 from mcp.telemetry.gpu import install_gpu_metrics
 from mcp.telemetry.process import start_telemetry
+from mcp.threads import share_the_interpreter
 from mcp.transaction import InstanceFenced
 from workers.backends import Backend, make_backend
 from workers.slot import FENCED_EXIT
@@ -29,6 +30,7 @@ def load_backend(spec: ModelSpec, settings: Settings) -> Backend:
 def run(model: str, slot: str = "0", burst: bool = False, metrics_port: int | None = None) -> int:
     settings = get_settings()
     start_telemetry("worker", settings, metrics_port, model=model, worker_id=f"{model}.{slot}")
+    share_the_interpreter(settings)
     registry = ModelRegistry(settings)
     spec = registry.get(model)
     if spec is None:

@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 
 # Burst mode stops after this long without a message, counted from the latest assignment.
 BURST_IDLE_S = 2.0
-# How often the loop looks for finished work while some is running.
+# How often the loop looks for finished work while some is running (a slot thread cannot wake
+# the consumer's poll): a quarter of a batch's usual run time, within these bounds.
 BUSY_POLL_S = 0.005
+BUSY_POLL_MIN_S = 0.0005
 
 
 class InferenceWorker:
@@ -113,6 +115,7 @@ class InferenceWorker:
         self._after_commit: list[Outcome] = []
         self._ids = itertools.count()
         self._pending = 0  # records finished since the last commit
+        self._batch_s = BUSY_POLL_S  # a batch's usual run time (moving average)
         self._assigned: set[str] = set()
         self._assigned_at = 0.0
         self.processed = 0
@@ -167,7 +170,11 @@ class InferenceWorker:
         self._dispatch()
         published = self._collect()
         self._check_slots()
-        self._maybe_commit(force=not messages and not published)
+        idle = not self._running and not len(self._backlog)
+        self._maybe_commit(
+            force=(not messages and not published)
+            or (published and idle and self.settings.worker.commit_when_idle)
+        )
         return bool(messages or published or self._running or len(self._backlog))
 
     def _drain(self) -> None:
@@ -189,7 +196,10 @@ class InferenceWorker:
     # -- reading -----------------------------------------------------------------------------
 
     def _poll_timeout(self) -> float:
-        timeout = BUSY_POLL_S if self._running else self.settings.worker.poll_timeout_s
+        if self._running:
+            timeout = min(BUSY_POLL_S, max(BUSY_POLL_MIN_S, self._batch_s / 4))
+        else:
+            timeout = self.settings.worker.poll_timeout_s
         if self.txn.open:
             due = self.txn.began_at + self.settings.worker.commit_every_ms / 1000
             timeout = max(0.0, min(timeout, due - time.monotonic()))
@@ -233,7 +243,12 @@ class InferenceWorker:
             batch_span = self.telemetry.batch_started(list(jobs), [j.key[0] for j in jobs])
             future = self.runner.start(list(jobs), self._report)
             future.add_done_callback(partial(self.telemetry.batch_ended, batch_span))
+            future.add_done_callback(partial(self._ran, time.monotonic()))
             self._running.add(future)
+
+    def _ran(self, started: float, _future: object) -> None:
+        """From a slot thread: a batch is done; its run time moves the average."""
+        self._batch_s += (time.monotonic() - started - self._batch_s) / 8
 
     def _report(self, ctx: TaskContext, outcome: Outcome) -> None:
         """From a slot thread: an outcome is final."""

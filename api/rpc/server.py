@@ -24,6 +24,7 @@ from api.rpc.service import TaskService
 from api.services import Services
 from api.submit import Submitter
 from mcp.settings import Settings, get_settings
+from mcp.threads import share_the_interpreter
 from schemas.autoglm.v1 import service_pb2_grpc as rpc_grpc
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def run(host: str | None = None, port: int | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    share_the_interpreter(settings)
     port = settings.grpc.port if port is None else port
     asyncio.run(serve(settings, host or settings.grpc.host, port))
     return 0

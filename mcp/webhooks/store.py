@@ -49,6 +49,15 @@ def _decoded(raw: dict[Any, Any]) -> dict[str, Any]:
     return {_text(k): v for k, v in raw.items()}
 
 
+def _final(index: dict[Any, Any]) -> str | None:
+    """The completion webhook's id in a task's webhook index, if there is one yet."""
+    row = _decoded(index)
+    for kind in TERMINAL_TYPES:
+        if kind in row:
+            return _text(row[kind])
+    return None
+
+
 def _instant(value: Any) -> datetime | None:
     text = _text(value) if value is not None else ""
     return datetime.fromtimestamp(float(text), UTC) if text else None
@@ -327,15 +336,12 @@ class WebhookStore:
 
     async def final_webhook_id(self, task_id: str) -> str | None:
         """The id of the task's completion webhook, once its result was consumed."""
-        index = _decoded(await self.redis.hgetall(self.keys.task_webhooks(task_id)))
-        for kind in TERMINAL_TYPES:
-            if kind in index:
-                return _text(index[kind])
-        return None
+        return _final(await self.redis.hgetall(self.keys.task_webhooks(task_id)))
 
-    async def view(self, task_id: str) -> WebhookView:
-        """The `webhook` object of the poll body: the state of the task's completion webhook."""
-        webhook_id = await self.final_webhook_id(task_id)
+    async def view(self, task_id: str, index: dict[Any, Any] | None = None) -> WebhookView:
+        """The `webhook` object of the poll body: the state of the task's completion webhook.
+        `index`: the task's webhook index (`Keys.task_webhooks`) when read already."""
+        webhook_id = await self.final_webhook_id(task_id) if index is None else _final(index)
         if webhook_id is None:
             return WebhookView()
         fields = ("status", "attempts", "last_status_code", "next_attempt_at", "record")

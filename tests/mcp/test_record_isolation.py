@@ -63,7 +63,9 @@ def test_refused_record_fails_only_its_request(settings: Settings, refused_by: s
         for i in range(120)
     ]
     requests.insert(60, [Record(topic, b"big", b"first record"), Record(topic, b"big", big)])
-    slow_window = settings.kafka.model_copy(update={"group_commit_max_ms": 50.0})
+    slow_window = settings.kafka.model_copy(
+        update={"group_commit_max_ms": 50.0, "group_commit_wait_alone": True}
+    )
     producer = TaskProducer(
         settings.model_copy(update={"kafka": slow_window}), f"{settings.instance_id}.isolation"
     )

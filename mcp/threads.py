@@ -1,0 +1,19 @@
+"""How the threads of one process share the interpreter (the GIL)."""
+
+from __future__ import annotations
+
+import sys
+
+from mcp.settings import Settings
+
+
+def share_the_interpreter(settings: Settings) -> None:
+    """Let a thread that waits for the GIL have it within `gil_switch_interval_ms`.
+
+    Python's 5 ms default lets a busy thread (the API's event loop serving polls, a worker's
+    loop) keep the interpreter that long while another thread that has only to hand a reply on
+    waits: the API's committer after Kafka's commit, a worker's slot thread with an outcome. Each
+    such wait lands in a task's latency, several times over along its way.
+    """
+    if settings.gil_switch_interval_ms is not None:
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)

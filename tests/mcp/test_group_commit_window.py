@@ -1,0 +1,54 @@
+"""When the API's committer waits for company (the group-commit window) and when it does not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mcp.producer import TaskProducer, _Pending
+from mcp.records import Record
+from mcp.settings import Settings
+
+
+def _pending(loop: asyncio.AbstractEventLoop) -> _Pending:
+    return _Pending([Record("t", b"k", b"v")], None, loop, loop.create_future())
+
+
+@pytest.mark.parametrize("wait_alone", [False, True])
+def test_window_only_under_load(monkeypatch: pytest.MonkeyPatch, wait_alone: bool) -> None:
+    settings = Settings()
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"group_commit_wait_alone": wait_alone})}
+    )
+    producer = TaskProducer(settings, "window")
+    waits: list[float] = []
+    monkeypatch.setattr("mcp.producer.time.sleep", waits.append)
+    window = settings.kafka.group_commit_max_ms / 1000
+    loop = asyncio.new_event_loop()
+    try:
+        # Idle: a lone submission is committed at once (unless told to wait anyway).
+        lone = _pending(loop)
+        producer._queue.put(lone)
+        assert producer._gather() == [lone]
+        assert waits == ([window] if wait_alone else [])
+        # Two waiting together: no window needed, they are a batch already.
+        waits.clear()
+        pair = [_pending(loop), _pending(loop)]
+        for p in pair:
+            producer._queue.put(p)
+        assert producer._gather() == pair
+        assert waits == []
+        # Alone right after a shared transaction: under load, the window pays.
+        after = _pending(loop)
+        producer._queue.put(after)
+        assert producer._gather() == [after]
+        assert waits == [window]
+        # That transaction was alone: the next lone one goes at once again.
+        waits.clear()
+        again = _pending(loop)
+        producer._queue.put(again)
+        assert producer._gather() == [again]
+        assert waits == ([window] if wait_alone else [])
+    finally:
+        loop.close()
