@@ -3,7 +3,8 @@
 
 `BENCH_E2E_VARIANTS` (JSON: name -> settings as environment variables) measures several
 configurations of ours in the same run, e.g.
-`'{"window_2ms": {"AUTOGLM_KAFKA__GROUP_COMMIT_WAIT_ALONE": "true"}, "defaults": {}}'`.
+`'{"window_2ms": {"AUTOGLM_KAFKA__GROUP_COMMIT_WAIT_ALONE": "true"}, "defaults": {}}'`. The
+broker is warmed up by tasks through the whole pipeline first (`BENCH_E2E_WARM_UP_S`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from typing import Any
 import orjson
 
 from bench.celery_baseline import e2e
-from bench.pipeline import KAFKA_WARM_UP_S, bench_api
 
 
 def run(out: dict[str, Any]) -> None:
-    warm = bench_api(group_commit=True, warm_up_s=KAFKA_WARM_UP_S)  # the broker's JIT
-    print(f"broker warmed up for {KAFKA_WARM_UP_S:g} s (then {warm['throughput_rps']} req/s)")
     raw = os.environ.get("BENCH_E2E_VARIANTS")
     variants: dict[str, dict[str, str]] | None = orjson.loads(raw) if raw else None
     e2e(out, variants)
