@@ -4,14 +4,14 @@
   (`POST` -> `.delay()` -> 202 with the id; `GET` -> `AsyncResult` state), one worker process
   (solo pool) running an echo task;
 - autoglm: our API (group commit, projector in the API process) and one echo worker process,
-  twice: the projector writing what is ready at once (`server.projector_batch_wait_ms=0`) and
-  waiting up to 100 ms to fill a batch (the default), so that the run shows what each costs.
+  with the default settings (`celery_e2e` measures other configurations beside them).
 
 Measured for both: submit throughput (closed loop, same body, same connections, no worker
 running), and submit -> result visible to a poller at fixed rates (open loop; each task is
 polled every ~1 ms, or as fast as `POLL_CONNECTIONS` connections go; the same loop for
-both). Ours also reports where a task's time goes, from the timestamps in its records and a
-read_committed watcher of `task-events` (`stages_ms`).
+both; the body asks for the result only, no token stream). Ours also reports where a task's
+time goes, from the timestamps in its records and a read_committed watcher of `task-events`
+(`stages_ms`), and both the CPU each process used meanwhile (`cpu_cores`).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def _stages(tracked: list[Tracked], committed: dict[str, float]) -> dict[str, An
     return {name: {**_dist(v), "n": len(v)} for name, v in stages.items()}
 
 
-def _ours_e2e(**extra: str) -> dict[str, Any]:
+def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     port = _free_port()
     env = _env(prefix, **extra)
@@ -207,7 +207,7 @@ def _ours_e2e(**extra: str) -> dict[str, Any]:
             "kafka": _server_pid("kafka"),
             "redis": _server_pid("redis"),
         }
-        for rate in RATES:
+        for rate in rates:
             _measure(port, rate, 1.0)  # warm-up at this rate, not measured
             tracked, cpu = _measure_cpu(port, rate, pids)
             time.sleep(0.5)  # the watcher's last reads
@@ -317,6 +317,14 @@ def run(out: dict[str, Any]) -> None:
     e2e(out)
 
 
+def _rates(extra: dict[str, str]) -> dict[str, Any]:
+    """A variant's settings; `BENCH_E2E_RATES` among them measures it at those rates only."""
+    settings: dict[str, Any] = {k: v for k, v in extra.items() if k != "BENCH_E2E_RATES"}
+    if "BENCH_E2E_RATES" in extra:
+        settings["rates"] = tuple(float(r) for r in extra["BENCH_E2E_RATES"].split(","))
+    return settings
+
+
 def _warm_e2e() -> float:
     """Tasks through the whole pipeline, not measured: a fresh broker runs its consume, fetch and
     transaction-marker paths interpreted until its JIT has compiled them (measured without this,
@@ -344,11 +352,12 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
     print(
         f"pipeline warmed up for {E2E_WARM_UP_S:g} s at {E2E_WARM_UP_RATE:g}/s ({warm}/s through)"
     )
-    ours = {name: _step(partial(_ours_e2e, **extra)) for name, extra in variants.items()}
+    ours = {name: _step(partial(_ours_e2e, **_rates(extra))) for name, extra in variants.items()}
     celery_e2e = _step(_celery_e2e)
     for rate in RATES:
         key = f"{rate:g}_per_s"
-        systems = [*((name, r[key]) for name, r in ours.items()), ("celery", celery_e2e[key])]
+        measured = ((name, r[key]) for name, r in ours.items() if key in r)
+        systems = [*measured, ("celery", celery_e2e[key])]
         for name, r in systems:
             print(
                 f"e2e {name} at {rate:g}/s: p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
