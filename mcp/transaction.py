@@ -9,13 +9,24 @@ copy) and the rest commits with the offsets in a new transaction (`mcp.grouped_t
 Error classes (librdkafka): a retriable error retries the call; one that requires an abort
 aborts and makes the consumer rewind to its committed offsets; a fatal one (or a fenced
 producer) replaces the producer, which aborts whatever the old one left open.
+
+`send_offsets_to_transaction` runs on a thread of its own under a deadline of ours: librdkafka
+does not enforce its timeout on the group coordinator request (confluentinc/librdkafka#5456),
+and when the group coordinator's broker dies and leaves the metadata, the request waits for a
+broker that never comes back (#5511): the call never returns. Past the deadline the producer is
+abandoned to that thread and a new one with the same transactional.id takes over, which fences
+the old one and aborts its transaction; the consumer rewinds as after any lost transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -27,6 +38,8 @@ from mcp.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRIES = 3
+# How much longer than its own timeout a send_offsets_to_transaction call may take.
+OFFSETS_GRACE_S = 5.0
 
 
 class TransactionLost(BrokerError):
@@ -35,6 +48,10 @@ class TransactionLost(BrokerError):
 
 class InstanceFenced(BrokerError):
     """A newer instance took this process's slot (its transactional.id): this one must exit."""
+
+
+class ProducerStuck(BrokerError):
+    """A transactional call did not return by its deadline: the producer is abandoned."""
 
 
 FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
@@ -75,6 +92,9 @@ class ConsumerTransaction:
         self.fenced = False
         self.transactional_id = transactional_id
         self.timeout = settings.kafka.request_timeout_s
+        self.offsets_deadline_s = self.timeout + OFFSETS_GRACE_S
+        self._offsets_caller = _Caller()
+        self.abandoned = 0
         self.producer = self._new_producer()
         self.txn = GroupedTransaction(self.producer, self.timeout, substitute)
         self.open = False
@@ -122,19 +142,34 @@ class ConsumerTransaction:
             if offsets:
                 # Not retried: after a broker restart a retried call can block well past its
                 # timeout while the unpolled consumer cannot rejoin. Abort and rewind instead.
-                self.producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), self.timeout
-                )
+                self._send_offsets(offsets, consumer)
             self._retry(lambda: self.producer.commit_transaction(self.timeout))
 
         try:
             refused = self.txn.commit(finish)
-        except KafkaException as exc:
+        except (KafkaException, ProducerStuck) as exc:
             self._fail(exc)
             raise TransactionLost(str(exc)) from exc
         self.open = False
         self.commits += 1
         self.refused += len(refused)
+
+    def _send_offsets(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+        """send_offsets_to_transaction, given up (ProducerStuck) past `offsets_deadline_s`."""
+        producer, metadata = self.producer, consumer.consumer_group_metadata()
+        try:
+            self._offsets_caller.call(
+                lambda: producer.send_offsets_to_transaction(offsets, metadata, self.timeout),
+                self.offsets_deadline_s,
+            )
+        except FutureTimeout:
+            # The thread stays blocked in librdkafka with the old producer; a fresh thread
+            # serves the next producer.
+            self._offsets_caller.stop()
+            self._offsets_caller = _Caller()
+            raise ProducerStuck(
+                f"send_offsets_to_transaction did not return in {self.offsets_deadline_s:.0f} s"
+            ) from None
 
     def abort(self) -> None:
         if not self.open:
@@ -160,9 +195,14 @@ class ConsumerTransaction:
         # Past the retries the transaction is given up: the caller aborts and rewinds, which
         # lets the consumer poll again (a consumer that is not polled cannot rejoin its group).
 
-    def _fail(self, exc: KafkaException) -> None:
+    def _fail(self, exc: KafkaException | ProducerStuck) -> None:
         err = kafka_error(exc)
         self.open = False
+        if isinstance(exc, ProducerStuck):
+            log.warning("transaction lost: %s; a new producer takes over", exc)
+            self.abandoned += 1
+            self._replace_producer()
+            return
         if err is not None and err.code() in FENCED and self.superseded():
             self.fenced = True
             raise InstanceFenced(f"{self.transactional_id} was taken over by a newer instance")
@@ -174,6 +214,9 @@ class ConsumerTransaction:
             except KafkaException as abort_exc:
                 log.warning("abort failed: %s", abort_exc)
         # Fatal or fenced: a producer with the same transactional.id takes over cleanly.
+        self._replace_producer()
+
+    def _replace_producer(self) -> None:
         self.producer = self._new_producer()
         self.txn.producer = self.producer
 
@@ -182,3 +225,33 @@ class ConsumerTransaction:
             return  # the producer is unusable; the newer instance aborted what was open
         self.abort()
         self.producer.flush(5)
+        self._offsets_caller.stop()
+
+
+class _Caller:
+    """A daemon thread that runs the calls handed to it: the caller waits only as long as it
+    chooses, and a call that never returns does not hold up the process's exit."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], Future[None]] | None]
+        self._calls = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="txn-offsets", daemon=True).start()
+
+    def call(self, fn: Callable[[], None], deadline_s: float) -> None:
+        """Run `fn` on the thread; its exception, or TimeoutError past `deadline_s`."""
+        done: Future[None] = Future()
+        self._calls.put((fn, done))
+        done.result(deadline_s)
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, done = item
+            try:
+                fn()
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
