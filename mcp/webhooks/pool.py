@@ -21,6 +21,7 @@ from mcp.webhooks.deliveries import Delivery
 from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.metrics import observe_attempt
 from mcp.webhooks.policy import RetryPolicy
+from mcp.webhooks.recorder import Recorder
 from mcp.webhooks.sender import Attempt, WebhookSender
 from mcp.webhooks.store import WebhookStore
 from schemas import WebhookAttempt, utcnow
@@ -44,6 +45,7 @@ class DeliveryPool:
         hooks = settings.webhooks
         self.store = store
         self.journal = journal
+        self.recorder = Recorder(journal, store, slot)
         self.ready = ready
         self.sender = sender
         self.policy = policy
@@ -167,8 +169,7 @@ class DeliveryPool:
             next_attempt_at=None if at is None else datetime.fromtimestamp(at, UTC),
         )
         state = delivery.after(record, delivered)
-        await self.journal.record([state])
-        await self.store.ended(delivery, self.slot, state)
+        await self.recorder.record(delivery, state)
         return not delivered and at is None
 
     async def _finish_in_flight(self, grace_s: float = 5.0) -> None:

@@ -1,0 +1,80 @@
+"""Attempt outcomes recorded in batches: one journal commit and a few Redis round trips for all
+the attempts that ended meanwhile, instead of a commit and three round trips each.
+
+An attempt's outcome still counts only once it is committed to `webhook-deliveries` and applied
+to Redis; each attempt awaits its own outcome's recording, and one that fails is not recorded
+(its claim lapses and the delivery is attempted again, with the same webhook id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from mcp.webhooks.deliveries import Delivery
+from mcp.webhooks.journal import WebhookJournal
+from mcp.webhooks.store import WebhookStore
+from schemas import WebhookRecord
+
+MAX_FLUSHES = 2
+"""Batches being recorded at once: while one waits for its commit, the next gathers."""
+MAX_BATCH = 500
+
+
+@dataclass
+class _Ended:
+    delivery: Delivery
+    state: WebhookRecord
+    done: asyncio.Future[None]
+
+
+class Recorder:
+    def __init__(self, journal: WebhookJournal, store: WebhookStore, slot: str) -> None:
+        self.journal = journal
+        self.store = store
+        self.slot = slot
+        self._pending: list[_Ended] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._scheduled = False
+        self.batches = 0
+
+    async def record(self, delivery: Delivery, state: WebhookRecord) -> None:
+        """Journal `state`, the outcome of an attempt of `delivery`, then apply it to Redis and
+        release the claim; raises what kept that from happening."""
+        loop = asyncio.get_running_loop()
+        ended = _Ended(delivery, state, loop.create_future())
+        self._pending.append(ended)
+        if not self._scheduled:
+            # Attempts that end in the same turn of the event loop go in one batch.
+            self._scheduled = True
+            loop.call_soon(self._start)
+        await ended.done
+
+    def _start(self) -> None:
+        self._scheduled = False
+        while self._pending and len(self._flushes) < MAX_FLUSHES:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if self._pending:
+            self._start()
+
+    async def _flush(self, batch: list[_Ended]) -> None:
+        self.batches += 1
+        try:
+            await self.journal.record([e.state for e in batch])
+            await self.store.ended_many(self.slot, [(e.delivery, e.state) for e in batch])
+        except BaseException as exc:
+            for ended in batch:
+                if not ended.done.done():
+                    ended.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for ended in batch:
+                if not ended.done.done():
+                    ended.done.set_result(None)
