@@ -17,7 +17,7 @@ Command = Callable[[argparse.Namespace], int]
 def _api(args: argparse.Namespace) -> int:
     from api.main import run
 
-    return run(host=args.host, port=args.port)
+    return run(host=args.host, port=args.port, processes=args.processes, slot=args.slot)
 
 
 def _grpc(args: argparse.Namespace) -> int:
@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API (and the Redis projector)")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
+    procs = api.add_mutually_exclusive_group()
+    procs.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="API processes sharing the port, slots 0..N-1 (each its own transactional.id)",
+    )
+    procs.add_argument(
+        "--slot", default=None, help="run as this stable slot: instance id <instance_id>-<slot>"
+    )
     api.set_defaults(func=_api)
 
     grpc = sub.add_parser("grpc", help="serve the gRPC API (and the Redis projector)")

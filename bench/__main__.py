@@ -32,6 +32,8 @@ SUITES = (
     "replay",
     "telemetry",
     "celery_baseline",
+    "submit",
+    "soak",
 )
 # Also by name only: `celery_e2e` (the end-to-end half of celery_baseline, for short runs).
 

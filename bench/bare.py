@@ -27,10 +27,12 @@ async def submit(body: SubmitRequest) -> Response:
 
 
 if __name__ == "__main__":
+    # argv: port [processes]; several processes share the port as `autoglm api --processes` does.
     uvicorn.run(
-        app,
+        "bench.bare:app",
         host="127.0.0.1",
         port=int(sys.argv[1]),
+        workers=int(sys.argv[2]) if len(sys.argv) > 2 else None,
         log_level="warning",
         access_log=False,
         loop="uvloop",

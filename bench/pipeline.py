@@ -101,25 +101,25 @@ def _closed_loop(port: int, warm_up_s: float = 1.0) -> dict[str, Any]:
     return result.summary()
 
 
-def bench_bare() -> dict[str, Any]:
+def bench_bare(processes: int = 1) -> dict[str, Any]:
     port = _free_port()
-    proc = _start(["-m", "bench.bare", str(port)], dict(os.environ), port, "/docs")
+    args = ["-m", "bench.bare", str(port), str(processes)]
+    proc = _start(args, dict(os.environ), port, "/docs")
     try:
         return _closed_loop(port)
     finally:
         _stop(proc)
 
 
-def bench_api(group_commit: bool, warm_up_s: float = 1.0) -> dict[str, Any]:
+def bench_api(group_commit: bool, warm_up_s: float = 1.0, processes: int = 1) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     port = _free_port()
     extra = {"AUTOGLM_SERVER__RUN_PROJECTOR": "false"}
     if not group_commit:
         extra["AUTOGLM_KAFKA__GROUP_COMMIT_MAX_MESSAGES"] = "1"
         extra["AUTOGLM_KAFKA__GROUP_COMMIT_LANES"] = "1"
-    proc = _start(
-        ["-m", "autoglm", "api", "--port", str(port)], _env(prefix, **extra), port, "/readyz"
-    )
+    args = ["-m", "autoglm", "api", "--port", str(port), "--processes", str(processes)]
+    proc = _start(args, _env(prefix, **extra), port, "/readyz")
     try:
         return _closed_loop(port, warm_up_s)
     finally:

@@ -89,7 +89,7 @@ class Receiver:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(
+        server: Any = self.loop.run_until_complete(
             self.loop.create_server(lambda: _Http(self), "127.0.0.1", 0, backlog=1024)
         )
         self.port = server.sockets[0].getsockname()[1]
