@@ -133,7 +133,7 @@ def run(out: dict[str, Any]) -> None:
             {
                 "minute": minute + 1,
                 "submitted_per_s": round(load.sent / load.seconds, 1),
-                "statuses": load.statuses,
+                "statuses": {str(code): n for code, n in load.statuses.items()},
                 "submit_p99_ms": load.summary()["p99_ms"],
                 "completed": len(latency),
                 "not_completed": len(window) - len(latency),
