@@ -23,7 +23,7 @@ def _slots(supervisor: int) -> dict[str, int]:
     for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile (a killed process not yet reaped, or reaped)
             continue
         for item in environ:
             if item.startswith(b"AUTOGLM_API_SLOT="):
