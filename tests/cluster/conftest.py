@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from mcp.settings import Settings
 from tests.conftest import make_settings
@@ -48,6 +49,31 @@ class KafkaCluster:
     def leader(self, topic: str, partition: int = 0) -> int:
         metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(topic, timeout=10)
         return int(metadata.topics[topic].partitions[partition].leader)
+
+    def group_coordinator(self, group: str) -> int:
+        """The broker that coordinates a consumer group (it need not exist yet)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + 60
+        while True:  # a fresh cluster answers NOT_COORDINATOR while it loads its groups
+            try:
+                found = admin.describe_consumer_groups([group])[group].result(timeout=30)
+                return int(found.coordinator.id)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def create_topic(self, topic: str, leader: int, min_insync_replicas: int = 2) -> None:
+        """A one-partition topic on all three nodes whose preferred (first) leader is `leader`."""
+        replicas = [leader, *sorted({1, 2, 3} - {leader})]
+        new = NewTopic(
+            topic,
+            replica_assignment=[replicas],
+            config={"min.insync.replicas": str(min_insync_replicas)},
+        )
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([new])[topic].result(timeout=30)
+        wait_for(lambda: self.leader(topic) == leader, 30, f"{topic} led by node {leader}")
 
     def replication(self, topic: str) -> tuple[int, str]:
         """A topic's replica count and its `min.insync.replicas`."""
