@@ -52,13 +52,13 @@ class KafkaCluster:
 
     def group_coordinator(self, group: str) -> int:
         """The broker that coordinates a consumer group (it need not exist yet)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        deadline = time.monotonic() + 60
-        while True:  # a fresh cluster answers NOT_COORDINATOR while it loads its groups
+        deadline = time.monotonic() + 90
+        while True:  # a fresh cluster has no coordinators until it has created its offsets topic
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
             try:
-                found = admin.describe_consumer_groups([group])[group].result(timeout=30)
+                found = admin.describe_consumer_groups([group])[group].result(timeout=10)
                 return int(found.coordinator.id)
-            except KafkaException:
+            except (KafkaException, TimeoutError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
