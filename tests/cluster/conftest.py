@@ -68,6 +68,7 @@ class KafkaCluster:
         replicas = [leader, *sorted({1, 2, 3} - {leader})]
         new = NewTopic(
             topic,
+            num_partitions=1,
             replica_assignment=[replicas],
             config={"min.insync.replicas": str(min_insync_replicas)},
         )
