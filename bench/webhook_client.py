@@ -11,6 +11,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 
 import httpx
 import orjson
@@ -23,20 +24,22 @@ Post = Callable[[dict[str, str]], Awaitable[None]]
 
 
 def body() -> bytes:
-    now = utcnow()
-    return dumps(
-        TaskResult(
-            task_id=new_task_id(),
-            status=TaskStatus.SUCCEEDED,
-            model="echo",
-            action="generate",
-            attempts=1,
-            created_at=now,
-            started_at=now,
-            finished_at=now,
-            result={"text": "hello " * 20},
-            callback_url="http://127.0.0.1/hook",
-        )
+    return dumps(result("http://127.0.0.1/hook", utcnow()))
+
+
+def result(url: str, now: datetime) -> TaskResult:
+    """A finished echo task whose webhook the benchmarks deliver."""
+    return TaskResult(
+        task_id=new_task_id(),
+        status=TaskStatus.SUCCEEDED,
+        model="echo",
+        action="generate",
+        attempts=1,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        result={"text": "hello " * 20},
+        callback_url=url,
     )
 
 

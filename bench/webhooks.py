@@ -25,10 +25,11 @@ import redis
 import uvloop
 from confluent_kafka import Producer
 
+from bench.webhook_client import result
 from mcp.kafka import ensure_topics, producer_config
 from mcp.names import Topics
 from mcp.settings import Settings
-from schemas import TaskResult, TaskStatus, dumps, new_task_id, utcnow
+from schemas import dumps, utcnow
 
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
@@ -112,26 +113,6 @@ class Receiver:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def _body() -> bytes:
-    now = utcnow()
-    return dumps(_result("http://127.0.0.1/hook", now))
-
-
-def _result(url: str, now: Any) -> TaskResult:
-    return TaskResult(
-        task_id=new_task_id(),
-        status=TaskStatus.SUCCEEDED,
-        model="echo",
-        action="generate",
-        attempts=1,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
-        result={"text": "hello " * 20},
-        callback_url=url,
-    )
-
-
 def _baseline(client: str, url: str, count: int, concurrency: int) -> float:
     """Signed POSTs from a bare client loop (`bench.webhook_client`) in a process of its own,
     with `concurrency` workers: requests per second."""
@@ -197,7 +178,7 @@ class Platform:
         for start in range(0, len(urls), batch):
             self.producer.begin_transaction()
             for url in urls[start : start + batch]:
-                record = _result(url, now)
+                record = result(url, now)
                 self.producer.produce(
                     self.topics.results, dumps(record), key=record.task_id.encode()
                 )
