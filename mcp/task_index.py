@@ -50,12 +50,40 @@ LIST_BUDGET = 5_000
 
 # A library prepended to the state scripts: `index_task(key)` brings the indexes of the task
 # whose hash is `key` in line with the hash. Keys are derived from the hash's own key prefix.
-INDEX_LIB = """
+# Lua shared by the index steps: `move_task` moves a task in its project's indexes (prefix
+# `base`) from status `from` (nil: not indexed yet, so it also enters `all`, `model:`, `action:`
+# and its `meta:` pairs, a JSON array or nil) to status `to`.
+MOVE_LIB = """
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, expired = true}
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local function move_task(base, id, score, from, to, model, action, meta, finished_ms)
+  if not from then
+    redis.call('ZADD', base .. 'all', score, id)
+    redis.call('ZADD', base .. 'model:' .. model, score, id)
+    redis.call('ZADD', base .. 'action:' .. action, score, id)
+    if meta then
+      for _, pair in ipairs(cjson.decode(meta)) do
+        redis.call('ZADD', base .. 'meta:' .. pair, score, id)
+      end
+    end
+  else
+    redis.call('ZREM', base .. 'status:' .. from, id)
+    redis.call('ZREM', base .. 'sm:' .. from .. ':' .. model, id)
+  end
+  redis.call('ZADD', base .. 'status:' .. to, score, id)
+  redis.call('ZADD', base .. 'sm:' .. to .. ':' .. model, score, id)
+  if TERMINAL[to] then
+    redis.call('ZADD', base .. 'done:' .. to, tonumber(finished_ms) or now_ms(), id)
+  end
+end
+"""
+
+# A library prepended to the state scripts: `index_task(key)` brings the indexes of the task
+# whose hash is `key` in line with the hash. Keys are derived from the hash's own key prefix.
+_INDEX_STEP = """
 local function finish(reply) return reply end
 local function index_task(key)
   local f = redis.call('HMGET', key, 'task_id', 'project', 'status', 'model', 'action',
@@ -66,30 +94,13 @@ local function index_task(key)
     return
   end
   local prefix = string.match(key, '^(.*)task:')
-  local base = prefix .. 'idx:{' .. project .. '}:'
-  local score = tonumber(created)
-  if not indexed then
-    redis.call('SADD', prefix .. 'idx:projects', project)
-    redis.call('ZADD', base .. 'all', score, id)
-    redis.call('ZADD', base .. 'model:' .. model, score, id)
-    redis.call('ZADD', base .. 'action:' .. action, score, id)
-    if f[8] then
-      for _, pair in ipairs(cjson.decode(f[8])) do
-        redis.call('ZADD', base .. 'meta:' .. pair, score, id)
-      end
-    end
-  else
-    redis.call('ZREM', base .. 'status:' .. indexed, id)
-    redis.call('ZREM', base .. 'sm:' .. indexed .. ':' .. model, id)
-  end
-  redis.call('ZADD', base .. 'status:' .. status, score, id)
-  redis.call('ZADD', base .. 'sm:' .. status .. ':' .. model, score, id)
-  if TERMINAL[status] then
-    redis.call('ZADD', base .. 'done:' .. status, tonumber(f[9]) or now_ms(), id)
-  end
+  if not indexed then redis.call('SADD', prefix .. 'idx:projects', project) end
+  move_task(prefix .. 'idx:{' .. project .. '}:', id, tonumber(created), indexed or nil, status,
+    model, action, f[8] or nil, f[9])
   redis.call('HSET', key, 'indexed', status)
 end
 """
+INDEX_LIB = MOVE_LIB + _INDEX_STEP
 
 # The index step of the state scripts on a Redis Cluster: `index_task(key)` notes the task's
 # index job, and `finish(reply)` returns {reply, jobs}. A job: {task key, id, project, status,
@@ -108,43 +119,24 @@ end
 # KEYS[1]: a project's `all` index. ARGV[1]: the prefix of its indexes, ARGV[2]: a JSON array
 # of index jobs (`DEFER_LIB`). A task moves only up the lifecycle (queued < running < terminal),
 # found by the status index it is in now.
-INDEX_JOBS = """
+_INDEX_JOBS = """
 local RANK = {queued = 0, running = 1, succeeded = 2, failed = 2, cancelled = 2, expired = 2}
 local base = ARGV[1]
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 for _, job in ipairs(cjson.decode(ARGV[2])) do
-  local id, status, model, action = job[2], job[4], job[5], job[6]
-  local score = tonumber(job[7])
+  local id, status = job[2], job[4]
   local current = nil
   for name, _ in pairs(RANK) do
     if redis.call('ZSCORE', base .. 'status:' .. name, id) then current = name; break end
   end
   if current ~= status and (current == nil or RANK[status] > RANK[current]) then
-    if not current then
-      redis.call('ZADD', KEYS[1], score, id)
-      redis.call('ZADD', base .. 'model:' .. model, score, id)
-      redis.call('ZADD', base .. 'action:' .. action, score, id)
-      if job[8] ~= '' then
-        for _, pair in ipairs(cjson.decode(job[8])) do
-          redis.call('ZADD', base .. 'meta:' .. pair, score, id)
-        end
-      end
-    else
-      redis.call('ZREM', base .. 'status:' .. current, id)
-      redis.call('ZREM', base .. 'sm:' .. current .. ':' .. model, id)
-    end
-    redis.call('ZADD', base .. 'status:' .. status, score, id)
-    redis.call('ZADD', base .. 'sm:' .. status .. ':' .. model, score, id)
-    if RANK[status] == 2 then
-      redis.call('ZADD', base .. 'done:' .. status, tonumber(job[9]) or now_ms(), id)
-    end
+    local meta = nil
+    if job[8] ~= '' then meta = job[8] end
+    move_task(base, id, tonumber(job[7]), current, status, job[5], job[6], meta, job[9])
   end
 end
 return 1
 """
+INDEX_JOBS = MOVE_LIB + _INDEX_JOBS
 
 # KEYS[1]: a task hash. ARGV[1]: the status its indexes now show. Notes it unless the task
 # moved on meanwhile (then its next write returns a job again) or is gone.
