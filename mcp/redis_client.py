@@ -6,7 +6,11 @@ On a cluster the client is redis-py's `RedisCluster` (it finds every node from t
 slot (`mcp.names.Keys`), and pipelines without a transaction are split per node by the client.
 
 Scripts run with `EVAL` on a cluster rather than `EVALSHA`: a replica promoted by a failover
-may not hold the script cache, and a pipeline cannot load a script half way.
+may not hold the script cache, and a pipeline cannot load a script half way. On one Redis a
+script queued in a pipeline runs with `EVAL` too: redis-py would otherwise ask `SCRIPT EXISTS`
+before every such pipeline, a round trip more on the way of each submission, claim and result
+(Redis finds the compiled script by the digest of its text either way); called on its own, a
+script runs with `EVALSHA`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.commands.core import AsyncScript, Script
 from redis.retry import Retry
@@ -82,15 +88,46 @@ class _AsyncEvalScript(AsyncScript):
         return await target.execute_command(*command)
 
 
+class _PipelinedScript(Script):
+    """EVALSHA on its own, EVAL in a pipeline (no `SCRIPT EXISTS` round trip first)."""
+
+    def __call__(
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        if isinstance(client, Pipeline):
+            keys = list(keys or [])
+            queue: Any = client
+            return queue.execute_command("EVAL", self.script, len(keys), *keys, *(args or []))
+        return super().__call__(keys, args, client)
+
+
+class _AsyncPipelinedScript(AsyncScript):
+    """EVALSHA on its own, EVAL in a pipeline (no `SCRIPT EXISTS` round trip first)."""
+
+    async def __call__(
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        if isinstance(client, AsyncPipeline):
+            keys = list(keys or [])
+            return client.execute_command("EVAL", self.script, len(keys), *keys, *(args or []))
+        return await super().__call__(keys, args, client)
+
+
 def script(client: redis.Redis, text: str) -> Script:
-    """A blocking client's script (`register_script`, run with EVAL on a cluster)."""
+    """A blocking client's script: EVALSHA alone, EVAL in a pipeline or on a cluster."""
     if is_cluster(client):
         return _EvalScript(client, text)
-    return client.register_script(text)
+    return _PipelinedScript(client, text)
 
 
 def async_script(client: aioredis.Redis, text: str) -> AsyncScript:
-    """An asyncio client's script (`register_script`, run with EVAL on a cluster)."""
+    """An asyncio client's script: EVALSHA alone, EVAL in a pipeline or on a cluster."""
     if is_cluster(client):
         return _AsyncEvalScript(client, text)
-    return client.register_script(text)
+    return _AsyncPipelinedScript(client, text)
