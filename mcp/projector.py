@@ -104,7 +104,11 @@ class Projector:
         return [first, *consumer.consume(self.batch - 1, 0)]
 
     def _consumer(self) -> Consumer:
-        consumer = Consumer(consumer_config(self.settings, self.topics.group("projector")))
+        wait_ms = self.settings.server.projector_fetch_wait_ms
+        config = consumer_config(
+            self.settings, self.topics.group("projector"), **{"fetch.wait.max.ms": wait_ms}
+        )
+        consumer = Consumer(config)
         consumer.subscribe([self.topics.events, self.topics.dlq])
         return consumer
 

@@ -52,6 +52,10 @@ class ServerSettings(BaseModel):
     # writes many small batches, and with the process busy (polls, submits) that measured slower
     # end to end (`make bench BENCH_ARGS=celery_baseline` runs both).
     projector_batch_wait_ms: float = Field(default=100.0, ge=0, le=1000)
+    # How long the broker holds the projector's fetch while no event is readable. It answers as
+    # soon as a commit makes events readable, so a longer wait costs no latency; a short one only
+    # costs the broker CPU (an empty fetch every few ms).
+    projector_fetch_wait_ms: int = Field(default=100, ge=1, le=1000)
     # Admission control: above the bound, submissions get 503 + Retry-After before the body is
     # read. The bound adapts between min and max to keep accepted submissions' p90 under target.
     admission_control: bool = True

@@ -3,7 +3,8 @@
 #   kafka.sh up   [--port N] [--data DIR]   fetch jars if needed, format storage, start, wait until ready
 #   kafka.sh down [--data DIR]              stop the node started with that data dir
 #   kafka.sh status [--port N]
-# Env: KAFKA_PORT (9092), KAFKA_DATA (~/.cache/autoglm-mcp/kafka-data-<port>), KAFKA_CACHE (jar cache root).
+# Env: KAFKA_PORT (9092), KAFKA_DATA (~/.cache/autoglm-mcp/kafka-data-<port>), KAFKA_CACHE (jar cache root),
+#      KAFKA_JAVA_OPTS (more JVM options, after the defaults). Pauses of the collector go to $data/gc.log.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-up}"; shift || true
@@ -55,7 +56,7 @@ PROPS
 }
 
 java_opts() {
-  echo "-Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml"
+  echo "-Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Xlog:gc:file=$data/gc.log:uptime,level:filecount=2,filesize=10m -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_JAVA_OPTS:-}"
 }
 
 up() {
