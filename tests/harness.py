@@ -39,9 +39,17 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class Proc:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        module: str = "autoglm",
+    ) -> None:
         self.name = name
         self.args = args
+        self.module = module
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
@@ -49,7 +57,7 @@ class Proc:
     def start(self) -> Proc:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "autoglm", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=log,

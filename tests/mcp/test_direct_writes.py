@@ -1,0 +1,112 @@
+"""The fast paths to Redis (the API's `queued` write before its 202, the worker's claim and its
+result write after each commit) and the projector's later pass over the same events: whatever
+the order, the projector changes nothing the fast paths wrote, and nothing moves a task back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mcp.names import Keys
+from mcp.settings import Settings
+from mcp.store import SyncTaskStore
+from schemas import AsyncTask, TaskEvent, TaskResult, TaskStatus
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[SyncTaskStore]:
+    sync = SyncTaskStore(settings)
+    yield sync
+    sync.close()
+
+
+def _task(n: int) -> AsyncTask:
+    return AsyncTask(
+        task_id=f"task-{n:03d}", model="echo", action="generate", project="p", created_at=T0
+    )
+
+
+def _lifecycle(t: AsyncTask) -> tuple[list[TaskEvent], TaskResult]:
+    """The task's events as the projector reads them, and its committed result."""
+    started = T0 + timedelta(milliseconds=5)
+    finished = started + timedelta(milliseconds=1)
+    events = [
+        TaskEvent.of(t, TaskStatus.QUEUED, at=t.created_at, task=t),
+        TaskEvent.of(t, TaskStatus.RUNNING, at=started, attempt=1, worker_id="echo.0"),
+        TaskEvent.of(
+            t,
+            TaskStatus.SUCCEEDED,
+            at=finished,
+            attempt=1,
+            worker_id="echo.0",
+            result={"echo": 1},
+        ),
+    ]
+    result = TaskResult.of(
+        t,
+        TaskStatus.SUCCEEDED,
+        1,
+        started_at=started,
+        finished_at=finished,
+        result={"echo": 1},
+        worker_id="echo.0",
+    )
+    return events, result
+
+
+def _state(store: SyncTaskStore, task_id: str) -> dict[str, Any]:
+    """Everything Redis holds about a task: its hash, its timeline, its place in the indexes."""
+    keys = Keys.of(store.settings)
+    indexes = {
+        key.decode(): store.redis.zscore(key, task_id)
+        for key in store.redis.scan_iter(match=keys.index("*", "*"), count=1000)
+    }
+    return {
+        "task": store.redis.hgetall(keys.task(task_id)),
+        "timeline": store.redis.hgetall(keys.timeline(task_id)),
+        "indexes": {name: score for name, score in indexes.items() if score is not None},
+    }
+
+
+def test_the_projector_after_the_fast_paths_changes_nothing(store: SyncTaskStore) -> None:
+    t = _task(1)
+    events, result = _lifecycle(t)
+    store.apply_events(events[:1])  # the API, before its 202
+    [(verdict, attempt)] = store.claim([t], "echo.0", ["lane:0@0"])  # the worker, before it runs
+    assert (verdict, attempt) == ("run", 1)
+    store.apply_results([result])  # the worker, after its commit
+    fast = _state(store, t.task_id)
+    assert fast["task"][b"status"] == b"succeeded"
+    store.apply_events(events)  # the projector, later
+    assert _state(store, t.task_id) == fast
+    store.apply_events(events[1:2])  # a late `running`, again
+    store.apply_events(events[:1])  # a replayed `queued`
+    assert _state(store, t.task_id) == fast
+
+
+def test_a_result_written_before_the_projector_saw_the_task_is_not_moved_back(
+    store: SyncTaskStore,
+) -> None:
+    # The worker's write can reach Redis before the projector applies the `queued` event (when
+    # the API's own write was lost): the queued and running events then only fill what the
+    # result lacks (the task's description), and the status stays terminal.
+    t = _task(2)
+    events, result = _lifecycle(t)
+    store.apply_results([result])
+    for event in events:
+        store.apply_events([event])
+        stored = store.redis.hgetall(Keys.of(store.settings).task(t.task_id))
+        assert stored[b"status"] == b"succeeded"
+        assert stored[b"attempts"] == b"1"
+    assert stored[b"created_at"] == t.created_at.isoformat().encode()
+    after_all = _state(store, t.task_id)
+    store.apply_events(events)
+    store.apply_results([result])
+    assert _state(store, t.task_id) == after_all
