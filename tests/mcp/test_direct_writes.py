@@ -62,7 +62,7 @@ def _lifecycle(t: AsyncTask) -> tuple[list[TaskEvent], TaskResult]:
 
 
 def _state(store: SyncTaskStore, task_id: str) -> dict[str, Any]:
-    """Everything Redis holds about a task: its hash, its timeline, its place in the indexes."""
+    """What a poll and a listing see of a task: its hash and its place in the indexes."""
     keys = Keys.of(store.settings)
     indexes = {
         key.decode(): store.redis.zscore(key, task_id)
@@ -70,9 +70,12 @@ def _state(store: SyncTaskStore, task_id: str) -> dict[str, Any]:
     }
     return {
         "task": store.redis.hgetall(keys.task(task_id)),
-        "timeline": store.redis.hgetall(keys.timeline(task_id)),
         "indexes": {name: score for name, score in indexes.items() if score is not None},
     }
+
+
+def _timeline(store: SyncTaskStore, task_id: str) -> dict[Any, Any]:
+    return dict(store.redis.hgetall(Keys.of(store.settings).timeline(task_id)))
 
 
 def test_the_projector_after_the_fast_paths_changes_nothing(store: SyncTaskStore) -> None:
@@ -82,13 +85,18 @@ def test_the_projector_after_the_fast_paths_changes_nothing(store: SyncTaskStore
     [(verdict, attempt)] = store.claim([t], "echo.0", ["lane:0@0"])  # the worker, before it runs
     assert (verdict, attempt) == ("run", 1)
     store.apply_results([result])  # the worker, after its commit
-    fast = _state(store, t.task_id)
+    fast, fast_timeline = _state(store, t.task_id), _timeline(store, t.task_id)
     assert fast["task"][b"status"] == b"succeeded"
     store.apply_events(events)  # the projector, later
     assert _state(store, t.task_id) == fast
+    # The timeline gains the `running` entry the claim does not write; nothing else changes.
+    timeline = _timeline(store, t.task_id)
+    assert {k: v for k, v in timeline.items() if k in fast_timeline} == fast_timeline
+    assert sorted(timeline) == [b"queued:0", b"running:1", b"succeeded:1"]
     store.apply_events(events[1:2])  # a late `running`, again
     store.apply_events(events[:1])  # a replayed `queued`
     assert _state(store, t.task_id) == fast
+    assert _timeline(store, t.task_id) == timeline
 
 
 def test_a_result_written_before_the_projector_saw_the_task_is_not_moved_back(
@@ -106,7 +114,7 @@ def test_a_result_written_before_the_projector_saw_the_task_is_not_moved_back(
         assert stored[b"status"] == b"succeeded"
         assert stored[b"attempts"] == b"1"
     assert stored[b"created_at"] == t.created_at.isoformat().encode()
-    after_all = _state(store, t.task_id)
+    after_all = _state(store, t.task_id), _timeline(store, t.task_id)
     store.apply_events(events)
     store.apply_results([result])
-    assert _state(store, t.task_id) == after_all
+    assert (_state(store, t.task_id), _timeline(store, t.task_id)) == after_all
