@@ -158,6 +158,10 @@ class WorkerSettings(BaseModel):
     # Commit as soon as nothing is running or waiting (the outcomes in the transaction are all
     # there is): the cadence above then only batches under load. False: always wait for it.
     commit_when_idle: bool = True
+    # Consecutive transactions take turns on two producers (two transactional.ids per slot), so
+    # that a transaction never opens while the broker is still finishing the previous one
+    # (refused with CONCURRENT_TRANSACTIONS, retried 20 ms later; see `mcp.transaction`).
+    alternate_producers: bool = True
     poll_timeout_s: float = 0.05
     heartbeat_interval_s: float = 2.0
     fetch_wait_max_ms: int = 5

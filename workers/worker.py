@@ -83,6 +83,7 @@ class InferenceWorker:
             self.topics.transactional_id(f"worker.{spec.name}", slot),
             self._substitute,
             self.slot.superseded,
+            alternate=settings.worker.alternate_producers,
         )
         self.slot.claim()
         longest = max(settings.worker.session_timeout_ms, 3_600_000)
