@@ -90,10 +90,34 @@ class _Handoff:
 class _Lane:
     """One committer thread with a producer of its own (and so a transactional.id of its own)."""
 
-    def __init__(self, transactional_id: str) -> None:
+    def __init__(self, transactional_id: str, index: int = 0) -> None:
         self.transactional_id = transactional_id
+        self.index = index
         self.producer: Producer | None = None
         self.thread: threading.Thread | None = None
+
+
+class _Turns:
+    """Lanes gather their batches in turn (0, 1, ..., 0, ...), so consecutive transactions go to
+    different producers. Kafka's coordinator finishes a commit after answering it; a producer
+    that opens its next transaction before that is refused (CONCURRENT_TRANSACTIONS) and
+    librdkafka tries again only 20 ms later. On its turn a lane's previous transaction is done."""
+
+    def __init__(self, lanes: int) -> None:
+        self._lanes = lanes
+        self._turn = 0
+        self._changed = threading.Condition()
+
+    def wait(self, index: int) -> None:
+        if self._lanes > 1:
+            with self._changed:
+                self._changed.wait_for(lambda: self._turn == index)
+
+    def pass_on(self) -> None:
+        if self._lanes > 1:
+            with self._changed:
+                self._turn = (self._turn + 1) % self._lanes
+                self._changed.notify_all()
 
 
 class TaskProducer:
@@ -113,7 +137,8 @@ class TaskProducer:
         self._after_commit = after_commit
         self._queue = _Handoff()
         lanes = max(1, settings.kafka.group_commit_lanes)
-        self._lanes = [_Lane(f"{transactional_id}.{i}") for i in range(lanes)]
+        self._lanes = [_Lane(f"{transactional_id}.{i}", i) for i in range(lanes)]
+        self._turns = _Turns(lanes)
         self._stopping = False
         # Submissions in the latest transaction: more than one means load, and the window pays.
         self._last_batch = 0
@@ -180,7 +205,11 @@ class TaskProducer:
     def _run(self, lane: _Lane) -> None:
         self._connect(lane)
         while True:
-            batch = self._gather()
+            self._turns.wait(lane.index)
+            try:
+                batch = self._gather()
+            finally:
+                self._turns.pass_on()
             if batch is None:
                 break
             self._commit(lane, batch)

@@ -104,9 +104,11 @@ class KafkaSettings(BaseModel):
     # under load (the previous transaction carried more than one submission); otherwise it is
     # committed at once, like a database's group commit (commit_siblings). True: always wait.
     group_commit_wait_alone: bool = False
-    # Committer threads, each with its own transactional.id. More than one overlaps commits, which
-    # pays off when commits are slow (a remote, replicated cluster); on one host it costs GIL time.
-    group_commit_lanes: int = 1
+    # Committer threads, each with its own transactional.id, gathering their batches in turn: a
+    # transaction never opens on the producer whose previous one Kafka may still be finishing
+    # (refused with CONCURRENT_TRANSACTIONS and retried 20 ms later; `mcp.producer._Turns`), and
+    # while one lane waits for its commit the next gathers. 1: one producer for everything.
+    group_commit_lanes: int = 2
     transaction_timeout_ms: int = 30_000
     request_timeout_s: float = 10.0
     # What a consumer fetches ahead of its processing: bounded, so that a backlog of any size
