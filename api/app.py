@@ -32,11 +32,17 @@ from api.routes import (
 from api.services import Services
 from api.submit import Submitter
 from api.ui import routes as ui
+from mcp.heap import settle_the_heap
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_server_app() -> FastAPI:
+    """The app of `autoglm api`: a process of its own, whose heap is settled once started."""
+    return create_app(settle_heap=True)
+
+
+def create_app(settings: Settings | None = None, settle_heap: bool = False) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -47,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auth.metrics == "port":
             start_http_server(settings.auth.metrics_port, settings.server.host)
         await services.start()
+        if settle_heap:
+            settle_the_heap(settings)
         try:
             yield
         finally:

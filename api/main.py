@@ -53,7 +53,7 @@ def run(
     tracing.setup("api", settings)
     fd = os.environ.get(FD_ENV)
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:create_server_app",
         factory=True,
         host=host,
         port=port,

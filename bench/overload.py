@@ -5,6 +5,11 @@ in each of the two API processes just before its overload; the higher of the two
 overload the clients behave as the SDK does: a 503 with Retry-After makes that connection wait
 Retry-After seconds (times a random 1-2, so retries do not arrive in lockstep) before its next
 request; every other answer is followed by the next request at once.
+
+Both measurements use the same generator (raw asyncio streams on uvloop, one pre-encoded
+request) and the same count: the answers received within the load's window, over the window's
+length. The CPU seconds of the API, the generator and the broker during the overload say where
+the machine's two cores went.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from bench.loadgen import post_request
-from bench.pipeline import BODY, _closed_loop, _env, _free_port, _start, _stop, bench_api
+from bench.pipeline import BODY, KAFKA, _env, _free_port, _start, _stop, bench_api
 
 CONNECTIONS = int(os.environ.get("BENCH_OVERLOAD_CONNECTIONS", "1000"))
+UNLOADED_CONNECTIONS = 64
+UNLOADED_S = float(os.environ.get("BENCH_DURATION_S", "8"))
 DURATION_S = float(os.environ.get("BENCH_OVERLOAD_DURATION_S", "30"))
 WARM_UP_S = float(os.environ.get("BENCH_OVERLOAD_WARM_UP_S", "20"))
 P99_TARGET_MS = 250.0
@@ -45,6 +54,33 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The bench's broker: the process whose data directory is named after its port."""
+    mark = f"kafka-data-{KAFKA.rsplit(':', 1)[1]}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if mark in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every core counted."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
 async def _read(reader: asyncio.StreamReader) -> tuple[int, float]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
@@ -61,23 +97,30 @@ async def _read(reader: asyncio.StreamReader) -> tuple[int, float]:
 
 
 async def overload(port: int, connections: int, duration_s: float) -> Overload:
+    """`connections` clients for `duration_s`; what was answered within that window counts, over
+    the window's length (a client asked to come back after the window does not stretch it)."""
     result = Overload()
     body: dict[str, object] = dict(BODY)
     request = post_request("127.0.0.1", port, "/v1/tasks", body)
-    stop_at = time.perf_counter() + duration_s
+    clock = time.perf_counter
+    stop_at = clock() + duration_s
 
     async def connection() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
+            while clock() < stop_at:
+                t0 = clock()
                 writer.write(request)
                 status, retry_after = await _read(reader)
+                t1 = clock()
+                if t1 > stop_at:
+                    break
                 if status == 202:
-                    result.accepted_ms.append((time.perf_counter() - t0) * 1000)
+                    result.accepted_ms.append((t1 - t0) * 1000)
                 elif status == 503 and retry_after:
                     result.refused += 1
-                    await asyncio.sleep(retry_after * (1 + random.random()))
+                    pause = retry_after * (1 + random.random())
+                    await asyncio.sleep(min(pause, stop_at - t1))
                 else:
                     result.other[status] = result.other.get(status, 0) + 1
         except (OSError, asyncio.IncompleteReadError):
@@ -85,15 +128,39 @@ async def overload(port: int, connections: int, duration_s: float) -> Overload:
         finally:
             writer.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(connections)))
-    result.seconds = time.perf_counter() - started
+    result.seconds = duration_s
     return result
+
+
+def measure(port: int, connections: int, duration_s: float) -> Overload:
+    """The same generator for the unloaded maximum and the overload: raw asyncio streams with a
+    pre-encoded request, on uvloop (the generator shares the machine's two cores with the API
+    and the broker, so its own CPU per request matters)."""
+    return uvloop.run(overload(port, connections, duration_s))
 
 
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1) if ordered else 0.0
+
+
+def unloaded_max(port: int, pid: int) -> dict[str, Any]:
+    """The 64-connection closed loop (below the admission floor: nothing is refused)."""
+    measure(port, UNLOADED_CONNECTIONS, 1.0)  # warm-up
+    api_cpu = cpu_s(pid)
+    r = measure(port, UNLOADED_CONNECTIONS, UNLOADED_S)
+    api_cpu = cpu_s(pid) - api_cpu
+    return {
+        "requests": len(r.accepted_ms) + r.refused + sum(r.other.values()),
+        "ok": len(r.accepted_ms),
+        "refused": r.refused,
+        "seconds": r.seconds,
+        "throughput_rps": round(len(r.accepted_ms) / r.seconds, 1),
+        "p50_ms": _pct(r.accepted_ms, 0.5),
+        "p99_ms": _pct(r.accepted_ms, 0.99),
+        "api_ms_per_accepted": round(api_cpu * 1000 / max(len(r.accepted_ms), 1), 3),
+    }
 
 
 def run_api(admission: bool) -> dict[str, Any]:
@@ -114,13 +181,20 @@ def run_api(admission: bool) -> dict[str, Any]:
             peak[0] = max(peak[0], rss_mb(proc.pid))
 
     try:
-        # The unloaded maximum (64 connections, below the admission floor) is measured in both
-        # processes, just before their overload; the higher one is the baseline.
-        unloaded = _closed_loop(port)
+        # The unloaded maximum is measured in both processes, just before their overload; the
+        # higher one is the baseline.
+        unloaded = unloaded_max(port, proc.pid)
         rss_before = rss_mb(proc.pid)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        loaded = asyncio.run(overload(port, CONNECTIONS, DURATION_S))
+        broker = broker_pid()
+        broker_cpu = cpu_s(broker) if broker else 0.0
+        api_cpu, own_cpu, (busy, total) = cpu_s(proc.pid), time.process_time(), machine_busy()
+        loaded = measure(port, CONNECTIONS, DURATION_S)
+        busy_after, total_after = machine_busy()
+        api_cpu = cpu_s(proc.pid) - api_cpu
+        broker_cpu = cpu_s(broker) - broker_cpu if broker else 0.0
+        own_cpu = time.process_time() - own_cpu
         done.set()
         sampler.join()
         time.sleep(2)  # what stays after the burst
@@ -128,11 +202,12 @@ def run_api(admission: bool) -> dict[str, Any]:
     finally:
         done.set()
         _stop(proc)
+    accepted = len(loaded.accepted_ms)
     return {
         "admission_control": admission,
         "unloaded": unloaded,
-        "accepted": len(loaded.accepted_ms),
-        "accepted_rps": round(len(loaded.accepted_ms) / loaded.seconds, 1),
+        "accepted": accepted,
+        "accepted_rps": round(accepted / loaded.seconds, 1),
         "refused": loaded.refused,
         "other_statuses": {str(k): v for k, v in loaded.other.items()},
         "connection_errors": loaded.errors,
@@ -143,6 +218,15 @@ def run_api(admission: bool) -> dict[str, Any]:
         "rss_mb_peak": peak[0],
         "rss_mb_after": rss_after,
         "seconds": round(loaded.seconds, 1),
+        # Where the two cores went during the overload (the broker and anything else: the rest).
+        "cpu": {
+            "api_s": round(api_cpu, 1),
+            "generator_s": round(own_cpu, 1),
+            "broker_s": round(broker_cpu, 1),
+            "machine_busy_s": round(busy_after - busy, 1),
+            "machine_s": round(total_after - total, 1),
+            "api_ms_per_accepted": round(api_cpu * 1000 / max(accepted, 1), 3),
+        },
     }
 
 
@@ -151,7 +235,10 @@ def _line(r: dict[str, Any], unloaded_rps: float) -> str:
         f"admission {'on ' if r['admission_control'] else 'off'}: accepted {r['accepted_rps']}/s "
         f"({r['accepted_rps'] / unloaded_rps:.0%} of unloaded {unloaded_rps}/s), "
         f"refused {r['refused']}, accepted p99 {r['accepted_p99_ms']} ms "
-        f"(max {r['accepted_max_ms']} ms), RSS {r['rss_mb_before']} -> {r['rss_mb_after']} MB"
+        f"(max {r['accepted_max_ms']} ms), RSS {r['rss_mb_before']} -> {r['rss_mb_after']} MB, "
+        f"CPU s: API {r['cpu']['api_s']}, generator {r['cpu']['generator_s']}, "
+        f"broker {r['cpu']['broker_s']}, "
+        f"machine {r['cpu']['machine_busy_s']} of {r['cpu']['machine_s']}"
     )
 
 
@@ -171,7 +258,7 @@ def run(out: dict[str, Any]) -> None:
         "connections": CONNECTIONS,
         "duration_s": DURATION_S,
         "clients": "each connection waits Retry-After x random(1, 2) after a 503",
-        "unloaded_max": {"connections": 64, **unloaded},
+        "unloaded_max": {"connections": UNLOADED_CONNECTIONS, **unloaded},
         "with_admission_control": with_control,
         "without_admission_control": without,
         "targets": {

@@ -66,7 +66,12 @@ class ServerSettings(BaseModel):
     # How long a submission that finds every slot taken may wait for one before its 503.
     admission_max_wait_ms: float = Field(default=50.0, ge=0, le=10_000)
     admission_max_pending_bytes: int = 64 * 1_048_576
-    admission_retry_after_s: int = 1
+    # Retry-After of a refused submission: `admission_retry_after_s` while refusals are few; it
+    # grows by a second each second they outnumber `admission_refusal_budget` times the
+    # accepted submissions, up to `admission_retry_after_max_s` (api.admission.RetryAfter).
+    admission_retry_after_s: int = Field(default=1, ge=1)
+    admission_retry_after_max_s: int = Field(default=10, ge=1)
+    admission_refusal_budget: float = Field(default=0.1, gt=0)
 
 
 class GrpcSettings(BaseModel):
@@ -362,6 +367,11 @@ class Settings(BaseSettings):
     # How long a thread keeps the GIL while another waits for it (`sys.setswitchinterval`);
     # None keeps Python's 5 ms. See `mcp.threads`.
     gil_switch_interval_ms: float | None = Field(default=0.5, gt=0, le=100)
+    # The garbage collector of a server process once started (`mcp.heap`): start-up's objects
+    # frozen out of its reach, and a young collection every `gc_young_threshold` net
+    # allocations (None keeps Python's 700).
+    gc_freeze_after_start: bool = True
+    gc_young_threshold: int | None = Field(default=10_000, ge=100)
     server: ServerSettings = Field(default_factory=ServerSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

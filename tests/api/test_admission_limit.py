@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from api.admission import AdaptiveLimit
+from api.admission import AdaptiveLimit, RetryAfter
 
 TARGET_S = 0.1
 
@@ -75,3 +75,32 @@ def test_a_released_slot_without_waiters_returns_to_the_pool() -> None:
     limit.release(0.01)
     assert limit.in_flight == 0
     assert limit.acquire()
+
+
+def test_retry_after_grows_while_refusals_outnumber_the_budget_and_shrinks_after() -> None:
+    retry = RetryAfter(1, 3, budget=0.1)
+    now = 100.0
+    assert retry.refuse(now) == 1  # the first window opens
+    told = []
+    for _ in range(4):  # each window: 100 accepted, 50 refused (budget: 10)
+        for _ in range(100):
+            retry.accept(now)
+        told.append(max(retry.refuse(now) for _ in range(50)))
+        now += RetryAfter.WINDOW_S
+    assert told == [1, 2, 3, 3]  # a second more per window, up to the maximum
+    for _ in range(100):  # a window within budget: 100 accepted, 3 refused
+        retry.accept(now)
+    assert retry.refuse(now) == 3
+    now += RetryAfter.WINDOW_S
+    assert retry.refuse(now) == 2  # under half the budget: one second less
+    assert retry.refuse(now + 10 * RetryAfter.WINDOW_S) == 1  # idle since: back to the minimum
+
+
+def test_retry_after_stays_at_its_minimum_while_refusals_are_few() -> None:
+    retry = RetryAfter(1, 10, budget=0.1)
+    now = 0.0
+    for _ in range(5):
+        for _ in range(100):
+            retry.accept(now)
+        assert retry.refuse(now) == 1
+        now += RetryAfter.WINDOW_S

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from mcp.settings import Settings
+from mcp.settings import ServerSettings, Settings
 
 
 def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,3 +102,14 @@ def test_secret_env_merges_into_the_config_file(
     assert settings.auth.bootstrap_admin_key == "agk_0123456789abcdef"
     assert settings.kafka.bootstrap_servers == "k:9092"
     assert settings.kafka.client_config == {"security.protocol": "SASL_SSL", "sasl.password": "p"}
+
+
+def test_example_config_states_every_admission_setting_at_its_default() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "config.example.yaml"
+    server = yaml.safe_load(example.read_text())["server"]
+    defaults = ServerSettings()
+    names = [name for name in ServerSettings.model_fields if name.startswith("admission_")]
+    assert names
+    for name in names:
+        assert name in server, f"deploy/config.example.yaml lacks server.{name}"
+        assert server[name] == getattr(defaults, name), name
