@@ -224,6 +224,8 @@ def run_api(admission: bool) -> dict[str, Any]:
             "generator_s": round(own_cpu, 1),
             "broker_s": round(broker_cpu, 1),
             "machine_busy_s": round(busy_after - busy, 1),
+            # Processes other than these three (on a shared machine: other people's work).
+            "other_s": round(busy_after - busy - api_cpu - own_cpu - broker_cpu, 1),
             "machine_s": round(total_after - total, 1),
             "api_ms_per_accepted": round(api_cpu * 1000 / max(accepted, 1), 3),
         },
@@ -238,7 +240,8 @@ def _line(r: dict[str, Any], unloaded_rps: float) -> str:
         f"(max {r['accepted_max_ms']} ms), RSS {r['rss_mb_before']} -> {r['rss_mb_after']} MB, "
         f"CPU s: API {r['cpu']['api_s']}, generator {r['cpu']['generator_s']}, "
         f"broker {r['cpu']['broker_s']}, "
-        f"machine {r['cpu']['machine_busy_s']} of {r['cpu']['machine_s']}"
+        f"other processes {r['cpu']['other_s']}, machine busy {r['cpu']['machine_busy_s']} "
+        f"of {r['cpu']['machine_s']}"
     )
 
 
