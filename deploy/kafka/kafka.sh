@@ -61,7 +61,7 @@ PROPS
 
 # A young generation of 600 MiB: at 100 tasks/s G1 sized it near 100 MiB and paused 10-25 ms
 # about once a second (1.5 % of the time, so several % of tasks waited one out); with 600 MiB it
-# pauses every 7-13 s (30-45 ms), and under 1 % of tasks meet a pause.
+# paused every 5-13 s (median 10-45 ms in four runs), so far fewer tasks meet a pause.
 java_opts() {
   echo "-Xms1g -Xmx1g -Xmn600m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Xlog:gc:file=$data/gc.log:uptime,level:filecount=2,filesize=10m -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_JAVA_OPTS:-}"
 }
