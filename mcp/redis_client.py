@@ -11,6 +11,14 @@ script queued in a pipeline runs with `EVAL` too: redis-py would otherwise ask `
 before every such pipeline, a round trip more on the way of each submission, claim and result
 (Redis finds the compiled script by the digest of its text either way); called on its own, a
 script runs with `EVALSHA`.
+
+The keys of `EVAL`, `EVALSHA`, `FCALL`, `XREAD` and `XREADGROUP` are read from the command here.
+redis-py asks a server for them (`COMMAND GETKEYS`): the blocking cluster pipeline asks its
+default node for every such command, the asyncio client the node its command table came from.
+Once that node is SIGKILLed every such command fails before it is routed, so the client never
+sees a node of the command's slot fail, never refreshes its view of the cluster and goes on
+asking the dead node: a worker whose default node was the killed primary could claim no task
+after the failover. Read here, they cost no round trip and need no particular node.
 """
 
 from __future__ import annotations
@@ -25,25 +33,83 @@ from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import Pipeline
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import AsyncScript, Script
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from mcp.settings import Settings
 
 FAILOVER_RETRIES = 12
-"""Retries of a command on a cluster (backoff 50 ms doubling to 1 s): about 8 s, longer than a
-replica takes to replace a failed primary (`cluster-node-timeout` plus the election)."""
+"""Retries of a command on a cluster; the client refreshes its view of the cluster before each
+(redis-py does not wait between them: the callers wait before trying again)."""
 
 
 def _retry() -> Retry:
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), FAILOVER_RETRIES)
 
 
+_NUMKEYS_COMMANDS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"})
+_STREAMS_COMMANDS = frozenset({"XREAD", "XREADGROUP"})
+
+
+def _text(arg: Any) -> str:
+    return arg.decode() if isinstance(arg, bytes) else str(arg)
+
+
+def command_keys(args: Sequence[Any]) -> list[Any] | None:
+    """The keys of a command whose keys redis-py would ask a server for; None for any other
+    command (and for one too short to name its keys: the server tells what is wrong)."""
+    if not args:
+        return None
+    command = _text(args[0]).upper()
+    if command in _NUMKEYS_COMMANDS and len(args) >= 3:
+        return list(args[3 : 3 + int(args[2])])
+    if command in _STREAMS_COMMANDS:
+        for i, arg in enumerate(args):
+            if isinstance(arg, str | bytes) and _text(arg).upper() == "STREAMS":
+                rest = args[i + 1 :]
+                return list(rest[: len(rest) // 2])
+    return None
+
+
+class _ClusterPipeline(ClusterPipeline):
+    def _get_command_keys(self, *args: Any) -> Any:
+        keys = command_keys(args)
+        return keys if keys is not None else cast(Any, super())._get_command_keys(*args)
+
+
+class _Cluster(RedisCluster):
+    """`RedisCluster`, and its pipelines, reading the keys of `command_keys`' commands here."""
+
+    def _get_command_keys(self, *args: Any) -> Any:
+        keys = command_keys(args)
+        return keys if keys is not None else cast(Any, super())._get_command_keys(*args)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe = cast(ClusterPipeline, cast(Any, super()).pipeline(transaction, shard_hint))
+        pipe.__class__ = _ClusterPipeline  # the same object; only the key lookup differs
+        return pipe
+
+
+class _AsyncCluster(AsyncRedisCluster):
+    """The asyncio `RedisCluster` reading the keys of `command_keys`' commands here (it reads
+    those of EVAL itself, and pipelines route through the client)."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        keys = command_keys((command, *args))
+        if not keys:
+            return await super()._determine_slot(command, *args)
+        slots = {self.keyslot(key) for key in keys}
+        if len(slots) != 1:
+            raise RedisClusterException(f"{command} - all keys must map to the same key slot")
+        return slots.pop()
+
+
 def connect(settings: Settings, **options: Any) -> aioredis.Redis:
     """An asyncio client for `settings.redis` (a `RedisCluster` on a cluster)."""
     if settings.redis.cluster:
-        client = AsyncRedisCluster.from_url(settings.redis.url, retry=_retry(), **options)
+        client = _AsyncCluster.from_url(settings.redis.url, retry=_retry(), **options)
         return cast(aioredis.Redis, client)
     return aioredis.Redis.from_url(settings.redis.url, **options)
 
@@ -51,7 +117,7 @@ def connect(settings: Settings, **options: Any) -> aioredis.Redis:
 def connect_sync(settings: Settings, **options: Any) -> redis.Redis:
     """A blocking client for `settings.redis` (a `RedisCluster` on a cluster)."""
     if settings.redis.cluster:
-        client = RedisCluster.from_url(settings.redis.url, retry=_retry(), **options)
+        client = _Cluster.from_url(settings.redis.url, retry=_retry(), **options)
         return cast(redis.Redis, client)
     return redis.Redis.from_url(settings.redis.url, **options)
 

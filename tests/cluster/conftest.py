@@ -10,8 +10,10 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
@@ -22,6 +24,7 @@ from tests.harness import ROOT, wait_for
 KAFKA_CLUSTER = os.environ.get(
     "AUTOGLM_TEST_KAFKA_CLUSTER", "127.0.0.1:19610,127.0.0.1:19611,127.0.0.1:19612"
 )
+REDIS_CLUSTER = os.environ.get("AUTOGLM_TEST_REDIS_CLUSTER_URL", "redis://127.0.0.1:17610/0")
 
 
 class KafkaCluster:
@@ -139,3 +142,91 @@ def settings(kafka_bootstrap: str, redis_url: str, namespace: str) -> Settings:
         update={"replication_factor": 3, "min_insync_replicas": 2, "partitions": 1}
     )
     return settings.model_copy(update={"kafka": kafka})
+
+
+class RedisNodes:
+    """The six nodes `deploy/redis/cluster.sh` runs; a node can be SIGKILLed and started again."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.base_port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        self.ports = [self.base_port + i for i in range(6)]
+        self.killed: set[int] = set()
+
+    def _script(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(ROOT / "deploy" / "redis" / "cluster.sh"), *args, "--port", str(self.base_port)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
+    def nodes(self) -> dict[int, dict[str, Any]]:
+        """`CLUSTER NODES` as a live node sees it: port -> what it says of that node."""
+        for port in self.ports:
+            if port in self.killed:
+                continue
+            try:
+                found = redis.Redis(port=port, socket_timeout=1).cluster("nodes")
+            except redis.RedisError:
+                continue
+            return {int(str(a).split("@")[0].rsplit(":", 1)[1]): n for a, n in found.items()}
+        return {}
+
+    def primary_of(self, slot: int) -> int | None:
+        """The port of the healthy primary serving `slot`, as the cluster sees it."""
+        for port, node in self.nodes().items():
+            flags = str(node["flags"]).split(",")
+            if "master" not in flags or "fail" in flags or "fail?" in flags:
+                continue
+            if any(int(low) <= slot <= int(high) for low, high in node["slots"]):
+                return port
+        return None
+
+    def ok(self) -> bool:
+        """Whether the live nodes say the cluster serves every slot."""
+        for port in self.ports:
+            if port in self.killed:
+                continue
+            try:
+                info = redis.Redis(port=port, socket_timeout=1).cluster("info")
+            except redis.RedisError:
+                return False
+            if str(info.get("cluster_state")) != "ok":
+                return False
+        return True
+
+    def kill(self, port: int) -> float:
+        """SIGKILL a node; the monotonic time of the kill."""
+        pid = int(self._script("pid", "--node", str(port)).strip())
+        os.kill(pid, 9)
+        killed_at = time.monotonic()
+        self.killed.add(port)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30, "the Redis node to die")
+        return killed_at
+
+    def heal(self) -> None:
+        """Start every killed node again (it rejoins as a replica) and wait for a whole cluster."""
+        for port in sorted(self.killed):
+            self._script("start", "--node", str(port))
+        self.killed.clear()
+
+        def whole() -> bool:
+            nodes = self.nodes().values()
+            linked = [n for n in nodes if n["connected"] and "fail" not in str(n["flags"])]
+            return len(linked) == 6 and self.ok()
+
+        wait_for(whole, 60, "all six Redis nodes", interval=0.5)
+
+
+@pytest.fixture
+def redis_nodes() -> Iterator[RedisNodes]:
+    nodes = RedisNodes(REDIS_CLUSTER)
+    if len(nodes.nodes()) != 6 or not nodes.ok():
+        pytest.fail(
+            f"no healthy Redis Cluster of six nodes at {REDIS_CLUSTER}; "
+            "run `make test-cluster` (it starts it)"
+        )
+    yield nodes
+    nodes.heal()

@@ -11,99 +11,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import httpx
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError
 
 from mcp.names import Topics
-from mcp.settings import Settings
-from schemas import AsyncTask, TaskResult, loads
+from schemas import AsyncTask, loads
 from tests.cluster.conftest import KafkaCluster
-from tests.harness import Platform, scan, submit, wait_for
+from tests.cluster.load import ResultReader, Submitter, reached
+from tests.harness import Platform, scan, wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def reached(check: Callable[[], bool], timeout: float) -> bool:
-    """Whether `check` came true within `timeout`: the figures are printed before any assert."""
-    try:
-        wait_for(check, timeout, "", interval=0.1)
-    except AssertionError:
-        return False
-    return True
-
-
-@dataclass
-class Submitter:
-    """Submits echo tasks back to back from a thread; remembers when each was accepted."""
-
-    client: httpx.Client
-    accepted: dict[str, float] = field(default_factory=dict)
-    refused: list[tuple[float, int]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            sent = time.monotonic()
-            try:
-                response = submit(
-                    self.client,
-                    {"model": "echo", "action": "generate", "payload": {"n": n, "sleep_ms": 5}},
-                )
-            except httpx.HTTPError:
-                self.refused.append((sent, 0))
-                continue
-            if response.status_code == 202:
-                self.accepted[response.json()["task_id"]] = sent
-            else:
-                self.refused.append((sent, response.status_code))
-                time.sleep(0.1)
-
-    def since(self, moment: float) -> set[str]:
-        """The tasks whose submission began after `moment`."""
-        return {task_id for task_id, sent in list(self.accepted.items()) if sent > moment}
-
-
-@dataclass
-class ResultReader:
-    """Reads `task-results` (read_committed) from the start; when each result arrived."""
-
-    settings: Settings
-    arrivals: list[tuple[str, float]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def first_result_of(self, task_ids: set[str]) -> float | None:
-        """When the first result of any of these tasks arrived."""
-        return min((t for task_id, t in list(self.arrivals) if task_id in task_ids), default=None)
-
-    def run(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-                "group.id": f"{self.settings.kafka.topic_prefix}reader",
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        consumer.subscribe([Topics.of(self.settings).results])
-        try:
-            while not self.stop.is_set():
-                for msg in consumer.consume(500, 0.2):
-                    error = msg.error()
-                    if error is None:
-                        result = loads(TaskResult, msg.value() or b"")
-                        self.arrivals.append((result.task_id, time.monotonic()))
-                    elif error.code() != KafkaError._PARTITION_EOF:
-                        pass  # the reader rides out the broker's death like everyone else
-        finally:
-            consumer.close()
 
 
 def test_leader_sigkill_mid_run_keeps_exactly_one_result(
