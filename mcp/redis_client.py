@@ -126,6 +126,12 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster | AsyncRedisCluster)
 
 
+def _eval(text: Any, keys: Sequence[Any] | None, args: Iterable[Any] | None) -> tuple[Any, ...]:
+    """The EVAL command of a script."""
+    keys = list(keys or [])
+    return ("EVAL", text, len(keys), *keys, *(args or []))
+
+
 class _EvalScript(Script):
     def __call__(
         self,
@@ -133,9 +139,8 @@ class _EvalScript(Script):
         args: Iterable[Any] | None = None,
         client: Any = None,
     ) -> Any:
-        keys = list(keys or [])
         target = client if client is not None else self.registered_client
-        return target.execute_command("EVAL", self.script, len(keys), *keys, *(args or []))
+        return target.execute_command(*_eval(self.script, keys, args))
 
 
 class _AsyncEvalScript(AsyncScript):
@@ -145,9 +150,8 @@ class _AsyncEvalScript(AsyncScript):
         args: Iterable[Any] | None = None,
         client: Any = None,
     ) -> Any:
-        keys = list(keys or [])
         target = client if client is not None else self.registered_client
-        command = ("EVAL", self.script, len(keys), *keys, *(args or []))
+        command = _eval(self.script, keys, args)
         if isinstance(target, AsyncClusterPipeline):
             # Queued; awaiting a cluster pipeline would start it afresh and drop its commands.
             return target.execute_command(*command)
