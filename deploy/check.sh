@@ -43,6 +43,7 @@ kafka:
 redis:
   internal: {enabled: false}
 keda: {enabled: true, authenticationRef: glm-kafka-auth, gpu: {serverAddress: "http://prometheus.monitoring.svc.cluster.local:9090"}}
+api: {processes: 4, resources: {requests: {cpu: "4", memory: 1Gi}, limits: {memory: 4Gi}}}
 grpc: {enabled: true}
 blobs: {backend: s3, s3: {bucket: glm-blobs, region: eu-west-1}}
 modelStorage: {existingClaim: glm-checkpoints}
@@ -73,6 +74,12 @@ render keda --set secrets.existingSecret=glm-secrets --set keda.enabled=true --s
   -schema-location "$schemas/keda/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
   "$out"/*.yaml
 
+# api.processes reaches the API's command line.
+grep -q 'args: \["api", "--processes", "4"\]' "$out/production.yaml" \
+  || { echo "deploy-check: api.processes=4 is not on the API's command line" >&2; exit 1; }
+grep -q 'args: \["api"\]' "$out/shipped.yaml" \
+  || { echo "deploy-check: one API process per pod is not the default" >&2; exit 1; }
+
 # Every rendered ConfigMap is a configuration the platform accepts (its Secret's values over it).
 "$py" deploy/tools/config_check.py "$out"/*.yaml
 
@@ -89,6 +96,8 @@ refused "above its partitions" "${base[@]}" --set secrets.existingSecret=glm-sec
   --set keda.enabled=true --set kafka.partitions=2
 refused "turn kafka.internal.enabled off" "${base[@]}" --set secrets.existingSecret=glm-secrets \
   --set kafka.bootstrapServers=kafka:9092
+refused "api.processes is 0" "${base[@]}" --set secrets.existingSecret=glm-secrets \
+  --set api.processes=0
 
 "$py" deploy/tools/compose_check.py deploy/docker-compose.yml
-echo "deploy-check: chart (4 renderings, 4 refusals) and compose file valid"
+echo "deploy-check: chart (4 renderings, 5 refusals) and compose file valid"
