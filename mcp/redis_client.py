@@ -168,9 +168,8 @@ class _PipelinedScript(Script):
         client: Any = None,
     ) -> Any:
         if isinstance(client, Pipeline):
-            keys = list(keys or [])
             queue: Any = client
-            return queue.execute_command("EVAL", self.script, len(keys), *keys, *(args or []))
+            return queue.execute_command(*_eval(self.script, keys, args))
         return super().__call__(keys, args, client)
 
 
@@ -184,8 +183,7 @@ class _AsyncPipelinedScript(AsyncScript):
         client: Any = None,
     ) -> Any:
         if isinstance(client, AsyncPipeline):
-            keys = list(keys or [])
-            return client.execute_command("EVAL", self.script, len(keys), *keys, *(args or []))
+            return client.execute_command(*_eval(self.script, keys, args))
         return await super().__call__(keys, args, client)
 
 
