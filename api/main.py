@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SLOT_ENV = "AUTOGLM_API_SLOT"
 FD_ENV = "AUTOGLM_API_FD"
 RESTART_PAUSE_S = 1.0
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
 
 
 def run(
@@ -51,19 +52,24 @@ def run(
         return _supervise(host, port, processes)
     share_the_interpreter(settings)
     tracing.setup("api", settings)
-    fd = os.environ.get(FD_ENV)
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.app:create_server_app",
         factory=True,
         host=host,
         port=port,
-        fd=int(fd) if fd else None,
         log_level=settings.log_level.lower(),
         access_log=False,
         loop="uvloop",
         http="httptools",
     )
-    return 0
+    fd = os.environ.get(FD_ENV)
+    # uvicorn's own `fd=` takes any inherited socket for a Unix one, so its connections would
+    # go without TCP_NODELAY (Nagle's algorithm against delayed ACKs: ~40 ms a response); the
+    # socket made from the descriptor knows its family.
+    sockets = [socket.socket(fileno=int(fd))] if fd else None
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def _supervise(host: str, port: int, processes: int) -> int:
@@ -71,6 +77,7 @@ def _supervise(host: str, port: int, processes: int) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by connections
     listener.bind((host, port))
     listener.listen(2048)
     listener.set_inheritable(True)
