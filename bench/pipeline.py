@@ -22,6 +22,7 @@ import httpx
 import orjson
 from confluent_kafka import Consumer
 
+from bench.cpu import CpuMeter, family, server_pid
 from bench.loadgen import post_request, run_load, run_rate
 from mcp.names import Topics
 from mcp.records import decode_value
@@ -94,11 +95,32 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def _closed_loop(port: int, warm_up_s: float = 1.0) -> dict[str, Any]:
+def _closed_loop(port: int, warm_up_s: float = 1.0, server: int | None = None) -> dict[str, Any]:
+    """Throughput and latency; with the server's pid, also the CPU each side used per request:
+    the server (with its child processes), the Kafka broker, Redis and the load generator."""
     request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
     asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, warm_up_s))
+    groups = {"server": family(server) if server is not None else []}
+    for name, kind, address in (("broker", "kafka", KAFKA), ("redis", "redis", REDIS)):
+        pid = server_pid(kind, address)
+        groups[name] = [pid] if pid is not None else []
+    groups["load_generator"] = [os.getpid()]
+    meter = CpuMeter(groups)
+    meter.start()
     result = asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, DURATION_S))
-    return result.summary()
+    used = meter.stop()
+    summary: dict[str, Any] = result.summary()
+    if server is not None:
+        per_request = 1e6 / max(result.sent, 1)
+        summary["cpu_us_per_request"] = {
+            name: round(seconds * per_request, 1) for name, seconds in used.items() if groups[name]
+        }
+        summary["cpu_cores"] = {
+            name: round(seconds / result.seconds, 2)
+            for name, seconds in used.items()
+            if groups[name]
+        }
+    return summary
 
 
 def bench_bare(processes: int = 1) -> dict[str, Any]:
@@ -106,7 +128,7 @@ def bench_bare(processes: int = 1) -> dict[str, Any]:
     args = ["-m", "bench.bare", str(port), str(processes)]
     proc = _start(args, dict(os.environ), port, "/docs")
     try:
-        return _closed_loop(port)
+        return _closed_loop(port, server=proc.pid)
     finally:
         _stop(proc)
 
@@ -121,7 +143,7 @@ def bench_api(group_commit: bool, warm_up_s: float = 1.0, processes: int = 1) ->
     args = ["-m", "autoglm", "api", "--port", str(port), "--processes", str(processes)]
     proc = _start(args, _env(prefix, **extra), port, "/readyz")
     try:
-        return _closed_loop(port, warm_up_s)
+        return _closed_loop(port, warm_up_s, proc.pid)
     finally:
         _stop(proc)
 

@@ -24,7 +24,8 @@ def bench_processes(processes: int) -> dict[str, Any]:
     print(
         f"[{processes} processes] bare {bare['throughput_rps']} req/s, one transaction per "
         f"request {naive['throughput_rps']}, autoglm {grouped['throughput_rps']} "
-        f"({ratio}x bare, {speedup}x one transaction)",
+        f"({ratio}x bare, {speedup}x one transaction); CPU us per request: autoglm "
+        f"{grouped.get('cpu_us_per_request')}, bare {bare.get('cpu_us_per_request')}",
         flush=True,
     )
     return {
@@ -47,7 +48,9 @@ def run(out: dict[str, Any]) -> None:
         "targets": {"ratio_vs_bare": 0.6, "speedup_vs_one_txn": 20},
         "note": "closed loop, 64 connections; each row: the bare endpoint, our API with one "
         "transaction per request and with group commit, each with that many processes "
-        "sharing one port; Kafka, Redis, the API and the load generator share the machine",
+        "sharing one port; Kafka, Redis, the API and the load generator share the machine; "
+        "cpu_us_per_request: CPU time each process used during the window over the requests "
+        "answered (server: the API or bare processes together)",
     }
 
 
