@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
+import aiohttp
 import httpx
 import orjson
 import uvloop
@@ -71,8 +72,6 @@ async def with_httpx(url: str, count: int, concurrency: int) -> float:
 
 
 async def with_aiohttp(url: str, count: int, concurrency: int) -> float:
-    import aiohttp
-
     payload = body()
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:

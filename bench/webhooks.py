@@ -1,8 +1,9 @@
 """Webhook delivery throughput, and how it holds up while one receiver hangs.
 
 Measured end to end: results committed to Kafka -> dispatcher process -> signed POST arriving at
-a local receiver. The baseline, in the same run, is a bare httpx POST loop to the same receiver
-with the dispatcher's per-host concurrency. Needs the test Kafka and Redis
+a local receiver. The baselines, in the same run, are bare POST loops to the same receiver with
+the dispatcher's per-host concurrency, one per HTTP client (httpx, and aiohttp, which the
+dispatcher uses); the dispatcher is set against the best of them. Needs the test Kafka and Redis
 (`AUTOGLM_TEST_KAFKA`, `AUTOGLM_TEST_REDIS`; `make test-services-up` starts them).
 
     python -m bench.webhooks            # writes bench/results/webhooks.json
@@ -231,12 +232,12 @@ def _alone(platform: Platform, receiver: Receiver, count: int, name: str) -> flo
 
 def run(out: dict[str, Any]) -> None:
     count = int(os.environ.get("BENCH_WEBHOOKS_N", "3000"))
-    slots = int(os.environ.get("BENCH_WEBHOOKS_SLOTS", "3"))
+    slots = int(os.environ.get("BENCH_WEBHOOKS_SLOTS", "2"))
     healthy = Receiver()
     hanging = Receiver(hang=True)
     platform = Platform()
     try:
-        baselines: dict[str, list[float]] = {"httpx": []}
+        baselines: dict[str, list[float]] = {"httpx": [], "aiohttp": []}
         # With and without the journal, and the bare loop, taking turns: this machine's noise
         # hits all alike.
         unjournaled = Platform(journal=False)

@@ -149,10 +149,6 @@ class Keys:
         """The instance that last took a worker slot (and so its transactional.id)."""
         return f"{self.prefix}slot:{worker_id}"
 
-    def webhook_trace(self, webhook_id: str) -> str:
-        """The `traceparent` a delivery's attempts continue."""
-        return f"{self.prefix}webhook:trace:{webhook_id}"
-
     def queue_stats(self, model: str, bucket: int) -> str:
         """A model's completions and queue waits of one 10 s bucket (see `mcp.queue_stats`)."""
         return f"{self.prefix}qstats:{model}:{bucket}"

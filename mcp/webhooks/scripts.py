@@ -47,6 +47,13 @@ end
 return 1
 """
 
+# KEYS: delivery hashes of one shard (one hash slot). The version placed of each (0: none).
+VERSIONS = """
+local out = {}
+for i = 1, #KEYS do out[i] = tonumber(redis.call('HGET', KEYS[i], 'placed') or '0') end
+return out
+"""
+
 # KEYS: a delivery hash. ARGV: version. Its state up to `version` is placed (never goes back).
 PLACED = """
 if tonumber(redis.call('HGET', KEYS[1], 'placed') or '0') < tonumber(ARGV[1]) then
@@ -59,7 +66,8 @@ return 1
 # ARGV: now, lease end, limit, due prefix, free slots of an idle destination, destinations to
 # scan, delivery prefix, turn prefix, held prefix, lease in ms, then destination/free-slots pairs
 # for destinations with attempts in flight.
-# Returns {next due time or '', claimed ids...}.
+# Returns {next due time or '', then for each claimed delivery: id, record, body, traceparent}
+# (the fields of its hash, '' where missing), so a claim needs no second round trip.
 CLAIM = (
     _RESCORE
     + """
@@ -99,7 +107,11 @@ for i = 1, #hosts, 2 do
         if task then redis.call('SET', turn_prefix .. task, id, 'PX', lease_ms) end
         redis.call('ZADD', due, ARGV[2], id)
         redis.call('SADD', KEYS[2], id)
+        local row = redis.call('HMGET', delivery_prefix .. id, 'record', 'body', 'traceparent')
         out[#out + 1] = id
+        out[#out + 1] = row[1] or ''
+        out[#out + 1] = row[2] or ''
+        out[#out + 1] = row[3] or ''
         got = got + 1
       end
     end

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
+import aiohttp
 
 from mcp.errors import CallbackRefused
 from mcp.settings import Settings
@@ -17,7 +18,7 @@ from mcp.webhooks.policy import parse_retry_after
 from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.signing import webhook_headers
 from mcp.webhooks.ssrf import CallbackTarget, resolve_callback
-from mcp.webhooks.transport import PinnedTransport, pinned
+from mcp.webhooks.transport import pinned, pinned_session
 
 USER_AGENT = "autoglm-webhooks/1"
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -49,27 +50,36 @@ class WebhookSender:
         self,
         settings: Settings,
         secrets: WebhookSecrets,
-        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         hooks = settings.webhooks
         self.settings = settings
         self.secrets = secrets
-        limits = httpx.Limits(
-            max_connections=hooks.max_concurrency,
-            max_keepalive_connections=hooks.max_concurrency,
-            keepalive_expiry=30,
-        )
         self.total_timeout_s = hooks.timeout_s
-        self.client = httpx.AsyncClient(
-            transport=transport or PinnedTransport(limits),
-            timeout=httpx.Timeout(hooks.timeout_s, connect=hooks.connect_timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": USER_AGENT},
+        self.connect_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=hooks.connect_timeout_s
         )
+        self.ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Made on first use: an aiohttp session belongs to the running event loop."""
+        if self._session is None:
+            hooks = self.settings.webhooks
+            self._session = pinned_session(
+                max(1, hooks.max_concurrency),
+                max(1, hooks.per_host_concurrency),
+                keepalive_s=30.0,
+                ssl_context=self.ssl_context,
+                headers={"user-agent": USER_AGENT},
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def send(self, delivery: Delivery) -> Attempt:
         try:
@@ -108,24 +118,35 @@ class WebhookSender:
     ) -> Attempt:
         try:
             with pinned(target):
-                async with asyncio.timeout(self.total_timeout_s):
-                    async with self.client.stream(
-                        "POST", delivery.url, content=delivery.body, headers=headers
-                    ) as response:
-                        await _drain(response)
+                async with (
+                    asyncio.timeout(self.total_timeout_s),
+                    self.session.post(
+                        delivery.url,
+                        data=delivery.body,
+                        headers=headers,
+                        allow_redirects=False,
+                        timeout=self.connect_timeout,
+                    ) as response,
+                ):
+                    await _drain(response)
+        except aiohttp.ServerTimeoutError as exc:
+            return Attempt("retry", None, f"timed out: {type(exc).__name__}")
         except TimeoutError:
             return Attempt("retry", None, f"no answer within {self.total_timeout_s:g} s")
-        except httpx.TimeoutException as exc:
-            return Attempt("retry", None, f"timed out: {type(exc).__name__}")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             return Attempt("retry", None, f"{type(exc).__name__}: {exc}")
-        return classify(response.status_code, response.headers.get("retry-after"), time.time())
+        return classify(response.status, response.headers.get("retry-after"), time.time())
 
 
-async def _drain(response: httpx.Response) -> None:
-    """Read a bounded answer so the connection can be reused; the body itself is ignored."""
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read a bounded answer so the connection can be reused; the body itself is ignored. An
+    answer left unread closes its connection instead."""
     seen = 0
-    async for chunk in response.aiter_raw():
+    content = response.content
+    while not content.at_eof():
+        chunk = await content.readany()
+        if not chunk:
+            break
         seen += len(chunk)
         if seen > MAX_RESPONSE_BYTES:
             break

@@ -78,6 +78,7 @@ class WebhookStore:
         self._claim = async_script(redis, scripts.CLAIM)
         self._release = async_script(redis, scripts.RELEASE)
         self._positions = async_script(redis, scripts.POSITIONS)
+        self._versions = async_script(redis, scripts.VERSIONS)
 
     @property
     def retention_s(self) -> int:
@@ -161,14 +162,23 @@ class WebhookStore:
         return {int(_text(k)): int(_text(v)) for k, v in raw.items()}
 
     async def versions(self, webhook_ids: Sequence[str]) -> list[int]:
-        """The version of each delivery that Redis holds placed (0 for one it does not)."""
+        """The version of each delivery that Redis holds placed (0 for one it does not): one
+        script per shard of the schedule, not a command per delivery."""
         if not webhook_ids:
             return []
+        by_shard: dict[int, list[int]] = {}
+        for at, webhook_id in enumerate(webhook_ids):
+            by_shard.setdefault(self.keys.webhook_shard(webhook_id), []).append(at)
+        found = [0] * len(webhook_ids)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for webhook_id in webhook_ids:
-                pipe.hget(self.keys.delivery(webhook_id), "placed")
-            found = await pipe.execute()
-        return [int(_text(v)) if v is not None else 0 for v in found]
+            for places in by_shard.values():
+                keys = [self.keys.delivery(webhook_ids[at]) for at in places]
+                await self._versions(keys=keys, args=[], client=pipe)
+            replies = await pipe.execute()
+        for places, versions in zip(by_shard.values(), replies, strict=True):
+            for at, version in zip(places, versions, strict=True):
+                found[at] = int(version)
+        return found
 
     async def schedule(self, deliveries: Sequence[NewDelivery], due: float | None = None) -> int:
         """Record new deliveries in Redis, due at `due` (now by default); returns how many were
@@ -238,33 +248,26 @@ class WebhookStore:
         keys = [self.keys.webhook_schedule(shard), inflight]
         first, *rest = await self._claim(keys=keys, args=args)
         next_due = float(_text(first)) if _text(first) else None
-        ids = [_text(i) for i in rest]
-        if not ids:
-            return Claim([], next_due)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for webhook_id in ids:
-                pipe.hgetall(self.keys.delivery(webhook_id))
-                pipe.get(self.keys.webhook_trace(webhook_id))
-            replies = await pipe.execute()
         claimed: list[Delivery] = []
-        for webhook_id, raw, trace in zip(ids, replies[::2], replies[1::2], strict=True):
-            row = _decoded(raw)
-            if "record" not in row:
+        for at in range(0, len(rest), 4):
+            webhook_id, record, body, trace = (_text(v) for v in rest[at : at + 4])
+            if not record:
                 await self.redis.srem(inflight, webhook_id)
                 continue
-            delivery = Delivery.of(record_of(row))
-            if trace is not None:
-                delivery = replace(delivery, traceparent=_text(trace))
+            delivery = Delivery.of(record_of({"record": record, "body": body}))
+            if trace:
+                delivery = replace(delivery, traceparent=trace)
             claimed.append(delivery)
         return Claim(claimed, next_due)
 
     async def remember_traces(self, traces: Mapping[str, str]) -> None:
-        """The `traceparent` of new deliveries, for their attempts (kept as long as they are)."""
+        """The `traceparent` of new deliveries, for their attempts: a field of the delivery's
+        hash (set before its state, kept as long as it is), which a claim reads with it."""
         if not traces:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for webhook_id, traceparent in traces.items():
-                pipe.set(self.keys.webhook_trace(webhook_id), traceparent, ex=self.retention_s)
+                pipe.hset(self.keys.delivery(webhook_id), "traceparent", traceparent)
             await pipe.execute()
 
     async def ended(self, d: Delivery, slot: str, record: WebhookRecord) -> None:

@@ -79,9 +79,12 @@ class Receiver:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "2")
+                # HTTP/1.1: a 204 (or 304) answer has no body, so the next answer on the
+                # kept-alive connection does not start with a stray one.
+                body = b"" if reply.status in (204, 304) else b"ok"
+                self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass

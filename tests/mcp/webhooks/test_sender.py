@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
@@ -23,7 +23,7 @@ from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.sender import WebhookSender, classify
 from mcp.webhooks.signing import webhook_headers
 from mcp.webhooks.ssrf import CallbackTarget, parse_ip_literal
-from mcp.webhooks.transport import PinnedTransport, pinned
+from mcp.webhooks.transport import pinned, pinned_session
 from tests.mcp.webhooks.conftest import SECRET, SECRETS, Receiver, Reply, verify
 
 HOST = "hooks.example.test"
@@ -107,15 +107,31 @@ def test_a_hanging_receiver_times_out(receiver: Receiver) -> None:
     assert attempt.outcome == "retry" and "0.5" in attempt.error
 
 
-def test_unpinned_or_foreign_connections_are_refused() -> None:
+def test_unpinned_or_foreign_connections_are_refused(receiver: Receiver) -> None:
+    port = receiver.server.server_address[1]
+    loopback = parse_ip_literal("127.0.0.1")
+    assert loopback is not None
+
     async def run() -> None:
-        transport = PinnedTransport(httpx.Limits(max_connections=4))
-        async with httpx.AsyncClient(transport=transport) as client:
-            with pytest.raises(httpx.ConnectError, match="not checked"):
-                await client.post("http://127.0.0.1:9/in")
+        async with pinned_session(4, 4) as session:
+            with pytest.raises(aiohttp.ClientConnectorError, match="not checked"):
+                await session.post("http://127.0.0.1:9/in")
             target = CallbackTarget("http://a.test/", "http", "a.test", 80, ())
-            with pinned(target), pytest.raises(httpx.ConnectError, match="not checked"):
-                await client.post("http://b.test/in")
+            with pinned(target), pytest.raises(aiohttp.ClientConnectorError, match="not checked"):
+                await session.post("http://b.test/in")
+            # An IP-literal URL (never resolved) is held to the checked addresses as well.
+            elsewhere = CallbackTarget("http://a.test/", "http", "a.test", port, (loopback,))
+            with (
+                pinned(elsewhere),
+                pytest.raises(aiohttp.ClientConnectorError, match="not checked"),
+            ):
+                await session.post(f"http://127.0.0.2:{port}/in")
+            # The checked address itself is reached.
+            checked = CallbackTarget("", "http", "127.0.0.1", port, (loopback,))
+            with pinned(checked):
+                async with session.post(f"http://127.0.0.1:{port}/in", data=b"{}") as response:
+                    assert response.status == 200
+        assert [r.path for r in receiver.all()] == ["/in"]
 
     asyncio.run(run())
 
@@ -157,16 +173,15 @@ def test_https_verifies_the_callback_hostname_while_connecting_to_the_checked_ad
     assert address is not None
 
     async def post(host: str) -> int:
-        transport = PinnedTransport(httpx.Limits(max_connections=2), ssl_context=trust)
-        async with httpx.AsyncClient(transport=transport) as client:
+        async with pinned_session(2, 2, ssl_context=trust) as session:
             target = CallbackTarget(f"https://{host}:{port}/", "https", host, port, (address,))
             with pinned(target):
-                response = await client.post(f"https://{host}:{port}/in", content=b"{}")
-                return response.status_code
+                async with session.post(f"https://{host}:{port}/in", data=b"{}") as response:
+                    return response.status
 
     try:
         assert asyncio.run(post(HOST)) == 204
-        with pytest.raises(httpx.ConnectError, match=r"certificate|hostname"):
+        with pytest.raises(aiohttp.ClientConnectorError, match=r"certificate|hostname"):
             asyncio.run(post("other.example.test"))
     finally:
         server.shutdown()
