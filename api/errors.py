@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import orjson
@@ -105,6 +106,13 @@ def json_numbers(value: Any) -> Any:
     return value
 
 
+_NUMBER_TO_NORMALIZE = re.compile(rb"[0-9](?:[.eE]|[0-9]{18})")
+
+
+def _plain_numbers(raw: bytes) -> bool:
+    return _NUMBER_TO_NORMALIZE.search(raw) is None
+
+
 def parse_body(schema: type[M], raw: bytes) -> M:
     """Validate a JSON body with JSON's own types (no "5" for a number, no `true` for 1.0), as
     the OpenAPI document describes it, and FastAPI's error shapes."""
@@ -113,8 +121,11 @@ def parse_body(schema: type[M], raw: bytes) -> M:
     except orjson.JSONDecodeError as exc:
         details = [{"loc": ["body", exc.pos], "msg": "JSON decode error", "type": "json_invalid"}]
         raise InvalidJSON("the body is not valid JSON", details) from exc
+    # Only a float or an integer of 19 digits or more can change: without one anywhere in the
+    # bytes (strings included, so this errs towards the walk), the body is validated as it came.
+    normalized = raw if _plain_numbers(raw) else orjson.dumps(json_numbers(data))
     try:
-        return schema.model_validate_json(orjson.dumps(json_numbers(data)), strict=True)
+        return schema.model_validate_json(normalized, strict=True)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         details = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]

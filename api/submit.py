@@ -46,11 +46,15 @@ Seal = Callable[[Answers], list[Record]]
 
 
 def accepted(task: AsyncTask) -> SubmitResponse:
-    return SubmitResponse(
+    # Built from a validated task: constructed, not validated again (the hottest answer).
+    base = f"/v1/tasks/{task.task_id}"
+    return SubmitResponse.model_construct(
         task_id=task.task_id,
         status=TaskStatus.QUEUED,
         created_at=task.created_at,
-        links=TaskLinks.for_task(task.task_id),
+        links=TaskLinks.model_construct(
+            self=base, cancel=f"{base}/cancel", stream=f"{base}/stream"
+        ),
     )
 
 
@@ -85,6 +89,8 @@ class Submitter:
         self.services = services
         # The claim check's files of tasks prepared but not yet published, by task id.
         self._inputs: dict[str, Prepared] = {}
+        # Their Kafka records and `queued` event, encoded once (for the size check) and kept.
+        self._records: dict[str, tuple[list[Record], TaskEvent]] = {}
         self.metrics = services.settings.telemetry.metrics
         self._topics_checked_at = 0.0
 
@@ -162,7 +168,7 @@ class Submitter:
         prepared = await self.prepare(body, project, idempotency_key, traceparent, files)
         if isinstance(prepared, SubmitResponse):
             return 200, prepared
-        records, event = task_records(self.services, prepared)
+        records, event = self._records.pop(prepared.task_id)
         await self._publish(records, [event], project, [idempotency_key])
         if self.metrics:
             SUBMIT_SECONDS.observe(time.perf_counter() - started)
@@ -208,7 +214,7 @@ class Submitter:
                 payload=inputs.payload,
                 payload_file=inputs.payload_file,
             )
-            records, _ = task_records(services, task)
+            records, event = task_records(services, task)
             # Before the group commit and before anything is remembered: a record Kafka would
             # refuse must not cost the requests that share its transaction.
             services.producer.limits.check(records)
@@ -222,6 +228,7 @@ class Submitter:
             await services.claim.discard(project, inputs)
             raise
         self._inputs[task.task_id] = inputs
+        self._records[task.task_id] = (records, event)
         return task
 
     async def _publish(
@@ -280,7 +287,7 @@ class Submitter:
         records: list[Record] = []
         events: list[TaskEvent] = []
         for task, _ in fresh:
-            task_recs, event = task_records(self.services, task)
+            task_recs, event = self._records.pop(task.task_id)
             records.extend(task_recs)
             events.append(event)
         if seal is not None:

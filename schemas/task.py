@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import uuid
@@ -68,8 +69,12 @@ class Frozen(BaseModel):
     def shared_fields(cls, source: BaseModel) -> dict[str, Any]:
         """The values of `source`'s fields that this message has too (conversions use it, so a
         field added to both messages travels without another edit)."""
-        names = cls.model_fields.keys() & type(source).model_fields.keys()
-        return {name: getattr(source, name) for name in names}
+        return {name: getattr(source, name) for name in _shared_names(cls, type(source))}
+
+
+@functools.cache
+def _shared_names(target: type[BaseModel], source: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(target.model_fields.keys() & source.model_fields.keys())
 
 
 class TraceContext(Frozen):
