@@ -1,7 +1,8 @@
 """The long-lived objects of an API process, built once at start-up, stopped with it.
 
-The process holds one Redis client (`store.redis`), shared by the task store, the webhook store,
-the committer hook and the projector.
+The process holds one asyncio Redis client (`store.redis`), shared by the task store, the webhook
+store and the projector, and a blocking one for the committer's hook (`committer_store`), which
+runs in a thread of the producer.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mcp.producer import TaskProducer
 from mcp.projector import Projector
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings
-from mcp.store import TaskStore
+from mcp.store import SyncTaskStore, TaskStore
 from mcp.webhooks.deliveries import Publish
 from mcp.webhooks.journal import api_publisher
 from mcp.webhooks.secrets import WebhookSecrets
@@ -57,6 +58,7 @@ class Services:
     key_feed: KeyFeed | None = None
     projector: Projector | None = None
     journal: Publish | None = None  # commits the webhook states the API makes (redeliveries)
+    committer_store: SyncTaskStore | None = None  # writes each commit's `queued` events
     topics_ready: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _topics_task: asyncio.Task[None] | None = None
@@ -70,10 +72,13 @@ class Services:
         store = TaskStore(settings)
         topics = Topics.of(settings)
 
-        async def project_queued(notes: list[Any]) -> None:
-            """Write path 1 of `mcp.store`: a submission's `queued` events, before its 202."""
+        # Write path 1 of `mcp.store`: a submission's `queued` events, before its 202. The hook
+        # runs in the producer's settler thread, on a blocking client of its own.
+        committer_store = SyncTaskStore(settings)
+
+        def project_queued(notes: list[Any]) -> None:
             events = [e for n in notes for e in (n if isinstance(n, list) else [n])]
-            await store.apply_events([e for e in events if isinstance(e, TaskEvent)])
+            committer_store.apply_events([e for e in events if isinstance(e, TaskEvent)])
 
         producer = TaskProducer(
             settings,
@@ -99,6 +104,7 @@ class Services:
             topics=topics,
             projector=Projector(settings, store) if settings.server.run_projector else None,
             journal=api_publisher(settings, producer),
+            committer_store=committer_store,
         )
 
     async def start(self) -> None:
@@ -184,3 +190,5 @@ class Services:
                     await task
         await asyncio.to_thread(self.producer.close)
         await self.store.close()
+        if self.committer_store is not None:
+            self.committer_store.close()

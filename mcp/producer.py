@@ -2,13 +2,16 @@
 
 A request's records are handed to a committer thread and the request waits on a future. The
 thread gathers whatever arrives within `group_commit_max_ms` (or up to
-`group_commit_max_messages`), produces it all in one transaction and commits; then, on the
-requests' event loop, the `after_commit` hook sees the committed submissions' notes and only
-after it are the futures resolved. A transaction that fails because Kafka refused some
-request's record is done again without that request, which alone learns of it (see
-`mcp.grouped_txn`); any other failure is an outage: the transaction is aborted and every
-request in it learns so. Nothing of an aborted transaction is visible to read_committed
-consumers.
+`group_commit_max_messages`), produces it all in one transaction and commits; then a settler
+thread calls the `after_commit` hook with the committed submissions' notes, and only after it
+are the futures resolved, with one hop to the requests' event loop per transaction. (A hook
+awaited on that loop would wait for its turn behind every request the loop serves, at each of
+its Redis round trips; in the committer thread it would hold up the next commit.)
+
+A transaction that fails because Kafka refused some request's record is done again without
+that request, which alone learns of it (see `mcp.grouped_txn`); any other failure is an
+outage: the transaction is aborted and every request in it learns so. Nothing of an aborted
+transaction is visible to read_committed consumers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +47,16 @@ class _Pending:
 
 
 SWEEP_S = 0.25
-AfterCommit = Callable[[list[Any]], Awaitable[None]]
-"""Awaited on the requests' loop with the notes of a committed transaction, before they hear."""
+AfterCommit = Callable[[list[Any]], None]
+"""Called in the settler thread with the notes of a committed transaction, before they hear."""
 
 
 _EMPTY: Any = object()
 
 
 class _Handoff:
-    """A queue from the event loop to the committer threads that costs the loop almost nothing.
+    """A queue from the event loop to the committer threads (and from those to the settler)
+    that costs the loop almost nothing.
 
     `queue.Queue` takes a lock and notifies a condition on every put; under load the committers
     are busy anyway, so a put is a deque append and only wakes a committer that sleeps.
@@ -136,6 +140,9 @@ class TaskProducer:
         self._settings = settings
         self._after_commit = after_commit
         self._queue = _Handoff()
+        # Committed batches waiting for the after-commit hook: (their requests, their notes).
+        self._committed = _Handoff()
+        self._settler: threading.Thread | None = None
         lanes = max(1, settings.kafka.group_commit_lanes)
         self._lanes = [_Lane(f"{transactional_id}.{i}", i) for i in range(lanes)]
         self._turns = _Turns(lanes)
@@ -157,6 +164,12 @@ class TaskProducer:
                 target=self._run, args=(lane,), name=f"group-commit-{i}", daemon=True
             )
             lane.thread.start()
+        if self._after_commit is not None:
+            self._settler = threading.Thread(
+                target=self._settle_committed, args=(self._after_commit,), name="after-commit"
+            )
+            self._settler.daemon = True
+            self._settler.start()
 
     @property
     def ready(self) -> bool:
@@ -199,6 +212,9 @@ class TaskProducer:
         for lane in self._lanes:
             if lane.thread is not None:
                 lane.thread.join(timeout)
+        if self._settler is not None:
+            self._committed.put(None)  # after what the lanes committed
+            self._settler.join(timeout)
 
     # -- committer threads ------------------------------------------------------------------
 
@@ -266,7 +282,12 @@ class TaskProducer:
 
     def _ensure_producer(self, lane: _Lane) -> Producer:
         if lane.producer is None:
-            producer = Producer(producer_config(self._settings, lane.transactional_id))
+            # Only a refused record's report matters (`mcp.grouped_txn`): no Python callback
+            # for each record that was delivered.
+            config = producer_config(
+                self._settings, lane.transactional_id, **{"delivery.report.only.error": True}
+            )
+            producer = Producer(config)
             producer.init_transactions(self._settings.kafka.request_timeout_s)
             lane.producer = producer
         return lane.producer
@@ -297,7 +318,29 @@ class TaskProducer:
         committed = [p for i, p in enumerate(live) if i not in refused]
         self.transactions += 1
         self.records += sum(len(p.records) for p in committed)
-        _settle(committed, None, self._after_commit)
+        notes = [p.note for p in committed if p.note is not None]
+        if self._settler is not None and notes:
+            self._committed.put((committed, notes))
+        else:
+            _settle(committed, None)
+
+    def _settle_committed(self, hook: AfterCommit) -> None:
+        """The hook once for every transaction committed meanwhile: a slow hook (Redis away,
+        retrying) delays the answers of the transactions that waited for it, and no more."""
+        stopping = False
+        while not stopping:
+            items = [self._committed.get(None)]
+            while (item := self._committed.get(0)) is not _EMPTY:
+                items.append(item)
+            stopping = items[-1] is None
+            done = [item for item in items if item is not None]
+            if not done:
+                continue
+            try:
+                hook([note for _, notes in done for note in notes])
+            except Exception:
+                log.exception("after-commit hook failed; the projector will catch up")
+            _settle([p for committed, _ in done for p in committed], None)
 
     def _recover(self, lane: _Lane, exc: BaseException) -> None:
         """Abort what can be aborted; drop a producer that can no longer be trusted."""
@@ -334,40 +377,13 @@ def _resolve(waiters: list[asyncio.Future[None]], error: BaseException | None) -
             waiter.set_exception(error)
 
 
-_HOOKS: set[asyncio.Task[None]] = set()
-
-
-def _settle(
-    batch: list[_Pending], error: BaseException | None, after_commit: AfterCommit | None = None
-) -> None:
+def _settle(batch: list[_Pending], error: BaseException | None) -> None:
     """Wake every waiter of a batch; one hop per event loop, not one per request."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for p in batch:
-        by_loop.setdefault(p.loop, []).append(p)
-    for loop, pending in by_loop.items():
+        by_loop.setdefault(p.loop, []).append(p.waiter)
+    for loop, waiters in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_wake, pending, error, after_commit)
+            loop.call_soon_threadsafe(_resolve, waiters, error)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
-
-
-def _wake(
-    batch: list[_Pending], error: BaseException | None, after_commit: AfterCommit | None
-) -> None:
-    """On the requests' loop: run the after-commit hook when there is one, then resolve."""
-    waiters = [p.waiter for p in batch]
-    notes = [p.note for p in batch if p.note is not None]
-    if error is not None or after_commit is None or not notes:
-        _resolve(waiters, error)
-        return
-    task = asyncio.get_running_loop().create_task(_after(after_commit, notes, waiters))
-    _HOOKS.add(task)
-    task.add_done_callback(_HOOKS.discard)
-
-
-async def _after(hook: AfterCommit, notes: list[Any], waiters: list[asyncio.Future[None]]) -> None:
-    try:
-        await hook(notes)
-    except Exception:
-        log.exception("after-commit hook failed; the projector will catch up")
-    _resolve(waiters, None)

@@ -5,8 +5,9 @@ Lua scripts of `mcp.lua`, which make every transition monotonic: a late or repea
 moves a task back (`queued < running < terminal`, newer attempts over older ones). That is why
 several writers are safe; each exists for a reason:
 
-1. `TaskStore.apply_events` from the API's committer hook (`api.services`): the `queued` event
-   right after its Kafka commit and before the 202, so the submitter's next GET finds the task.
+1. `SyncTaskStore.apply_events` from the API's committer hook (`api.services`): the `queued`
+   event right after its Kafka commit and before the 202, so the submitter's next GET finds the
+   task.
 2. `TaskStore.cancel` from `POST /v1/tasks/{id}/cancel`, after the cancel request is durable in
    `task-events`: a queued task is cancelled at once, a running one gets the flag its worker polls.
 3. `SyncTaskStore.claim` from the worker before it runs a task: counts attempts across crashes
@@ -26,8 +27,9 @@ replay rebuilds the `max_active` quota's count with the rest. Paths 1 and 5 rest
 script that changes a task's status (paths 1 to 5) keeps the task's per-project indexes and
 timeline in the same step (`mcp.task_index`).
 
-`TaskStore` (asyncio) serves the API process (requests, committer hook, projector) on its one
-client; `SyncTaskStore` serves the worker and the replay command. On a Redis Cluster a batch
+`TaskStore` (asyncio) serves the API process (requests, projector) on its one client;
+`SyncTaskStore` serves the API's committer hook (in a thread of its producer), the worker and
+the replay command. On a Redis Cluster a batch
 is applied one hash slot at a time, and the indexes follow in a second step (`mcp.lua`).
 """
 
@@ -280,7 +282,7 @@ def _jobs(replies: list[Any]) -> list[Job]:
 
 
 class TaskStore:
-    """Async access for the API process: requests, the committer hook and the projector."""
+    """Async access for the API process: requests and the projector."""
 
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
@@ -399,7 +401,8 @@ class TaskStore:
 
 
 class SyncTaskStore:
-    """Blocking access for the worker and `autoglm replay`; batches calls in pipelines."""
+    """Blocking access for the API's committer hook, the worker and `autoglm replay`; batches
+    calls in pipelines."""
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
@@ -422,7 +425,7 @@ class SyncTaskStore:
         return self.settings.redis.task_indexes
 
     def apply_events(self, events: list[TaskEvent]) -> None:
-        """Apply lifecycle events (the replay of write path 5)."""
+        """Apply lifecycle events (write path 1, and the replay of write path 5)."""
         if not events:
             return
         keys = [self.keys.task(e.task_id) for e in events]
