@@ -4,27 +4,18 @@ the order, the projector changes nothing the fast paths wrote, and nothing moves
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from mcp.names import Keys
-from mcp.settings import Settings
 from mcp.store import SyncTaskStore
 from schemas import AsyncTask, TaskEvent, TaskResult, TaskStatus
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[SyncTaskStore]:
-    sync = SyncTaskStore(settings)
-    yield sync
-    sync.close()
 
 
 def _task(n: int) -> AsyncTask:

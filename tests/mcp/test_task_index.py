@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -20,13 +20,6 @@ from schemas import AsyncTask, TaskEvent, TaskResult, TaskStatus
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[SyncTaskStore]:
-    sync = SyncTaskStore(settings)
-    yield sync
-    sync.close()
 
 
 @pytest.fixture

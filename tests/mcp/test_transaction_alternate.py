@@ -5,54 +5,32 @@ whichever producer carried it, and an aborted one is done again on the next prod
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, TopicPartition
 
 from mcp.grouped_txn import Group
 from mcp.kafka import consumer_config
 from mcp.records import Record
 from mcp.settings import Settings
 from mcp.transaction import ConsumerTransaction, rewind
+from tests.mcp.txn_topics import seeded_source, take
 
 pytestmark = pytest.mark.integration
 
 N = 6
 
 
-def _take(consumer: Consumer, n: int, wait_s: float = 60) -> list[Message]:
-    taken: list[Message] = []
-    deadline = time.monotonic() + wait_s
-    while len(taken) < n and time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is not None and msg.error() is None:
-            taken.append(msg)
-    return taken
-
-
 def test_transactions_take_turns_and_each_input_commits_once(
     settings: Settings, namespace: str
 ) -> None:
-    bootstrap = settings.kafka.bootstrap_servers
-    source, sink, group = f"{namespace}src", f"{namespace}sink", f"{namespace}g"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(t, 1, 1) for t in (source, sink)]).values():
-        future.result(timeout=30)
-    seed = Producer({"bootstrap.servers": bootstrap})
-    for i in range(N):
-        seed.produce(source, str(i).encode())
-    assert seed.flush(30) == 0
-
-    consumer = Consumer(consumer_config(settings, group))
-    consumer.subscribe([source])
+    source, sink, group, consumer = seeded_source(settings, namespace, N)
     txn = ConsumerTransaction(settings, f"{namespace}slot", alternate=True)
     carriers: list[int] = []
     aborted = False
     done = 0
     while done < N:
-        [msg] = _take(consumer, 1)
+        [msg] = take(consumer, 1)
         txn.produce([Group(done, [Record(sink, None, b"out-" + (msg.value() or b""))])])
         carriers.append(id(txn.producer))
         if done == 3 and not aborted:  # one transaction lost half way: read again, redo
@@ -69,7 +47,7 @@ def test_transactions_take_turns_and_each_input_commits_once(
     assert all(a != b for a, b in itertools.pairwise(carriers))
     check = Consumer(consumer_config(settings, f"{namespace}check"))
     check.subscribe([sink])
-    outputs = [m.value() for m in _take(check, N + 1, wait_s=10)]  # waits out a duplicate
+    outputs = [m.value() for m in take(check, N + 1, wait_s=10)]  # waits out a duplicate
     check.close()
     assert outputs == [b"out-" + str(i).encode() for i in range(N)]
     committed = Consumer(consumer_config(settings, group))

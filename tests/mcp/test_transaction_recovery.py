@@ -10,31 +10,19 @@ again from its committed offsets: every input still gets exactly one output.
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from mcp.grouped_txn import Group
 from mcp.kafka import consumer_config
 from mcp.records import Record
 from mcp.settings import Settings
 from mcp.transaction import ConsumerTransaction, TransactionLost, rewind
+from tests.mcp.txn_topics import seeded_source, take
 
 pytestmark = pytest.mark.integration
 
 N = 10
-
-
-def _take(consumer: Consumer, n: int) -> list[Message]:
-    taken: list[Message] = []
-    deadline = time.monotonic() + 60
-    while len(taken) < n and time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is not None and msg.error() is None:
-            taken.append(msg)
-    return taken
 
 
 def _outputs(txn: ConsumerTransaction, batch: list[Message], sink: str) -> None:
@@ -46,21 +34,10 @@ def _outputs(txn: ConsumerTransaction, batch: list[Message], sink: str) -> None:
 def test_hanging_send_offsets_is_abandoned_and_every_input_commits_once(
     settings: Settings, namespace: str
 ) -> None:
-    bootstrap = settings.kafka.bootstrap_servers
-    source, sink, group = f"{namespace}src", f"{namespace}sink", f"{namespace}g"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(t, 1, 1) for t in (source, sink)]).values():
-        future.result(timeout=30)
-    seed = Producer({"bootstrap.servers": bootstrap})
-    for i in range(N):
-        seed.produce(source, str(i).encode())
-    assert seed.flush(30) == 0
-
-    consumer = Consumer(consumer_config(settings, group))
-    consumer.subscribe([source])
+    source, sink, group, consumer = seeded_source(settings, namespace, N)
     txn = ConsumerTransaction(settings, f"{namespace}slot")
     first = txn.producer
-    batch = _take(consumer, N)
+    batch = take(consumer, N)
     assert [m.value() for m in batch] == [str(i).encode() for i in range(N)]
     offsets = [TopicPartition(source, 0, (batch[-1].offset() or 0) + 1)]
 
@@ -73,7 +50,7 @@ def test_hanging_send_offsets_is_abandoned_and_every_input_commits_once(
 
     rewind(consumer)
     txn.offsets_deadline_s = 30.0
-    again = _take(consumer, N)
+    again = take(consumer, N)
     assert [m.value() for m in again] == [m.value() for m in batch]
     _outputs(txn, again, sink)
     txn.commit(offsets, consumer)
@@ -82,7 +59,7 @@ def test_hanging_send_offsets_is_abandoned_and_every_input_commits_once(
 
     check = Consumer(consumer_config(settings, f"{namespace}check"))
     check.subscribe([sink])
-    outputs = [m.value() for m in _take(check, N + 1)]  # waits out a duplicate, if any
+    outputs = [m.value() for m in take(check, N + 1)]  # waits out a duplicate, if any
     check.close()
     assert outputs == [b"out-" + str(i).encode() for i in range(N)]
     committed = Consumer(consumer_config(settings, group))
