@@ -27,6 +27,17 @@ KAFKA_CLUSTER = os.environ.get(
 REDIS_CLUSTER = os.environ.get("AUTOGLM_TEST_REDIS_CLUSTER_URL", "redis://127.0.0.1:17610/0")
 
 
+def cluster_script(kind: str, base_port: int, *args: str) -> str:
+    """What `deploy/<kind>/cluster.sh <args> --port <base_port>` printed."""
+    done = subprocess.run(
+        [str(ROOT / "deploy" / kind / "cluster.sh"), *args, "--port", str(base_port)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
 class KafkaCluster:
     """The three nodes `deploy/kafka/cluster.sh` runs; a node can be SIGKILLed and started again."""
 
@@ -36,13 +47,7 @@ class KafkaCluster:
         self.killed: set[int] = set()
 
     def _script(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(ROOT / "deploy" / "kafka" / "cluster.sh"), *args, "--port", str(self.base_port)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout
+        return cluster_script("kafka", self.base_port, *args)
 
     def brokers(self) -> set[int]:
         return set(
@@ -154,13 +159,7 @@ class RedisNodes:
         self.killed: set[int] = set()
 
     def _script(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(ROOT / "deploy" / "redis" / "cluster.sh"), *args, "--port", str(self.base_port)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout
+        return cluster_script("redis", self.base_port, *args)
 
     def nodes(self) -> dict[int, dict[str, Any]]:
         """`CLUSTER NODES` as a live node sees it: port -> what it says of that node."""
