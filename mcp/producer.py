@@ -128,7 +128,9 @@ class TaskProducer:
     """Group-committing transactional producer owned by one process slot.
 
     Several lanes pull from one queue, so that while one lane waits for its commit the next
-    batch is already gathering and producing in another: commits overlap instead of queueing.
+    batch is already gathering in another. Under load a lane commits once the previous
+    transaction is done (one transaction committing, the next gathering: fewer, larger
+    transactions); a lone submission commits at once, beside a transaction in flight.
     """
 
     def __init__(
@@ -149,6 +151,10 @@ class TaskProducer:
         self._stopping = False
         # Submissions in the latest transaction: more than one means load, and the window pays.
         self._last_batch = 0
+        # Transactions being produced and committed now, and a signal when one is done: the next
+        # batch gathers while the current one commits (see `_gather`).
+        self._committing = 0
+        self._commit_done = threading.Condition()
         self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._sweeper: asyncio.Task[None] | None = None
         self.transactions = 0
@@ -224,11 +230,19 @@ class TaskProducer:
             self._turns.wait(lane.index)
             try:
                 batch = self._gather()
+                if batch is not None:
+                    with self._commit_done:  # counted before the next lane's turn
+                        self._committing += 1
             finally:
                 self._turns.pass_on()
             if batch is None:
                 break
-            self._commit(lane, batch)
+            try:
+                self._commit(lane, batch)
+            finally:
+                with self._commit_done:
+                    self._committing -= 1
+                    self._commit_done.notify_all()
             if lane.producer is None:
                 # Dropped after a fatal error: connect again now, not on the next submission
                 # (an unready process gets none).
@@ -261,7 +275,16 @@ class TaskProducer:
         batch = [first]
         kafka = self._settings.kafka
         limit = kafka.group_commit_max_messages
-        if not self._queue.pending() and (kafka.group_commit_wait_alone or self._last_batch > 1):
+        under_load = self._last_batch > 1 or self._queue.pending() > 0
+        if self._committing and limit > 1 and under_load:
+            # Under load, while another lane's transaction commits, gather until it is done and
+            # then commit everything that came meanwhile in one transaction: two transactions in
+            # flight would each carry half as many submissions, and Kafka's cost (the
+            # coordinator's round trips, a marker on every partition written) is per
+            # transaction. A lone submission does not wait: it commits at once in its lane.
+            with self._commit_done:
+                self._commit_done.wait_for(lambda: not self._committing, kafka.request_timeout_s)
+        elif not self._queue.pending() and (kafka.group_commit_wait_alone or self._last_batch > 1):
             # Alone under load: give concurrent requests the window to join. One sleep, not a
             # wake-up per arrival; with more load the queue already holds the next batch and
             # nobody waits. Without load (the latest transaction was alone too) the window

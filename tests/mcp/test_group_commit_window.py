@@ -52,3 +52,56 @@ def test_window_only_under_load(monkeypatch: pytest.MonkeyPatch, wait_alone: boo
         assert waits == ([window] if wait_alone else [])
     finally:
         loop.close()
+
+
+class _CommitFinishes:
+    """Stands for `TaskProducer._commit_done`: the transaction in flight commits while the
+    gathering lane waits, and `arrivals` come in meanwhile."""
+
+    def __init__(self, producer: TaskProducer, arrivals: list[_Pending]) -> None:
+        self.producer = producer
+        self.arrivals = arrivals
+        self.waits = 0
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def wait_for(self, predicate: object, timeout: float) -> bool:
+        self.waits += 1
+        for pending in self.arrivals:
+            self.producer._queue.put(pending)
+        self.producer._committing = 0
+        assert callable(predicate)
+        return bool(predicate())
+
+
+def test_under_load_the_next_transaction_gathers_until_the_one_in_flight_commits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = TaskProducer(Settings(), "in-flight")
+    monkeypatch.setattr("mcp.producer.time.sleep", lambda _s: None)
+    loop = asyncio.new_event_loop()
+    try:
+        # Under load (the latest transaction was shared), another lane committing: wait for it,
+        # then take everything that came meanwhile in one transaction.
+        producer._last_batch = 2
+        producer._committing = 1
+        first, *meanwhile = [_pending(loop) for _ in range(3)]
+        finishes = _CommitFinishes(producer, meanwhile)
+        monkeypatch.setattr(producer, "_commit_done", finishes)
+        producer._queue.put(first)
+        assert producer._gather() == [first, *meanwhile]
+        assert finishes.waits == 1
+        # Without load a lone submission does not wait for the transaction in flight.
+        producer._last_batch = 1
+        producer._committing = 1
+        lone = _pending(loop)
+        finishes.arrivals = []
+        producer._queue.put(lone)
+        assert producer._gather() == [lone]
+        assert finishes.waits == 1
+    finally:
+        loop.close()
