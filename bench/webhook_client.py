@@ -44,7 +44,8 @@ def result(url: str, now: datetime) -> TaskResult:
     )
 
 
-async def _loop(post: Post, count: int, concurrency: int) -> float:
+async def _loop(post: Post, count: int, concurrency: int) -> tuple[float, float]:
+    """Requests per second, and CPU seconds of this process per request."""
     secret = [new_secret()]
     payload = body()
     remaining: Iterator[int] = iter(range(count))
@@ -54,12 +55,12 @@ async def _loop(post: Post, count: int, concurrency: int) -> float:
             await post(webhook_headers(secret, f"msg_{n}", payload))
 
     await post(webhook_headers(secret, "msg_warmup", payload))
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / (time.monotonic() - start)
+    return count / (time.monotonic() - start), (time.process_time() - cpu) / count
 
 
-async def with_httpx(url: str, count: int, concurrency: int) -> float:
+async def with_httpx(url: str, count: int, concurrency: int) -> tuple[float, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     payload = body()
     async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
@@ -71,7 +72,7 @@ async def with_httpx(url: str, count: int, concurrency: int) -> float:
         return await _loop(post, count, concurrency)
 
 
-async def with_aiohttp(url: str, count: int, concurrency: int) -> float:
+async def with_aiohttp(url: str, count: int, concurrency: int) -> tuple[float, float]:
     payload = body()
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -89,8 +90,9 @@ CLIENTS = {"httpx": with_httpx, "aiohttp": with_aiohttp}
 
 def main(argv: list[str]) -> int:
     client, url, count, concurrency = argv[0], argv[1], int(argv[2]), int(argv[3])
-    rate = uvloop.run(CLIENTS[client](url, count, concurrency))
-    sys.stdout.write(orjson.dumps({"client": client, "posts_per_s": round(rate, 1)}).decode())
+    rate, cpu_s = uvloop.run(CLIENTS[client](url, count, concurrency))
+    answer = {"client": client, "posts_per_s": round(rate, 1), "cpu_ms_per_post": cpu_s * 1000}
+    sys.stdout.write(orjson.dumps(answer).decode())
     return 0
 
 

@@ -26,6 +26,7 @@ import redis
 import uvloop
 from confluent_kafka import Producer
 
+from bench.cpu import CpuMeter, server_pid
 from bench.webhook_client import result
 from mcp.kafka import ensure_topics, producer_config
 from mcp.names import Topics
@@ -114,9 +115,9 @@ class Receiver:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def _baseline(client: str, url: str, count: int, concurrency: int) -> float:
+def _baseline(client: str, url: str, count: int, concurrency: int) -> tuple[float, float]:
     """Signed POSTs from a bare client loop (`bench.webhook_client`) in a process of its own,
-    with `concurrency` workers: requests per second."""
+    with `concurrency` workers: requests per second, and the loop's CPU ms per request."""
     answer = subprocess.run(
         [sys.executable, "-m", "bench.webhook_client", client, url, str(count), str(concurrency)],
         cwd=ROOT,
@@ -124,7 +125,8 @@ def _baseline(client: str, url: str, count: int, concurrency: int) -> float:
         check=True,
         timeout=300,
     )
-    return float(orjson.loads(answer.stdout)["posts_per_s"])
+    reply = orjson.loads(answer.stdout)
+    return float(reply["posts_per_s"]), float(reply["cpu_ms_per_post"])
 
 
 class Platform:
@@ -174,15 +176,19 @@ class Platform:
             command = [sys.executable, *wrap, "-m", "autoglm", "dispatcher", "--slot", f"b{slot}"]
             self.processes.append(subprocess.Popen(command, cwd=ROOT, env=env))
 
-    def publish(self, urls: list[str], batch: int = 500) -> None:
+    @staticmethod
+    def prepare(urls: list[str]) -> list[tuple[bytes, bytes]]:
+        """The results (key, value) whose webhooks go to `urls`, encoded ahead of the
+        measurement: building them is the load generator's work, not the platform's."""
         now = utcnow()
-        for start in range(0, len(urls), batch):
+        records = [result(url, now) for url in urls]
+        return [(r.task_id.encode(), dumps(r)) for r in records]
+
+    def publish(self, records: list[tuple[bytes, bytes]], batch: int = 500) -> None:
+        for start in range(0, len(records), batch):
             self.producer.begin_transaction()
-            for url in urls[start : start + batch]:
-                record = result(url, now)
-                self.producer.produce(
-                    self.topics.results, dumps(record), key=record.task_id.encode()
-                )
+            for key, value in records[start : start + batch]:
+                self.producer.produce(self.topics.results, value, key=key)
             self.producer.commit_transaction(30)
 
     def rss_mb(self) -> float:
@@ -217,17 +223,39 @@ def _rate(receiver: Receiver, before: int, count: int, started: float) -> float:
     return count / (receiver.wait(before + count) - started)
 
 
-def _alone(platform: Platform, receiver: Receiver, count: int, name: str) -> float:
+def _alone(
+    platform: Platform, receiver: Receiver, count: int, name: str
+) -> tuple[float, dict[str, float]]:
     """Deliveries per second to a healthy receiver, after warm-up deliveries (one through
-    each dispatcher's partition, as far as keys spread)."""
+    each dispatcher's partition, as far as keys spread); and the CPU ms per delivery of the
+    dispatchers, the Kafka broker, Redis and this process (receiver and producer)."""
     done = len(receiver.arrivals)
     warm = 4 * len(platform.processes)
-    platform.publish([receiver.url(f"/{name}-warmup{i}") for i in range(warm)])
+    platform.publish(platform.prepare([receiver.url(f"/{name}-warmup{i}") for i in range(warm)]))
     receiver.wait(done + warm, timeout=60)
     done = len(receiver.arrivals)
+    records = platform.prepare([receiver.url(f"/{name}{i}") for i in range(count)])
+    groups = {"dispatchers": [p.pid for p in platform.processes], "bench": [os.getpid()]}
+    for group, kind, address in (("broker", "kafka", KAFKA), ("redis", "redis", REDIS)):
+        pid = server_pid(kind, address)
+        groups[group] = [pid] if pid is not None else []
+    meter = CpuMeter(groups)
+    meter.start()
     started = time.monotonic()
-    platform.publish([receiver.url(f"/{name}{i}") for i in range(count)])
-    return _rate(receiver, done, count, started)
+    platform.publish(records)
+    rate = _rate(receiver, done, count, started)
+    used = meter.stop()
+    return rate, {group: seconds * 1000 / count for group, seconds in used.items()}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _cpu(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Mean CPU ms per delivery of each group over the rounds, and their total."""
+    groups = {g: round(_mean([r[g] for r in rounds]), 3) for g in rounds[0]}
+    return {**groups, "total": round(sum(groups.values()), 3)}
 
 
 def run(out: dict[str, Any]) -> None:
@@ -238,19 +266,25 @@ def run(out: dict[str, Any]) -> None:
     platform = Platform()
     try:
         baselines: dict[str, list[float]] = {"httpx": [], "aiohttp": []}
+        baseline_cpu: dict[str, list[float]] = {"httpx": [], "aiohttp": []}
         # With and without the journal, and the bare loop, taking turns: this machine's noise
         # hits all alike.
         unjournaled = Platform(journal=False)
         rates: dict[str, list[float]] = {"without": [], "with": []}
+        cpu: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
         try:
             for turn in range(ROUNDS):
                 for client, measured in baselines.items():
-                    measured.append(_baseline(client, healthy.url("/bare"), count, PER_HOST))
-                rates["without"].append(_alone(unjournaled, healthy, count, f"r{turn}-"))
-                rates["with"].append(_alone(platform, healthy, count, f"d{turn}-"))
+                    rate, per_post = _baseline(client, healthy.url("/bare"), count, PER_HOST)
+                    measured.append(rate)
+                    baseline_cpu[client].append(per_post)
+                for kind, which in (("without", unjournaled), ("with", platform)):
+                    rate, used = _alone(which, healthy, count, f"{kind[0]}{turn}-")
+                    rates[kind].append(rate)
+                    cpu[kind].append(used)
         finally:
             unjournaled.close()
-        alone = sum(rates["with"]) / ROUNDS
+        alone = _mean(rates["with"])
         redis_only = sum(rates["without"]) / ROUNDS
         best_client, best = max(
             ((c, sum(r) / len(r)) for c, r in baselines.items()), key=lambda cr: cr[1]
@@ -258,22 +292,28 @@ def run(out: dict[str, Any]) -> None:
         rss = platform.rss_mb()
 
         stuck = 200
-        platform.publish([hanging.url(f"/h{i}") for i in range(stuck)])
+        platform.publish(platform.prepare([hanging.url(f"/h{i}") for i in range(stuck)]))
         hanging.wait(PER_HOST, timeout=30)
         done = len(healthy.arrivals)
+        records = platform.prepare([healthy.url(f"/d{i}") for i in range(count)])
         started = time.monotonic()
-        platform.publish([healthy.url(f"/d{i}") for i in range(count)])
+        platform.publish(records)
         beside_hang = _rate(healthy, done, count, started)
 
         several = Platform(slots=slots)
         try:
-            together = [_alone(several, healthy, 2 * count, f"s{t}-") for t in range(ROUNDS)]
+            measured_several = [
+                _alone(several, healthy, 2 * count, f"s{t}-") for t in range(ROUNDS)
+            ]
+            together = [rate for rate, _ in measured_several]
+            several_cpu = _cpu([used for _, used in measured_several])
             several_rss = several.rss_mb()
         finally:
             several.close()
         print(
             f"webhooks: bare {best_client} {best:.0f}/s, one dispatcher {alone:.0f}/s "
-            f"({alone / best:.2f}x), {slots} dispatchers {max(together):.0f}/s",
+            f"({alone / best:.2f}x), {slots} dispatchers {max(together):.0f}/s; CPU ms per "
+            f"delivery {_cpu(cpu['with'])}",
             flush=True,
         )
         out["webhooks"] = {
@@ -284,11 +324,16 @@ def run(out: dict[str, Any]) -> None:
             "baseline_client_posts_per_s": {
                 c: [round(r, 1) for r in v] for c, v in baselines.items()
             },
+            "baseline_client_cpu_ms_per_post": {
+                c: round(_mean(v), 3) for c, v in baseline_cpu.items()
+            },
             "best_baseline": best_client,
             "baseline_posts_per_s": round(best, 1),
             "dispatcher_deliveries_per_s": round(alone, 1),
             "dispatcher_vs_baseline": round(alone / best, 3),
             "dispatcher_rss_mb": rss,
+            "cpu_ms_per_delivery": _cpu(cpu["with"]),
+            "without_journal_cpu_ms_per_delivery": _cpu(cpu["without"]),
             "without_journal_deliveries_per_s": round(redis_only, 1),
             "rounds": {k: [round(r, 1) for r in v] for k, v in rates.items()},
             "journal_vs_without": round(alone / redis_only, 3),
@@ -305,17 +350,22 @@ def run(out: dict[str, Any]) -> None:
                 "rounds_deliveries_per_s": [round(r, 1) for r in together],
                 "deliveries_per_s": round(sum(together) / len(together), 1),
                 "rss_mb": several_rss,
+                "cpu_ms_per_delivery": several_cpu,
             },
             "targets": {
                 "one_dispatcher_per_s": 1000,
                 "platform_per_s": 2000,
                 "dispatcher_vs_baseline": 0.8,
             },
+            "processes": "the bench process (receiver thread, producer), the Kafka broker, Redis, "
+            "the dispatchers measured; all on the same cores",
             "note": "end to end: Kafka commit -> dispatcher -> signed POST received, journaled "
             "(webhook-deliveries) unless said otherwise; the baseline is a bare client loop in a "
             "process of its own with the same per-host concurrency, the best of those measured; "
             "without_journal is the dispatcher with webhooks.journal=false (delivery states in "
-            "Redis only)",
+            "Redis only); cpu_ms_per_delivery: CPU time of each process (dispatchers, broker, "
+            "Redis, bench = receiver and producer) over the measured window per delivery; the "
+            "results are encoded before the window",
         }
     finally:
         platform.close()

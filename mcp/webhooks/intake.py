@@ -149,7 +149,7 @@ class Intake:
 
     async def apply(self, batch: Batch) -> None:
         await self.store.remember_traces(batch.traces)  # before the deliveries can be claimed
-        await self.store.apply(batch.states)
+        await self.store.apply(batch.states, own=self.journal.enabled)
         await self.watcher.finish(batch.finished)
         if batch.states:
             self.on_scheduled()

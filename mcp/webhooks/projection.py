@@ -34,6 +34,9 @@ SCHEMA_HEADER = ("schema", b"WebhookRecord/1")
 BATCH = 1000
 CHECK_EVERY_S = 1.0
 """How often a running projection checks that Redis still holds what it applied."""
+PROJECTION_FETCH = {"fetch.wait.max.ms": 200, "fetch.min.bytes": 256 * 1024}
+"""The projection is no one's wait (the writer of a state applies it at once): its fetches wait
+for a batch of records instead of asking the broker every few ms as the intake does."""
 
 
 def journal_record(topics: Topics, state: WebhookRecord) -> Record:
@@ -43,11 +46,17 @@ def journal_record(topics: Topics, state: WebhookRecord) -> Record:
     return Record(topics.webhooks, state.webhook_id.encode(), dumps(state), headers)
 
 
-def _newer(msg: Message, held: int) -> bool:
-    """Whether a record is newer than version `held` (a record without the header may be)."""
+def _version(msg: Message) -> int | None:
+    """A record's version, from its header (None for a record without one)."""
     headers = msg.headers() or []
     value = headers.get("version") if isinstance(headers, dict) else dict(headers).get("version")
-    return not value or int(value) > held
+    return int(value) if value else None
+
+
+def _newer(msg: Message, held: int) -> bool:
+    """Whether a record is newer than version `held` (a record without the header may be)."""
+    version = _version(msg)
+    return version is None or version > held
 
 
 def decode_records(messages: list[Message]) -> list[WebhookRecord]:
@@ -80,7 +89,9 @@ class WebhookProjection:
     def _open(self) -> tuple[Consumer, list[int]]:
         if self._consumer is None:
             group = Topics.of(self.settings).group("webhook-projection")
-            config = consumer_config(self.settings, group, **{"enable.partition.eof": True})
+            config = consumer_config(
+                self.settings, group, **PROJECTION_FETCH, **{"enable.partition.eof": True}
+            )
             self._consumer = Consumer(config)
         metadata = self._consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
         if metadata is None or metadata.error is not None:  # not created yet: nothing to apply
@@ -90,6 +101,7 @@ class WebhookProjection:
     async def sync(self, from_start: bool = False, timeout_s: float | None = None) -> int:
         """Apply the topic up to its end, from where Redis holds it (from the beginning when
         Redis has no webhook state, or when asked); returns how many records were applied."""
+        self.store.forget_own()
         consumer, partitions = await asyncio.to_thread(self._open)
         stored = {} if from_start else (await self.store.positions() or {})
         if stored and self._back:  # after a failover: from where it was a while ago
@@ -127,9 +139,16 @@ class WebhookProjection:
             if offset is not None:
                 part = msg.partition() or 0
                 positions[part] = max(positions.get(part, 0), offset + 1)
-        # Most records were applied already by the process that wrote them: skip those unread.
-        held = await self.store.versions([(m.key() or b"").decode() for m in messages])
-        fresh = [m for m, v in zip(messages, held, strict=True) if _newer(m, v)]
+        # Most records were applied already by the process that wrote them: skip those unread,
+        # this process's own without asking Redis.
+        others: list[tuple[Message, str]] = []
+        for msg in messages:
+            webhook_id = (msg.key() or b"").decode()
+            version = _version(msg)
+            if version is None or not self.store.applied_here(webhook_id, version):
+                others.append((msg, webhook_id))
+        held = await self.store.versions([webhook_id for _, webhook_id in others])
+        fresh = [m for (m, _), v in zip(others, held, strict=True) if _newer(m, v)]
         records = decode_records(fresh)
         known = any(n > 0 for n in self._next.values())
         if not await self.store.project(records, positions, known):
@@ -167,9 +186,11 @@ class WebhookProjection:
                         raise WebhookStateLost("Redis holds less webhook state than was applied")
             except WebhookStateLost as exc:
                 log.warning("%s; rebuilding it from Kafka", exc)
+                self.store.forget_own()
                 self.ready.clear()
             except (RedisError, OSError) as exc:
                 log.warning("webhook projection waits for Redis (%s)", exc)
+                self.store.forget_own()
                 self.ready.clear()
                 await asyncio.sleep(1.0)
 

@@ -67,7 +67,8 @@ class Recorder:
         self.batches += 1
         try:
             await self.journal.record([e.state for e in batch])
-            await self.store.ended_many(self.slot, [(e.delivery, e.state) for e in batch])
+            outcomes = [(e.delivery, e.state) for e in batch]
+            await self.store.ended_many(self.slot, outcomes, own=self.journal.enabled)
         except BaseException as exc:
             for ended in batch:
                 if not ended.done.done():

@@ -133,19 +133,48 @@ return out
 """
 )
 
-# KEYS: schedule, turn of the task, held webhooks of the task. ARGV: due prefix, host, id.
-# The attempt of `id` ended: the task's next webhooks get their places back.
-RELEASE = (
+# KEYS: a delivery hash, schedule, turn of the task, held webhooks of the task, inflight set of
+# the slot. ARGV: version, retention s, '1' if the delivery still waits, due prefix, host, id, due
+# time, then field/value pairs. The outcome of an attempt of a claimed delivery, in one call: its
+# state (as `STATE`), its place in the due queue (as `PLACE`, 'set' while it waits, else
+# 'remove'), the task's turn released (its held webhooks get their places back) and the claim
+# dropped. Every key is in the
+# delivery's shard (one hash slot). Returns 1 when what lies outside the shard (dead list, task
+# index, then `PLACED`) is still to write, 0 when Redis holds that version or a later one.
+ENDED = (
     _RESCORE
     + """
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-redis.call('DEL', KEYS[2])
-local held = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
-local due = ARGV[1] .. ARGV[2]
-for i = 1, #held, 2 do redis.call('ZADD', due, 'XX', held[i + 1], held[i]) end
-redis.call('DEL', KEYS[3])
-rescore(KEYS[1], ARGV[1], ARGV[2])
-return 1
+local id, due = ARGV[6], ARGV[4] .. ARGV[5]
+local version = tonumber(ARGV[1])
+local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local todo = 0
+if held < version then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+  if ARGV[3] == '1' then
+    redis.call('PERSIST', KEYS[1])
+  else
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+  end
+  todo = 1
+elseif held == version and tonumber(redis.call('HGET', KEYS[1], 'placed') or '0') < version then
+  todo = 1
+end
+if todo == 1 then
+  if ARGV[3] == '1' then
+    redis.call('ZADD', due, ARGV[7], id)
+  else
+    redis.call('ZREM', due, id)
+  end
+end
+if redis.call('GET', KEYS[3]) == id then
+  redis.call('DEL', KEYS[3])
+  local waiting = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+  for i = 1, #waiting, 2 do redis.call('ZADD', due, 'XX', waiting[i + 1], waiting[i]) end
+  redis.call('DEL', KEYS[4])
+end
+rescore(KEYS[2], ARGV[4], ARGV[5])
+redis.call('SREM', KEYS[5], id)
+return todo
 """
 )
 

@@ -39,6 +39,8 @@ from schemas.task import utcnow
 from schemas.webhooks import COMPLETION_TYPES, WebhookAttempt, WebhookRecord
 
 TERMINAL_TYPES = tuple(COMPLETION_TYPES.values())
+OWN_MAX = 200_000
+"""Journaled states remembered as applied here, at most (see `WebhookStore.applied_here`)."""
 
 
 def _text(value: Any) -> str:
@@ -76,17 +78,21 @@ class WebhookStore:
         self._placed = async_script(redis, scripts.PLACED)
         self._place = async_script(redis, scripts.PLACE)
         self._claim = async_script(redis, scripts.CLAIM)
-        self._release = async_script(redis, scripts.RELEASE)
+        self._ended = async_script(redis, scripts.ENDED)
         self._positions = async_script(redis, scripts.POSITIONS)
         self._versions = async_script(redis, scripts.VERSIONS)
+        # Journaled states this process applied itself (webhook id -> version), which the
+        # projection need not apply again when it reads them back; dropped with every rebuild.
+        self._own: dict[str, int] = {}
+        self._epoch = 0
 
     @property
     def retention_s(self) -> int:
         return self.settings.redis.task_retention_s
 
-    async def apply(self, records: Sequence[WebhookRecord]) -> int:
+    async def apply(self, records: Sequence[WebhookRecord], own: bool = False) -> int:
         """Project records, each unless Redis holds its version or a later one; returns how
-        many changed anything.
+        many changed anything. `own`: they are committed to the journal (see `ended_many`).
 
         Two steps, each touching one hash slot's keys at a time (Redis Cluster): the delivery
         hash takes the state (`scripts.STATE`), then the state is placed in the due queue, the
@@ -101,6 +107,7 @@ class WebhookStore:
             if held is None or record.version > held.version:
                 latest[record.webhook_id] = record
         chosen = list(latest.values())
+        epoch = self._epoch
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in chosen:
                 fields = hash_fields(record)
@@ -111,13 +118,38 @@ class WebhookStore:
                 )
             wanted = await pipe.execute()
         todo = [r for r, want in zip(chosen, wanted, strict=True) if int(want)]
-        if not todo:
-            return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for record in todo:
-                await self._placing(pipe, record)
-            await pipe.execute()
+        if todo:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for record in todo:
+                    await self._placing(pipe, record)
+                await pipe.execute()
+        if own:
+            self._note(epoch, chosen)
         return len(todo)
+
+    def _note(self, epoch: int, records: Sequence[WebhookRecord]) -> None:
+        """Remember journaled states applied here, unless Redis was rebuilt meanwhile (they may
+        have gone to the Redis that was lost)."""
+        if epoch != self._epoch:
+            return
+        if len(self._own) > OWN_MAX:  # the projection fell far behind: it checks Redis instead
+            self._own.clear()
+        for record in records:
+            if record.version > self._own.get(record.webhook_id, 0):
+                self._own[record.webhook_id] = record.version
+
+    def applied_here(self, webhook_id: str, version: int) -> bool:
+        """Whether this process applied `version` of a delivery, or a later one, to Redis since
+        the last rebuild (then applying it again changes nothing); forgets it once read."""
+        held = self._own.get(webhook_id, 0)
+        if held == version:
+            del self._own[webhook_id]
+        return held >= version
+
+    def forget_own(self) -> None:
+        """Redis lost state, or may have: what this process applied is to be read back again."""
+        self._epoch += 1
+        self._own.clear()
 
     async def _placing(self, pipe: Any, record: WebhookRecord) -> None:
         """Queue on `pipe` what places one applied state: the due queue of its destination, the
@@ -129,6 +161,12 @@ class WebhookStore:
         prefix = self.keys.webhook_due("", shard)
         args: list[Any] = [prefix, destination(record.url), webhook_id, repr(due), mode]
         await self._place(keys=[self.keys.webhook_schedule(shard)], args=args, client=pipe)
+        await self._outside_shard(pipe, record)
+
+    async def _outside_shard(self, pipe: Any, record: WebhookRecord) -> None:
+        """Queue on `pipe` the placing of an applied state outside its shard (dead list, the
+        task's index of webhooks), then the `placed` mark."""
+        webhook_id = record.webhook_id
         if record.status == "failed":
             pipe.zadd(
                 self.keys.webhook_dead, {webhook_id: (record.finished_at or record.at).timestamp()}
@@ -275,24 +313,41 @@ class WebhookStore:
         turn, and drop the claim."""
         await self.ended_many(slot, [(d, record)])
 
-    async def ended_many(self, slot: str, ended: Sequence[tuple[Delivery, WebhookRecord]]) -> None:
-        """`ended` for several attempts at once: the same writes, in as many round trips as
-        for one."""
+    async def ended_many(
+        self, slot: str, ended: Sequence[tuple[Delivery, WebhookRecord]], own: bool = False
+    ) -> None:
+        """`ended` for several attempts at once, in two round trips whatever their number: one
+        `scripts.ENDED` per attempt (state, due queue, turn and claim: the delivery's shard),
+        then, for the states Redis did not hold yet, the dead list, the task's index and the
+        `placed` mark. `own`: the states are committed to the journal, so the projection may
+        skip them when it reads them back (`applied_here`)."""
         if not ended:
             return
-        await self.apply([record for _, record in ended])
+        epoch = self._epoch
         async with self.redis.pipeline(transaction=False) as pipe:
-            for d, _ in ended:
+            for d, record in ended:
                 shard = self.keys.webhook_shard(d.webhook_id)
                 keys = [
+                    self.keys.delivery(d.webhook_id),
                     self.keys.webhook_schedule(shard),
                     self.keys.webhook_turn(shard, d.task_id),
                     self.keys.webhook_held(shard, d.task_id),
+                    self.keys.webhook_inflight(slot, shard),
                 ]
-                args: list[Any] = [self.keys.webhook_due("", shard), d.destination, d.webhook_id]
-                await self._release(keys=keys, args=args, client=pipe)
-                pipe.srem(self.keys.webhook_inflight(slot, shard), d.webhook_id)
-            await pipe.execute()
+                due = (record.next_attempt_at or record.at).timestamp()
+                args: list[Any] = [record.version, self.retention_s, int(record.waiting)]
+                args += [self.keys.webhook_due("", shard), d.destination, d.webhook_id, repr(due)]
+                args += [item for pair in hash_fields(record).items() for item in pair]
+                await self._ended(keys=keys, args=args, client=pipe)
+            wanted = await pipe.execute()
+        todo = [record for (_, record), want in zip(ended, wanted, strict=True) if int(want)]
+        if todo:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for record in todo:
+                    await self._outside_shard(pipe, record)
+                await pipe.execute()
+        if own:
+            self._note(epoch, [record for _, record in ended])
 
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
         """Redis only (tools and tests): the attempt of `d` was answered 2xx."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -176,6 +177,51 @@ async def test_records_apply_in_any_order_and_twice(store: WebhookStore) -> None
     view = await store.view("late")
     assert (view.status, [a.status_code for a in view.history]) == ("failed", [410])
     assert (await store.claim("s", 10, 60, {}, 8)).deliveries == []
+
+
+async def test_an_outcome_already_projected_still_gives_the_next_webhook_its_turn(
+    store: WebhookStore,
+) -> None:
+    # The projection may apply an attempt's journaled outcome before the attempt's own writes.
+    await store.schedule([_delivery("p", "task.started"), _delivery("p")])
+    [started] = (await store.claim("s1", 10, 60, {}, 8)).deliveries
+    attempt = WebhookAttempt(attempt=1, at=utcnow(), duration_ms=2.0, status_code=200)
+    outcome = started.after(attempt, delivered=True)
+    assert await store.apply([outcome]) == 1
+    assert (await store.claim("s1", 10, 60, {}, 8)).deliveries == []  # still its turn
+
+    await store.ended(started, "s1", outcome)
+    assert (await store.state(started.webhook_id))["status"] == "delivered"
+    [final] = (await store.claim("s1", 10, 60, {}, 8)).deliveries
+    assert final.type == "task.succeeded"
+    assert await store.recover("s1") == 1  # only the claim of the one being attempted
+
+
+async def test_states_applied_here_are_read_back_only_after_a_rebuild(
+    store: WebhookStore,
+) -> None:
+    [first] = scheduled([_delivery("own")])
+    await store.apply([first])
+    assert store.applied_here(first.webhook_id, 1) is False  # not journaled: not remembered
+    await store.apply([first], own=True)
+    assert store.applied_here(first.webhook_id, 1) is True
+    assert store.applied_here(first.webhook_id, 1) is False  # read back once: forgotten
+
+    [d] = (await store.claim("s", 10, 60, {}, 8)).deliveries
+    attempt = WebhookAttempt(attempt=1, at=utcnow(), duration_ms=2.0, status_code=200)
+    await store.ended_many("s", [(d, d.after(attempt, delivered=True))], own=True)
+    assert store.applied_here(first.webhook_id, 1) is True  # an older record: nothing to do
+    store.forget_own()  # Redis lost state, or may have: read everything back
+    assert store.applied_here(first.webhook_id, 2) is False
+
+    # A write that was under way when Redis was found to have lost state is not remembered:
+    # it may have gone to the Redis that was lost.
+    [again] = scheduled([_delivery("raced")])
+    writing = asyncio.create_task(store.apply([again], own=True))
+    await asyncio.sleep(0)
+    store.forget_own()
+    await writing
+    assert store.applied_here(again.webhook_id, 1) is False
 
 
 async def test_generated_secret_is_stable_per_project(settings: Settings) -> None:
