@@ -76,25 +76,33 @@ class AdaptiveLimit:
             self._reached = True
         return True
 
-    async def wait(self, timeout_s: float) -> bool:
-        """After a failed `acquire`: wait up to `timeout_s` for a slot; False when none came
-        (or as many wait already as there are slots)."""
+    def enqueue(self, timeout_s: float) -> asyncio.Future[bool] | None:
+        """After a failed `acquire`: a place in the queue for a slot, a future that turns True
+        when one passes to it, False after `timeout_s`; None when no waiting is allowed (or as
+        many wait already as there are slots)."""
         if timeout_s <= 0 or len(self._waiters) >= int(self.limit):
-            return False
+            return None
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(waiter)
         timer = loop.call_later(timeout_s, self._give_up, waiter)
+        waiter.add_done_callback(lambda _: timer.cancel())
+        return waiter
+
+    async def wait(self, timeout_s: float) -> bool:
+        """After a failed `acquire`: wait up to `timeout_s` for a slot; False when none came."""
+        waiter = self.enqueue(timeout_s)
+        return waiter is not None and await self.wait_for(waiter)
+
+    async def wait_for(self, waiter: asyncio.Future[bool]) -> bool:
         try:
             return await waiter
         except asyncio.CancelledError:
             if waiter.cancelled():
                 self._forget(waiter)
             elif waiter.result():
-                self._hand_over()  # the slot came with the cancellation: pass it on
+                self.hand_over()  # the slot came with the cancellation: pass it on
             raise
-        finally:
-            timer.cancel()
 
     def _give_up(self, waiter: asyncio.Future[bool]) -> None:
         if not waiter.done():
@@ -107,7 +115,7 @@ class AdaptiveLimit:
         except ValueError:
             pass
 
-    def _hand_over(self) -> None:
+    def hand_over(self) -> None:
         """A slot is free: to the oldest waiter, else back to the pool."""
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -117,7 +125,7 @@ class AdaptiveLimit:
         self.in_flight -= 1
 
     def release(self, seconds: float) -> None:
-        self._hand_over()
+        self.hand_over()
         self._samples.append(seconds)
         now = time.monotonic()
         if now >= self._window_end:
@@ -133,7 +141,7 @@ class AdaptiveLimit:
             self.limit = min(self.maximum, self.limit + max(1.0, math.sqrt(self.limit)))
             while self._waiters and self.in_flight < int(self.limit):
                 self.in_flight += 1  # a new slot, taken by the oldest waiter
-                self._hand_over()
+                self.hand_over()
         self._samples = []
         self._reached = False
         ADMISSION_LIMIT.set(int(self.limit))
@@ -190,11 +198,11 @@ class RetryAfter:
         self._window_end = now + self.WINDOW_S
 
 
-class AdmissionControl:
-    """ASGI middleware in front of the submission routes."""
+class Admission:
+    """The decisions of admission control, shared by the ASGI middleware and the HTTP protocol
+    (`api.protocol`), which makes them before an ASGI task exists."""
 
-    def __init__(self, app: ASGIApp, settings: ServerSettings, limit: AdaptiveLimit) -> None:
-        self.app = app
+    def __init__(self, settings: ServerSettings, limit: AdaptiveLimit) -> None:
         self.limit = limit
         self.retry = RetryAfter(
             settings.admission_retry_after_s,
@@ -207,17 +215,35 @@ class AdmissionControl:
         self.max_infer = settings.admission_max_infer
         self.infer_in_flight = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-        elif scope["path"] in GUARDED:
-            await self._submission(scope, receive, send)
-        elif scope["path"] == INFER:
-            await self._infer(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+    def enter(self, scope: Scope) -> Overloaded | asyncio.Future[bool] | None:
+        """A submission's headers have arrived: None when it holds a slot now; a future that
+        says whether a slot came to it within `admission_max_wait_ms` (then `full` refuses it);
+        or its refusal."""
+        refusal = self._bytes_refusal(scope)
+        if refusal is not None:
+            self.retry.refuse(time.monotonic())
+            return refusal
+        if self.limit.acquire():
+            return None
+        waiter = self.limit.enqueue(self.max_wait_s)
+        return waiter if waiter is not None else self.full()
 
-    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def full(self) -> Overloaded:
+        """The refusal of a submission that found no slot (counted as one)."""
+        retry_after_s = self.retry.refuse(time.monotonic())
+        return Overloaded(
+            f"the API holds {self.limit.in_flight} submissions, its limit now; "
+            f"retry in {retry_after_s} s with the same Idempotency-Key",
+            {"in_flight": self.limit.in_flight, "limit": int(self.limit.limit)},
+            retry_after_s,
+        )
+
+    def leave(self, seconds: float) -> None:
+        """An admitted submission was answered after `seconds` in the app."""
+        self.limit.release(seconds)
+        self.retry.accept(time.monotonic())
+
+    def infer_refusal(self, scope: Scope) -> Overloaded | None:
         refusal = self._bytes_refusal(scope)
         if refusal is None and self.infer_in_flight >= self.max_infer:
             refusal = Overloaded(
@@ -226,34 +252,7 @@ class AdmissionControl:
                 {"in_flight": self.infer_in_flight, "limit": self.max_infer},
                 self.retry_after_s,
             )
-        if refusal is not None:
-            await _refuse(refusal, scope, receive, send)
-            return
-        self.infer_in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.infer_in_flight -= 1
-
-    async def _submission(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = self._bytes_refusal(scope)
-        if (
-            refusal is None
-            and not self.limit.acquire()
-            and not await self.limit.wait(self.max_wait_s)
-        ):
-            refusal = self._full(self.retry.refuse(time.monotonic()))
-        elif refusal is not None:
-            self.retry.refuse(time.monotonic())
-        if refusal is not None:
-            await _refuse(refusal, scope, receive, send)
-            return
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.limit.release(time.perf_counter() - started)
-            self.retry.accept(time.monotonic())
+        return refusal
 
     def _bytes_refusal(self, scope: Scope) -> Overloaded | None:
         pending = _pending_bytes(scope)
@@ -266,32 +265,85 @@ class AdmissionControl:
             )
         return None
 
-    def _full(self, retry_after_s: int) -> Overloaded:
-        return Overloaded(
-            f"the API holds {self.limit.in_flight} submissions, its limit now; "
-            f"retry in {retry_after_s} s with the same Idempotency-Key",
-            {"in_flight": self.limit.in_flight, "limit": int(self.limit.limit)},
-            retry_after_s,
-        )
+
+# Set in a submission's scope by a server that admitted it already (`api.protocol`): the
+# middleware then only times it and frees its slot.
+ADMITTED = "autoglm.admitted"
+
+
+class AdmissionControl:
+    """ASGI middleware in front of the submission routes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: ServerSettings,
+        limit: AdaptiveLimit,
+        admission: Admission | None = None,
+    ) -> None:
+        self.app = app
+        self.admission = admission or Admission(settings, limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+        elif scope["path"] in GUARDED:
+            await self._submission(scope, receive, send)
+        elif scope["path"] == INFER:
+            await self._infer(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admission = self.admission
+        refusal = admission.infer_refusal(scope)
+        if refusal is not None:
+            await _refuse(refusal, send)
+            return
+        admission.infer_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            admission.infer_in_flight -= 1
+
+    async def _submission(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admission = self.admission
+        if ADMITTED not in scope:
+            verdict = admission.enter(scope)
+            if isinstance(verdict, asyncio.Future):
+                verdict = None if await admission.limit.wait_for(verdict) else admission.full()
+            if verdict is not None:
+                await _refuse(verdict, send)
+                return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            admission.leave(time.perf_counter() - started)
 
 
 _REFUSED = REFUSED.labels(Overloaded.code)
-_STATUS = status_of(Overloaded("", {}))
+STATUS = status_of(Overloaded("", {}))
 _CONTENT_TYPE = (b"content-type", b"application/json")
 
 
-async def _refuse(refusal: Overloaded, scope: Scope, receive: Receive, send: Send) -> None:
-    """The 503 written straight to the server: a refusal is the cheapest answer the API gives
-    (under overload it is a fifth of them), so no Response object, no body model."""
+def refusal_body(refusal: Overloaded) -> tuple[bytes, int]:
+    """The 503's body (the API.md error body) and its Retry-After; the refusal is counted."""
     _REFUSED.inc()
     error = {"code": refusal.code, "message": refusal.message, "details": refusal.details}
-    body = orjson.dumps({"error": error})
+    return orjson.dumps({"error": error}), refusal.retry_after_s or 1
+
+
+async def _refuse(refusal: Overloaded, send: Send) -> None:
+    """The 503 written straight to the server: a refusal is the cheapest answer the API gives
+    (under overload it is a fifth of them), so no Response object, no body model."""
+    body, retry_after_s = refusal_body(refusal)
     headers = [
         _CONTENT_TYPE,
         (b"content-length", b"%d" % len(body)),
-        (b"retry-after", b"%d" % (refusal.retry_after_s or 1)),
+        (b"retry-after", b"%d" % retry_after_s),
     ]
-    await send({"type": "http.response.start", "status": _STATUS, "headers": headers})
+    await send({"type": "http.response.start", "status": STATUS, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -10,7 +10,7 @@ from prometheus_client import start_http_server
 from starlette.routing import Route
 
 from api import contract, errors
-from api.admission import AdaptiveLimit, AdmissionControl
+from api.admission import AdaptiveLimit, Admission, AdmissionControl
 from api.auth.openapi import document_access
 from api.limits import BodySizeLimit, CompressResponses
 from api.metrics import RequestMetrics
@@ -109,9 +109,11 @@ def create_app(settings: Settings | None = None, settle_heap: bool = False) -> F
             server.admission_max_inflight,
             server.admission_target_ms / 1000,
         )
-        app.state.admission = limit
+        admission = Admission(server, limit)
+        # The HTTP protocol of `autoglm api` (api.protocol) decides with the same state.
+        app.state.admission = admission
         # Outermost: a refusal costs no more than reading the headers.
-        app.add_middleware(AdmissionControl, settings=server, limit=limit)
+        app.add_middleware(AdmissionControl, settings=server, limit=limit, admission=admission)
     if settings.telemetry.metrics:
         app.add_middleware(RequestMetrics, routes=app.router.routes)
     return app

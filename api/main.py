@@ -9,6 +9,7 @@ slot, or a process manager of your own).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from types import FrameType
 
 import uvicorn
 
-from mcp.settings import get_settings
+from mcp.settings import ServerSettings, get_settings
 from mcp.telemetry import tracing
 from mcp.telemetry.logs import configure_logging
 from mcp.threads import share_the_interpreter
@@ -52,15 +53,24 @@ def run(
         return _supervise(host, port, processes)
     share_the_interpreter(settings)
     tracing.setup("api", settings)
+    from api.app import create_server_app
+    from api.protocol import admitting_protocol
+
+    app = create_server_app()
+    admission = getattr(app.state, "admission", None)
+    # Submissions are admitted or refused by the protocol, before an ASGI task exists.
+    http: type[asyncio.Protocol] | str = (
+        admitting_protocol(admission) if admission is not None else "httptools"
+    )
     config = uvicorn.Config(
-        "api.app:create_server_app",
-        factory=True,
+        app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=http,
+        timeout_keep_alive=keep_alive_s(settings.server),
     )
     fd = os.environ.get(FD_ENV)
     # uvicorn's own `fd=` takes any inherited socket for a Unix one, so its connections would
@@ -70,6 +80,13 @@ def run(
     server = uvicorn.Server(config)
     server.run(sockets=sockets)
     return 0 if server.started else STARTUP_FAILURE
+
+
+def keep_alive_s(server: ServerSettings) -> int:
+    """How long an idle connection stays open: past the longest wait a refused client is asked
+    for (Retry-After, plus the random part up to as much again that the SDK adds), so that it
+    comes back on the connection it has instead of costing the API a new one."""
+    return max(5, 2 * server.admission_retry_after_max_s + 1)
 
 
 def _supervise(host: str, port: int, processes: int) -> int:

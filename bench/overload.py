@@ -44,6 +44,7 @@ class Overload:
     refused: int = 0
     other: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    reconnects: int = 0
     seconds: float = 0.0
 
 
@@ -109,6 +110,12 @@ async def overload(port: int, connections: int, duration_s: float) -> Overload:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while clock() < stop_at:
+                if reader.at_eof():
+                    # The server closed the idle connection (its keep-alive ran out while this
+                    # client waited Retry-After): a new one, as an HTTP client's pool does.
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    result.reconnects += 1
                 t0 = clock()
                 writer.write(request)
                 status, retry_after = await _read(reader)
@@ -211,6 +218,7 @@ def run_api(admission: bool) -> dict[str, Any]:
         "refused": loaded.refused,
         "other_statuses": {str(k): v for k, v in loaded.other.items()},
         "connection_errors": loaded.errors,
+        "reconnects": loaded.reconnects,
         "accepted_p50_ms": _pct(loaded.accepted_ms, 0.5),
         "accepted_p99_ms": _pct(loaded.accepted_ms, 0.99),
         "accepted_max_ms": _pct(loaded.accepted_ms, 1.0),

@@ -1,0 +1,96 @@
+"""The HTTP protocol of `autoglm api`: uvicorn's httptools protocol with admission control in
+front of the ASGI task.
+
+Under overload most of the API's connections carry submissions it cannot take yet. Deciding at
+the ASGI layer costs each of them a task, a pass through the middleware stack and two `send`
+calls before the refusal leaves; here the decision is taken once the headers are parsed, before
+any task exists:
+
+- a slot is free: the ASGI task starts, its scope marked as admitted (`api.admission.ADMITTED`:
+  the middleware then only times it and frees the slot);
+- none is free but the submission may wait for one (`admission_max_wait_ms`): no task either
+  while it waits; one starts when a slot passes to it;
+- otherwise, or when its wait ends without a slot: the 503, with the API.md error body and
+  Retry-After, is written to the connection at once. The body that follows the headers is
+  parsed and dropped, so the connection stays usable (keep-alive) for the client's retry.
+
+Only `POST /v1/tasks` and `/v1/tasks:batch` are decided here; every other request, and every
+request of an in-process server (tests), goes through `api.admission.AdmissionControl` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+from api.admission import ADMITTED, GUARDED, STATUS, Admission, refusal_body
+from mcp.errors import Overloaded
+
+_HEAD = STATUS_LINE[STATUS] + b"content-type: application/json\r\n"
+
+
+class AdmittingProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` whose submissions pass admission control before their ASGI task."""
+
+    admission: Admission
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        scope = cycle.scope
+        if scope["method"] != "POST" or scope["path"] not in GUARDED:
+            super()._start_asgi_task(cycle, app)
+            return
+        verdict = self.admission.enter(scope)  # type: ignore[arg-type]
+        if verdict is None:
+            self._admitted(cycle, app)
+        elif isinstance(verdict, Overloaded):
+            self._refuse(cycle, verdict)
+        else:
+            verdict.add_done_callback(partial(self._waited, cycle, app))
+
+    def _admitted(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        scope: Any = cycle.scope
+        scope[ADMITTED] = True
+        super()._start_asgi_task(cycle, app)
+
+    def _waited(
+        self, cycle: RequestResponseCycle, app: ASGI3Application, waiter: asyncio.Future[bool]
+    ) -> None:
+        granted = not waiter.cancelled() and waiter.result()
+        if cycle.disconnected or self.transport.is_closing():
+            if granted:
+                self.admission.limit.hand_over()  # its client left: the slot goes on
+        elif granted:
+            self._admitted(cycle, app)
+        else:
+            self._refuse(cycle, self.admission.full())
+
+    def _refuse(self, cycle: RequestResponseCycle, refusal: Overloaded) -> None:
+        body, retry_after_s = refusal_body(refusal)
+        head = [_HEAD]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"content-length: %d\r\nretry-after: %d\r\n" % (len(body), retry_after_s))
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += [b"\r\n", body]
+        self.transport.write(b"".join(head))
+        # What is left of the request's body is parsed and dropped (`on_body` ignores a
+        # completed response); the next request on the connection starts as usual.
+        cycle.response_started = cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+
+def admitting_protocol(admission: Admission) -> type[AdmittingProtocol]:
+    """The protocol class for uvicorn's `http=`, bound to the app's admission control."""
+    return type("AdmittingProtocol", (AdmittingProtocol,), {"admission": admission})
