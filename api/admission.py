@@ -214,6 +214,8 @@ class Admission:
         self.max_wait_s = settings.admission_max_wait_ms / 1000
         self.max_infer = settings.admission_max_infer
         self.infer_in_flight = 0
+        # Whether a refusal outside the ASGI app (api.protocol) is observed as a request.
+        self.request_metrics = False
 
     def enter(self, scope: Scope) -> Overloaded | asyncio.Future[bool] | None:
         """A submission's headers have arrived: None when it holds a slot now; a future that

@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, settle_heap: bool = False) -> F
             server.admission_target_ms / 1000,
         )
         admission = Admission(server, limit)
+        admission.request_metrics = settings.telemetry.metrics
         # The HTTP protocol of `autoglm api` (api.protocol) decides with the same state.
         app.state.admission = admission
         # Outermost: a refusal costs no more than reading the headers.

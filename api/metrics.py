@@ -44,6 +44,17 @@ REQUEST_SECONDS = Histogram(
 )
 
 
+_refusals: dict[str, Any] = {}
+
+
+def observe_refusal(route: str, seconds: float) -> None:
+    """A submission refused by the HTTP protocol (api.protocol), which no middleware sees."""
+    child = _refusals.get(route)
+    if child is None:
+        child = _refusals[route] = REQUEST_SECONDS.labels(route, "POST", 503)
+    child.observe(seconds)
+
+
 class RequestMetrics:
     """Pure ASGI middleware: one histogram observation per HTTP request, labelled with the
     route's template (never the raw path: `/v1/tasks/{task_id}`), so labels stay bounded.

@@ -11,8 +11,9 @@ any task exists:
 - none is free but the submission may wait for one (`admission_max_wait_ms`): no task either
   while it waits; one starts when a slot passes to it;
 - otherwise, or when its wait ends without a slot: the 503, with the API.md error body and
-  Retry-After, is written to the connection at once. The body that follows the headers is
-  parsed and dropped, so the connection stays usable (keep-alive) for the client's retry.
+  Retry-After, is written to the connection at once, and observed under its route in
+  `autoglm_http_request_duration_seconds`. The body that follows the headers is parsed and
+  dropped, so the connection stays usable (keep-alive) for the client's retry.
 
 Only `POST /v1/tasks` and `/v1/tasks:batch` are decided here; every other request, and every
 request of an in-process server (tests), goes through `api.admission.AdmissionControl` alone.
@@ -21,6 +22,7 @@ request of an in-process server (tests), goes through `api.admission.AdmissionCo
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 from typing import Any
 
@@ -32,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from api.admission import ADMITTED, GUARDED, STATUS, Admission, refusal_body
+from api.metrics import observe_refusal
 from mcp.errors import Overloaded
 
 _HEAD = STATUS_LINE[STATUS] + b"content-type: application/json\r\n"
@@ -53,7 +56,8 @@ class AdmittingProtocol(HttpToolsProtocol):
         elif isinstance(verdict, Overloaded):
             self._refuse(cycle, verdict)
         else:
-            verdict.add_done_callback(partial(self._waited, cycle, app))
+            waited = partial(self._waited, cycle, app, time.perf_counter())
+            verdict.add_done_callback(waited)
 
     def _admitted(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope: Any = cycle.scope
@@ -61,7 +65,11 @@ class AdmittingProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def _waited(
-        self, cycle: RequestResponseCycle, app: ASGI3Application, waiter: asyncio.Future[bool]
+        self,
+        cycle: RequestResponseCycle,
+        app: ASGI3Application,
+        since: float,
+        waiter: asyncio.Future[bool],
     ) -> None:
         granted = not waiter.cancelled() and waiter.result()
         if cycle.disconnected or self.transport.is_closing():
@@ -70,9 +78,11 @@ class AdmittingProtocol(HttpToolsProtocol):
         elif granted:
             self._admitted(cycle, app)
         else:
-            self._refuse(cycle, self.admission.full())
+            self._refuse(cycle, self.admission.full(), time.perf_counter() - since)
 
-    def _refuse(self, cycle: RequestResponseCycle, refusal: Overloaded) -> None:
+    def _refuse(
+        self, cycle: RequestResponseCycle, refusal: Overloaded, waited_s: float = 0.0
+    ) -> None:
         body, retry_after_s = refusal_body(refusal)
         head = [_HEAD]
         for name, value in self.server_state.default_headers:
@@ -89,6 +99,8 @@ class AdmittingProtocol(HttpToolsProtocol):
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()
+        if self.admission.request_metrics:
+            observe_refusal(cycle.scope["path"], waited_s)
 
 
 def admitting_protocol(admission: Admission) -> type[AdmittingProtocol]:

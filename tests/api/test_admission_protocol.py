@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from prometheus_client import REGISTRY
 from uvicorn.server import ServerState
 
 from api.admission import ADMITTED, AdaptiveLimit, Admission, AdmissionControl
@@ -76,6 +77,7 @@ class Server:
         )
         self.limit = AdaptiveLimit(slots, slots, 0.1)
         self.admission = Admission(settings, self.limit)
+        self.admission.request_metrics = True
         self.release = asyncio.Event()
         self.calls: list[dict[str, Any]] = []
 
@@ -105,6 +107,12 @@ class Server:
             await asyncio.sleep(0)
 
 
+def refusals_observed() -> float:
+    labels = {"route": "/v1/tasks", "method": "POST", "status": "503"}
+    count = REGISTRY.get_sample_value("autoglm_http_request_duration_seconds_count", labels)
+    return count or 0.0
+
+
 def run(scenario: Callable[[Server], Awaitable[None]], **server: Any) -> None:
     async def main() -> None:
         await scenario(Server(**server))
@@ -121,7 +129,9 @@ def test_a_submission_over_the_bound_is_refused_by_the_protocol_without_a_task()
         assert server.limit.in_flight == 1
 
         refused, transport = server.connect()
+        observed = refusals_observed()
         refused.data_received(SUBMIT)
+        assert refusals_observed() == observed + 1
         # Answered at once, inside the protocol: no task, the app not called.
         assert len(server.state.tasks) == 1 and len(server.calls) == 1
         [(status, headers, body)] = transport.answers()
