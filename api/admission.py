@@ -202,8 +202,13 @@ class Admission:
     """The decisions of admission control, shared by the ASGI middleware and the HTTP protocol
     (`api.protocol`), which makes them before an ASGI task exists."""
 
-    def __init__(self, settings: ServerSettings, limit: AdaptiveLimit) -> None:
+    def __init__(
+        self, settings: ServerSettings, limit: AdaptiveLimit, app_state: Any = None
+    ) -> None:
         self.limit = limit
+        # The app's state, whose services hold the producer's pending bytes; None: the
+        # state of the app in each request's scope (a scope that has passed Starlette).
+        self.app_state = app_state
         self.retry = RetryAfter(
             settings.admission_retry_after_s,
             settings.admission_retry_after_max_s,
@@ -257,7 +262,8 @@ class Admission:
         return refusal
 
     def _bytes_refusal(self, scope: Scope) -> Overloaded | None:
-        pending = _pending_bytes(scope)
+        state = self.app_state
+        pending = _pending_bytes(state if state is not None else _state_of(scope))
         if pending + _content_length(scope) > self.max_pending_bytes > 0:
             return Overloaded(
                 f"{pending} bytes of submissions are waiting for Kafka; "
@@ -356,7 +362,10 @@ def _content_length(scope: Scope) -> int:
     return 0
 
 
-def _pending_bytes(scope: Scope) -> int:
-    app: Any = scope.get("app")
-    services = getattr(getattr(app, "state", None), "services", None)
+def _state_of(scope: Scope) -> Any:
+    return getattr(scope.get("app"), "state", None)
+
+
+def _pending_bytes(state: Any) -> int:
+    services = getattr(state, "services", None)
     return int(services.producer.pending_bytes) if services is not None else 0

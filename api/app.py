@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, settle_heap: bool = False) -> F
             server.admission_max_inflight,
             server.admission_target_ms / 1000,
         )
-        admission = Admission(server, limit)
+        admission = Admission(server, limit, app.state)
         admission.request_metrics = settings.telemetry.metrics
         # The HTTP protocol of `autoglm api` (api.protocol) decides with the same state.
         app.state.admission = admission

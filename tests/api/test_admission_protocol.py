@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -68,15 +69,21 @@ class Server:
     """An app behind AdmissionControl, served by AdmittingProtocol; the app's calls wait for
     `release`."""
 
-    def __init__(self, slots: int, max_wait_ms: float, retry_after_s: int = 3) -> None:
+    def __init__(
+        self, slots: int, max_wait_ms: float, retry_after_s: int = 3, pending_bytes: int = 0
+    ) -> None:
         settings = ServerSettings(
             admission_min_inflight=slots,
             admission_max_inflight=slots,
             admission_max_wait_ms=max_wait_ms,
             admission_retry_after_s=retry_after_s,
+            admission_max_pending_bytes=1000,
         )
         self.limit = AdaptiveLimit(slots, slots, 0.1)
-        self.admission = Admission(settings, self.limit)
+        # The app's state as the protocol sees it: the producer's bytes waiting for Kafka.
+        self.producer = SimpleNamespace(pending_bytes=pending_bytes)
+        app_state = SimpleNamespace(services=SimpleNamespace(producer=self.producer))
+        self.admission = Admission(settings, self.limit, app_state)
         self.admission.request_metrics = True
         self.release = asyncio.Event()
         self.calls: list[dict[str, Any]] = []
@@ -238,3 +245,20 @@ def test_other_requests_pass_the_protocol_untouched() -> None:
         assert ADMITTED not in server.calls[0] and server.limit.in_flight == 0
 
     run(scenario, slots=1, max_wait_ms=0)
+
+
+def test_the_pending_bytes_bound_holds_before_the_app_sees_the_request() -> None:
+    async def scenario(server: Server) -> None:
+        protocol, transport = server.connect()
+        protocol.data_received(SUBMIT)  # 999 bytes waiting + 2 of this body > 1000
+        [(status, _, body)] = transport.answers()
+        assert status == 503 and not server.calls and not server.state.tasks
+        error = ErrorBody.model_validate(orjson.loads(body)).error
+        assert error.details["pending_bytes"] == 999
+        server.producer.pending_bytes = 0
+        server.release.set()
+        protocol.data_received(SUBMIT)
+        await server.settle()
+        assert [a[0] for a in transport.answers()] == [503, 202]
+
+    run(scenario, slots=1, max_wait_ms=0, pending_bytes=999)
