@@ -172,9 +172,13 @@ class InferenceWorker:
         published = self._collect()
         self._check_slots()
         idle = not self._running and not len(self._backlog)
+        # A quiet turn commits what is open, except while work runs: its outcome joins the
+        # open transaction (the `commit_every_ms` cadence still bounds how long the `running`
+        # records wait). Committing them alone cost a transaction more per task, and the
+        # outcome, ready meanwhile, waited for that commit before its own.
+        quiet = not messages and not published and not self._running
         self._maybe_commit(
-            force=(not messages and not published)
-            or (published and idle and self.settings.worker.commit_when_idle)
+            force=quiet or (published and idle and self.settings.worker.commit_when_idle)
         )
         return bool(messages or published or self._running or len(self._backlog))
 
