@@ -22,6 +22,12 @@ from mcp.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long the broker holds a consumer's fetch while nothing is readable. A read_committed fetch
+# is answered as soon as a commit makes records readable, so a longer wait costs no latency;
+# an empty fetch every 5 ms cost the broker 0.15-0.3 of a core per consumer. What it delays: a
+# partition resumed or sought while a fetch is in flight is fetched once that fetch returns.
+FETCH_WAIT_MS = 50
+
 
 def producer_config(settings: Settings, transactional_id: str, **extra: Any) -> dict[str, Any]:
     """A transactional, idempotent producer tuned for low-latency commits."""
@@ -54,7 +60,7 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
-            "fetch.wait.max.ms": 5,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
             "fetch.error.backoff.ms": 50,
             "socket.nagle.disable": True,
             "queued.min.messages": settings.kafka.consumer_prefetch_messages,
