@@ -4,7 +4,8 @@
 #   kafka.sh down [--data DIR]              stop the node started with that data dir
 #   kafka.sh status [--port N]
 # Env: KAFKA_PORT (9092), KAFKA_DATA (~/.cache/autoglm-mcp/kafka-data-<port>), KAFKA_CACHE (jar cache root),
-#      KAFKA_JAVA_OPTS (more JVM options, after the defaults). Pauses of the collector go to $data/gc.log.
+#      KAFKA_JAVA_OPTS (more JVM options, after the defaults), KAFKA_PROPS (more server.properties
+#      lines, after the defaults: a later line wins). Pauses of the collector go to $data/gc.log.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-up}"; shift || true
@@ -57,6 +58,7 @@ log.flush.interval.messages=9223372036854775807
 # pauses that every request in flight waited out. 16 MiB holds ~700k keys per cleaning pass.
 log.cleaner.dedupe.buffer.size=16777216
 PROPS
+  if [ -n "${KAFKA_PROPS:-}" ]; then printf '%s\n' "$KAFKA_PROPS" >>"$data/server.properties"; fi
 }
 
 # A young generation of 600 MiB: at 100 tasks/s G1 sized it near 100 MiB and paused 10-25 ms
