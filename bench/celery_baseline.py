@@ -57,6 +57,10 @@ E2E_WARM_UP_RATE = 300.0
 # GETs in flight at most: polling every 1 ms on more connections than this would take the CPU
 # from the systems measured (2 cores here) and measure the pollers instead.
 POLL_CONNECTIONS = int(os.environ.get("BENCH_POLL_CONNECTIONS", "8"))
+# Submissions in flight at most. At 1,000/s, 16 connections capped both systems below the rate
+# (Little's law: 16 / 1,000/s = 16 ms per submission at most, our group commit takes about that
+# under load), so that tasks queued in the load generator, seconds before they were sent.
+SUBMIT_CONNECTIONS = int(os.environ.get("BENCH_SUBMIT_CONNECTIONS", "64"))
 TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 CELERY_REDIS = REDIS.rsplit("/", 1)[0] + "/1"  # the bench Redis, a database of Celery's own
 # End to end, the same work on both sides: the result only. Our echo would otherwise also stream
@@ -98,6 +102,7 @@ def _measure(port: int, rate: float, duration_s: float) -> list[Tracked]:
             _done,
             rate,
             duration_s,
+            submit_connections=SUBMIT_CONNECTIONS,
             poll_connections=POLL_CONNECTIONS,
         )
     )
@@ -381,6 +386,7 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
         "duration_s": E2E_DURATION_S,
         "poll_interval_ms": 1,
         "poll_connections": POLL_CONNECTIONS,
+        "submit_connections": SUBMIT_CONNECTIONS,
         **{name: {"settings": variants[name], **r} for name, r in ours.items()},
         "celery": celery_e2e,
     }
