@@ -6,11 +6,10 @@ answered. When all slots are taken, or the records waiting for a Kafka commit al
 before its body is read: nothing of it is recorded, and a client that retries later with the
 same Idempotency-Key gets exactly one task.
 
-A submission that finds every slot taken waits for one, first come first served, at most
-`admission_max_wait_ms` and behind at most as many others as there are slots, before it is
-refused: slots free every few hundred microseconds under load, and a crowd of clients arriving
-in bursts would otherwise be sent away (for a whole `Retry-After`) while slots stood empty a
-moment later, leaving the committer short of work.
+A submission that finds every slot taken is refused at once, unless `admission_max_wait_ms` is
+set: then it waits for a slot, first come first served, at most that long and behind at most as
+many others as there are slots. Waiting costs the API CPU per accepted submission (a future, a
+timer, a callback) and, with a Retry-After that grows under overload, gained no throughput.
 
 The number of slots adapts to the latency of accepted submissions (additive increase,
 multiplicative decrease, like TCP): each window, when the 90th percentile of their time in the

@@ -63,8 +63,9 @@ class ServerSettings(BaseModel):
     admission_max_inflight: int = 1024
     admission_max_infer: int = 256
     admission_target_ms: float = 100.0
-    # How long a submission that finds every slot taken may wait for one before its 503.
-    admission_max_wait_ms: float = Field(default=50.0, ge=0, le=10_000)
+    # How long a submission that finds every slot taken may wait for one before its 503 (0: it
+    # is refused at once).
+    admission_max_wait_ms: float = Field(default=0.0, ge=0, le=10_000)
     admission_max_pending_bytes: int = 64 * 1_048_576
     # Retry-After of a refused submission: `admission_retry_after_s` while refusals are few; it
     # grows by a second each second they outnumber `admission_refusal_budget` times the
