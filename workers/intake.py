@@ -32,8 +32,14 @@ class Intake:
         topics: Topics,
         lanes: Lanes,
         backlog: FairQueue[Job],
+        slots: int = 1,
     ) -> None:
         self.consumer = consumer
+        # Enough waiting jobs per partition to fill every slot: below that, a partition that
+        # is paused as soon as it holds one batch drops what was prefetched for it and must be
+        # fetched again after each batch, which bounds a busy project's throughput by fetch
+        # round trips.
+        self.cap = spec.max_batch_size * slots
         self.settings = settings
         self.spec = spec
         self.topics = topics
@@ -54,10 +60,10 @@ class Intake:
 
     def flow(self) -> None:
         """Pause what must not be read now: a partition with a batch's worth of records waiting
-        (so one project's flood cannot crowd the other partitions out of the fetches; pausing
-        also drops what was prefetched for it), and a partition read a window past its lowest
-        unfinished record."""
-        full = self.backlog.full(self.spec.max_batch_size)
+        for each slot (so one project's flood cannot crowd the other partitions out of the
+        fetches; pausing also drops what was prefetched for it), and a partition read a window
+        past its lowest unfinished record."""
+        full = self.backlog.full(self.cap)
         crowded = set(self.lanes.crowded(self.settings.worker.lane_window))
         self.lanes.hold(self.consumer, full | crowded)
 

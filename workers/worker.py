@@ -8,7 +8,8 @@ slots, so a slow task holds up only its own slot. Each member's outcome goes int
 transaction as soon as it is final, whatever the order; the transaction commits with each
 lane's lowest unfinished offset and the finished records above it every `commit_every_n`
 outcomes or `commit_every_ms`, whichever comes first (KIP-447 fencing through the consumer
-group metadata). Only after a commit does Redis hear of the outcomes directly.
+group metadata). Only after a commit does Redis hear of the outcomes directly, from the
+settler's thread (`workers.settler`), while the loop goes on.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from workers.lanes import Key, Lane, Lanes
 from workers.outcome import Outcome
 from workers.records import outcome_records, running_record, substitute
 from workers.runner import Runner
+from workers.settler import Settler
 from workers.slot import SlotOwner
 from workers.streams import TokenStreams
 from workers.telemetry import WorkerTelemetry
@@ -108,12 +110,15 @@ class InferenceWorker:
         self.lanes = Lanes()
         # Read, not yet running: handed out by priority, then fairly across projects.
         self._backlog: FairQueue[Job] = FairQueue(lambda p: settings.quotas.of(p).weight)
-        self.intake = Intake(self.consumer, settings, spec, self.topics, self.lanes, self._backlog)
+        self.intake = Intake(
+            self.consumer, settings, spec, self.topics, self.lanes, self._backlog, self.slots
+        )
         self._in_flight: dict[tuple[Key, int], Job] = {}  # claimed and running
         self._running: set[Future[None]] = set()  # one per busy slot
         self._finished: queue.SimpleQueue[tuple[TaskContext, Outcome]] = queue.SimpleQueue()
         # Outcomes in the open transaction; their groups are known by their place here.
         self._after_commit: list[Outcome] = []
+        self._settler = Settler(self._publish_to_redis, f"settler-{spec.name}")
         self._ids = itertools.count()
         self._pending = 0  # records finished since the last commit
         self._batch_s = BUSY_POLL_S  # a batch's usual run time (moving average)
@@ -160,6 +165,8 @@ class InferenceWorker:
             if not self.txn.fenced:
                 self._maybe_commit(force=True)
             self.consumer.close()  # leaves the group: partitions move at once
+            self._settler.close()
+            self.streams.close()
             self.txn.close()
             self.runner.close()
 
@@ -339,11 +346,12 @@ class InferenceWorker:
         outcomes, self._after_commit = self._after_commit, []
         self.telemetry.committed(outcomes, time.perf_counter() - began)
         if outcomes:
-            self._publish_to_redis(outcomes)
+            self._settler.put(outcomes)
         return True
 
     def _publish_to_redis(self, outcomes: list[Outcome]) -> None:
-        """Fast path for polls; the projector would get there too, a little later."""
+        """In the settler's thread: the fast path for polls; the projector would get there
+        too, a little later."""
         try:
             now = time.time()
             self.store.apply_results(
