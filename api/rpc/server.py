@@ -75,6 +75,9 @@ async def serve(settings: Settings, host: str, port: int) -> None:
         start_http_server(settings.grpc.metrics_port, host)
     await services.start()
     server, health = build_server(services)
+    # The health servicer starts out SERVING; until the first readiness check has run, say not.
+    for name in ("", SERVICE):
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     log.info("gRPC serving on %s:%d", host, bound)
