@@ -113,6 +113,13 @@ class Server:
         for _ in range(20):
             await asyncio.sleep(0)
 
+    async def occupy_the_slot(self) -> None:
+        """A submission on a connection of its own takes the one slot and holds it until
+        `release` is set."""
+        holder, _ = self.connect()
+        holder.data_received(SUBMIT)
+        await self.settle()
+
 
 def refusals_observed() -> float:
     labels = {"route": "/v1/tasks", "method": "POST", "status": "503"}
@@ -165,9 +172,7 @@ def test_a_submission_over_the_bound_is_refused_by_the_protocol_without_a_task()
 
 def test_a_refusal_to_a_client_closing_the_connection_closes_it() -> None:
     async def scenario(server: Server) -> None:
-        holder, _ = server.connect()
-        holder.data_received(SUBMIT)
-        await server.settle()
+        await server.occupy_the_slot()
         refused, transport = server.connect()
         refused.data_received(
             SUBMIT.replace(b"host: api\r\n", b"host: api\r\nconnection: close\r\n")
@@ -183,9 +188,7 @@ def test_a_refusal_to_a_client_closing_the_connection_closes_it() -> None:
 
 def test_a_waiting_submission_has_no_task_until_a_slot_passes_to_it() -> None:
     async def scenario(server: Server) -> None:
-        holder, _ = server.connect()
-        holder.data_received(SUBMIT)
-        await server.settle()
+        await server.occupy_the_slot()
         waiting, transport = server.connect()
         waiting.data_received(SUBMIT)
         await server.settle()
@@ -200,9 +203,7 @@ def test_a_waiting_submission_has_no_task_until_a_slot_passes_to_it() -> None:
 
 def test_a_wait_that_ends_without_a_slot_is_refused() -> None:
     async def scenario(server: Server) -> None:
-        holder, _ = server.connect()
-        holder.data_received(SUBMIT)
-        await server.settle()
+        await server.occupy_the_slot()
         waiting, transport = server.connect()
         waiting.data_received(SUBMIT)
         await asyncio.sleep(0.05)  # past admission_max_wait_ms
@@ -218,9 +219,7 @@ def test_a_wait_that_ends_without_a_slot_is_refused() -> None:
 
 def test_a_slot_that_comes_to_a_departed_client_goes_on() -> None:
     async def scenario(server: Server) -> None:
-        holder, _ = server.connect()
-        holder.data_received(SUBMIT)
-        await server.settle()
+        await server.occupy_the_slot()
         gone, _ = server.connect()
         gone.data_received(SUBMIT)
         gone.connection_lost(None)
