@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import sys
+from typing import TypeVar
 
 from mcp.settings import Settings
 
@@ -17,3 +19,17 @@ def share_the_interpreter(settings: Settings) -> None:
     """
     if settings.gil_switch_interval_ms is not None:
         sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+
+
+T = TypeVar("T")
+
+
+def take_all(source: queue.SimpleQueue[T]) -> list[T]:
+    """Wait for one item, then take whatever else is queued meanwhile, without waiting: a
+    thread that writes in batches sends everything that piled up in one round trip."""
+    items = [source.get()]
+    while True:
+        try:
+            items.append(source.get_nowait())
+        except queue.Empty:
+            return items

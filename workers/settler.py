@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from mcp.threads import take_all
 from workers.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -38,20 +39,12 @@ class Settler:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            stop = first is _STOP
-            outcomes = list(first or [])
-            while not stop:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                stop = more is _STOP
-                outcomes += more or []
+            items = take_all(self._queue)
+            outcomes = [outcome for item in items if item is not _STOP for outcome in item]
             if outcomes:
                 try:
                     self._publish(outcomes)
                 except Exception:  # the projector gets there too; the thread must go on
                     log.exception("publishing %d committed outcomes failed", len(outcomes))
-            if stop:
+            if any(item is _STOP for item in items):
                 return

@@ -15,6 +15,7 @@ import redis
 
 from mcp.names import Keys
 from mcp.settings import Settings
+from mcp.threads import take_all
 from schemas import StreamEntry, TaskStatus
 from schemas.task import JsonDict
 from workers.backends.base import TaskContext
@@ -75,12 +76,7 @@ class TokenStreams:
     def _run(self) -> None:
         stop = False
         while not stop:
-            items = [self._queue.get()]
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = take_all(self._queue)
             entries = [item for item in items if isinstance(item, tuple)]
             if entries:
                 self._write(entries)
