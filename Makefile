@@ -112,7 +112,9 @@ REDIS_CLUSTER_SUITE ?= tests/integration/test_end_to_end.py::test_submit_to_sign
   tests/integration/test_pipeline.py::test_idempotency_key_repeat_and_conflict \
   tests/integration/test_pipeline.py::test_cancel_while_queued_never_runs \
   tests/integration/test_claim_check.py::test_a_submission_refused_after_its_files_were_made_leaves_none \
-  tests/integration/test_browse.py
+  tests/integration/test_browse.py \
+  tests/mcp/test_endings.py::test_a_task_wakes_its_waiters_when_it_ends_and_only_then \
+  tests/mcp/test_endings.py::test_cancelling_a_queued_task_wakes_its_waiters
 test-cluster: setup
 	@deploy/kafka/cluster.sh down --port $(CLUSTER_KAFKA_PORT) >/dev/null
 	@rm -rf $(STATE)/kafka-cluster-$(CLUSTER_KAFKA_PORT)

@@ -4,6 +4,7 @@ for its outcome. Finding a task the caller may see is `api.deps.find_task`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from api.auth import Caller
@@ -14,6 +15,8 @@ from schemas import TaskEvent, TaskView
 
 FIRST_POLL_S = 0.002
 LAST_POLL_S = 0.1
+MAX_WAIT_S = 300.0  # the longest wait a request may ask for
+RECHECK_S = 1.0  # a waiter woken by the task's end reads it again this often anyway
 
 
 async def cancel_task(services: Services, task_id: str, caller: Caller) -> TaskView:
@@ -32,14 +35,24 @@ async def cancel_task(services: Services, task_id: str, caller: Caller) -> TaskV
 async def wait_outcome(
     services: Services, task_id: str, caller: Caller, wait_s: float
 ) -> TaskView | None:
-    """The task once it is terminal, or None when `wait_s` passed first. Polls often at first
-    (a fast model answers in milliseconds), then every 100 ms."""
+    """The task once it is terminal, or None when `wait_s` passed first.
+
+    Woken by the task's end (`mcp.endings`), and reads the task again every second anyway.
+    While the process has no subscription to the ends, it polls: often at first (a fast model
+    answers in milliseconds), then every 100 ms."""
     deadline = time.monotonic() + wait_s
+    endings = services.endings
     delay = FIRST_POLL_S
-    while time.monotonic() < deadline:
-        view = await services.store.view(task_id)
-        if view is not None and view.status.terminal:
-            return await find_task(services, task_id, caller)
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, LAST_POLL_S)
-    return None
+    with endings.watch(task_id) as ended:
+        while True:
+            ended.clear()  # before the read: an end published after it sets it again
+            view = await services.store.view(task_id)
+            if view is not None and view.status.terminal:
+                return await find_task(services, task_id, caller)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            pause = RECHECK_S if endings.subscribed else delay
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), min(pause, left))
+            delay = min(delay * 1.5, LAST_POLL_S)

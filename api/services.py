@@ -21,6 +21,7 @@ from mcp.active import ActiveTasks
 from mcp.blobs import open_blob_store
 from mcp.blobs.files import FileStore
 from mcp.blobs.sweeper import sweep_forever
+from mcp.endings import Endings
 from mcp.kafka import ensure_topics
 from mcp.names import Keys, Topics
 from mcp.producer import TaskProducer
@@ -54,6 +55,7 @@ class Services:
     keyring: KeyRing
     files: FileStore
     claim: ClaimCheck
+    endings: Endings
     authenticator: Authenticator | None = None
     key_feed: KeyFeed | None = None
     projector: Projector | None = None
@@ -95,6 +97,7 @@ class Services:
             store=store,
             files=files,
             claim=ClaimCheck(files, settings),
+            endings=Endings(settings, store.redis),
             webhooks=WebhookStore(store.redis, settings),
             secrets=WebhookSecrets(store.redis, settings),
             producer=producer,
@@ -111,6 +114,7 @@ class Services:
         """Start the committer, create the topics in the background (the API answers 503 until
         Kafka is there; the managed-keys feed starts after) and start the projector."""
         self.producer.start()
+        self.endings.start()
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if self.projector is not None:
             self._projector_task = asyncio.create_task(
@@ -188,6 +192,7 @@ class Services:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.endings.close()
         await asyncio.to_thread(self.producer.close)
         await self.store.close()
         if self.committer_store is not None:

@@ -35,6 +35,7 @@ for i, item in ipairs(items) do
     fields[#fields + 1] = rank
     redis.call('HSET', key, unpack(fields))
     applied = applied + 1
+    if rank == 2 then ended(key) end
   else
     local fields = item[5]
     for j = 1, #fields, 2 do redis.call('HSETNX', key, fields[j], fields[j + 1]) end
@@ -91,14 +92,27 @@ redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
 if rank == 0 then
   redis.call('HSET', key, 'status', 'cancelled', 'rank', 2, 'finished_at', ARGV[1])
   index_task(key)
+  ended(key)
   return finish('cancelled')
 end
 return finish('running')
 """
 
-APPLY_EVENTS, APPLY_EVENTS_DEFERRED = INDEX_LIB + _APPLY_EVENTS, DEFER_LIB + _APPLY_EVENTS
+# A task hash's key -> the task ended: its id goes out on the `ended` channel of the same key
+# prefix (`Keys.ended`), which wakes the requests waiting for it (`mcp.endings`). A publish is
+# not a key access, so a script on a Redis Cluster may make it; the cluster passes it to every
+# node's subscribers.
+_ENDED_LIB = """
+local function ended(key)
+  local prefix, id = string.match(key, '^(.*)task:{(.*)}$')
+  if id then redis.call('PUBLISH', prefix .. 'ended', id) end
+end
+"""
+
+APPLY_EVENTS = INDEX_LIB + _ENDED_LIB + _APPLY_EVENTS
+APPLY_EVENTS_DEFERRED = DEFER_LIB + _ENDED_LIB + _APPLY_EVENTS
 CLAIM, CLAIM_DEFERRED = INDEX_LIB + _CLAIM, DEFER_LIB + _CLAIM
-CANCEL, CANCEL_DEFERRED = INDEX_LIB + _CANCEL, DEFER_LIB + _CANCEL
+CANCEL, CANCEL_DEFERRED = INDEX_LIB + _ENDED_LIB + _CANCEL, DEFER_LIB + _ENDED_LIB + _CANCEL
 
 # KEYS[1] a project's active-task sorted set. ARGV: task_id, score (submit time), limit.
 # Returns 1 when the task took a place (or had one), 0 when the project is at its limit.

@@ -109,6 +109,11 @@ class Keys:
         """What goes before and after a task id in its hash's key."""
         return f"{self.prefix}task:{{", "}"
 
+    @property
+    def ended(self) -> str:
+        """The channel the state scripts publish a task's id on when it ends (`mcp.endings`)."""
+        return f"{self.prefix}ended"
+
     def idempotency(self, project: str, key: str) -> str:
         return f"{self.prefix}idem:{project}:{key}"
 

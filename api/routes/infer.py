@@ -18,14 +18,13 @@ from api.auth import Caller, Permission, require
 from api.contract import INFER_REF, WITH_BODY, errors
 from api.deps import json_response, services_of, submitter_of
 from api.errors import parse_body
-from api.operations import wait_outcome
+from api.operations import MAX_WAIT_S, wait_outcome
 from mcp.errors import ValidationFailed
 from schemas import InferAccepted, InferredTask, MCPEnvelope, SubmitRequest
 
 router = APIRouter(tags=["infer"])
 
 DEFAULT_WAIT_S = 30.0
-MAX_WAIT_S = 300.0
 _WAIT = re.compile(r"wait\s*=\s*(\d+(?:\.\d+)?)")
 
 

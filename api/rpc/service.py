@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from api.auth import Permission
 from api.deps import find_task
-from api.operations import cancel_task, wait_outcome
-from api.routes.infer import DEFAULT_WAIT_S, MAX_WAIT_S
+from api.operations import MAX_WAIT_S, cancel_task, wait_outcome
+from api.routes.infer import DEFAULT_WAIT_S
 from api.rpc.front import Context, Front, streaming, submit_response, unary
 from api.rpc.session import Session
 from api.rpc.watch import TaskWatch

@@ -155,6 +155,25 @@ def test_infer_waits_for_the_answer_and_takes_the_mcp_envelope(platform: Platfor
         assert 'autoglm_tasks_submitted_total{action="generate",model="echo"}' in metrics
 
 
+def test_a_poll_can_wait_for_the_task_to_end(platform: Platform) -> None:
+    platform.api()
+    with platform.client() as client:
+        (task_id,) = submit_echo(client, 1)
+        path = f"/v1/tasks/{task_id}"
+        # No worker yet: the wait runs out, and the answer is the task as it is.
+        waited = client.get(path, params={"wait": 0.3})
+        assert waited.status_code == 200 and waited.json()["status"] == "queued", waited.text
+        for wrong in ("-1", "301", "soon"):
+            refused = client.get(path, params={"wait": wrong})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "invalid_request"
+        assert client.get("/v1/tasks/no-such-task", params={"wait": 5}).status_code == 404
+        platform.worker("echo", "0")
+        done = client.get(path, params={"wait": 60}, timeout=90)
+        assert done.status_code == 200 and done.json()["status"] == "succeeded", done.text
+        assert done.json()["result"] == {"echo": {"n": 0}}
+
+
 def test_burst_worker_exits_once_the_queue_is_drained(platform: Platform) -> None:
     platform.api()
     with platform.client() as client:
