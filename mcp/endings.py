@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -126,7 +126,7 @@ class Endings:
             self._url, health_check_interval=HEALTH_CHECK_S, socket_keepalive=True
         )
         if node is not None:
-            kwargs = cast(dict[str, Any], client.connection_pool.connection_kwargs)
+            kwargs = client.connection_pool.connection_kwargs
             kwargs["host"], kwargs["port"] = node
         return client
 
