@@ -7,9 +7,11 @@
   with the default settings (`celery_e2e` measures other configurations beside them).
 
 Measured for both: submit throughput (closed loop, same body, same connections, no worker
-running), and submit -> result visible to a poller at fixed rates (open loop; each task is
-polled every ~1 ms, or as fast as `POLL_CONNECTIONS` connections go; the same loop for
-both; the body asks for the result only, no token stream). Ours also reports where a task's
+running), and submit -> result visible to a poller at fixed rates (open loop; the same loop
+for both; the body asks for the result only, no token stream), two ways (`METHODS`): each task
+polled every ~1 ms, or as fast as `POLL_CONNECTIONS` connections go; and one long poll per task
+(`GET /v1/tasks/{id}?wait=30`: ours answers when the task's end wakes it, Celery's front waits
+in `AsyncResult.get`). Ours also reports where a task's
 time goes, from the timestamps in its records and a read_committed watcher of `task-events`
 (`stages_ms`), and both the CPU each process used meanwhile (`cpu_cores`).
 """
@@ -61,6 +63,12 @@ POLL_CONNECTIONS = int(os.environ.get("BENCH_POLL_CONNECTIONS", "8"))
 # (Little's law: 16 / 1,000/s = 16 ms per submission at most, our group commit takes about that
 # under load), so that tasks queued in the load generator, seconds before they were sent.
 SUBMIT_CONNECTIONS = int(os.environ.get("BENCH_SUBMIT_CONNECTIONS", "64"))
+# How a client learns of the end, each measured for both systems: `poll` (GET every ~1 ms) and
+# `wait` (one long poll, `GET /v1/tasks/{id}?wait=N`: ours wakes on the task's end, Celery's
+# waits in `AsyncResult.get`). A long poll holds its connection: these many at most.
+METHODS = tuple(os.environ.get("BENCH_E2E_METHODS", "poll,wait").split(","))
+WAIT_S = 30
+WAIT_CONNECTIONS = int(os.environ.get("BENCH_WAIT_CONNECTIONS", "256"))
 TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 CELERY_REDIS = REDIS.rsplit("/", 1)[0] + "/1"  # the bench Redis, a database of Celery's own
 # End to end, the same work on both sides: the result only. Our echo would otherwise also stream
@@ -91,19 +99,24 @@ def _task_id(body: bytes) -> str:
     return str(orjson.loads(body)["task_id"])
 
 
-def _measure(port: int, rate: float, duration_s: float) -> list[Tracked]:
+def _measure(port: int, rate: float, duration_s: float, method: str = "poll") -> list[Tracked]:
+    """`poll`: GET every ~1 ms until the task shows its end; `wait`: one long poll per task
+    (`?wait=`), held on a connection of its own."""
+    waits = method == "wait"
     return asyncio.run(
         run_until_visible(
             "127.0.0.1",
             port,
             post_request("127.0.0.1", port, "/v1/tasks", E2E_BODY),
             _task_id,
-            lambda task_id: f"/v1/tasks/{task_id}",
+            (lambda task_id: f"/v1/tasks/{task_id}?wait={WAIT_S}")
+            if waits
+            else (lambda task_id: f"/v1/tasks/{task_id}"),
             _done,
             rate,
             duration_s,
             submit_connections=SUBMIT_CONNECTIONS,
-            poll_connections=POLL_CONNECTIONS,
+            poll_connections=WAIT_CONNECTIONS if waits else POLL_CONNECTIONS,
         )
     )
 
@@ -121,7 +134,7 @@ def _server_pid(name: str) -> int | None:
 
 
 def _measure_cpu(
-    port: int, rate: float, pids: dict[str, int | None]
+    port: int, rate: float, pids: dict[str, int | None], method: str = "poll"
 ) -> tuple[list[Tracked], dict[str, float]]:
     """`_measure`, and the CPU each process used meanwhile, in cores (the load generator and
     its watcher of task-events count as `load_generator`)."""
@@ -129,7 +142,7 @@ def _measure_cpu(
     known["load_generator"] = os.getpid()
     before = {name: cpu_s(pid) for name, pid in known.items()}
     began = time.perf_counter()
-    tracked = _measure(port, rate, E2E_DURATION_S)
+    tracked = _measure(port, rate, E2E_DURATION_S, method)
     elapsed = time.perf_counter() - began
     return tracked, {
         name: round((cpu_s(pid) - before[name]) / elapsed, 2) for name, pid in known.items()
@@ -140,6 +153,11 @@ def _ready(port: int) -> None:
     """A few tasks through, however long the worker takes to join (not measured)."""
     if not all(t.visible for t in _measure(port, 10, 0.3)):
         raise RuntimeError("no task came through")
+
+
+def _key(rate: float, method: str) -> str:
+    """A result's key: `100_per_s` (polling), `100_per_s_wait` (long polls)."""
+    return f"{rate:g}_per_s" + ("" if method == "poll" else f"_{method}")
 
 
 def _summary(tracked: list[Tracked], rate: float) -> dict[str, Any]:
@@ -212,11 +230,11 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
             "kafka": _server_pid("kafka"),
             "redis": _server_pid("redis"),
         }
-        for rate in rates:
-            _measure(port, rate, 1.0)  # warm-up at this rate, not measured
-            tracked, cpu = _measure_cpu(port, rate, pids)
+        for rate, method in ((r, m) for r in rates for m in METHODS):
+            _measure(port, rate, 1.0, method)  # warm-up at this rate, not measured
+            tracked, cpu = _measure_cpu(port, rate, pids, method)
             time.sleep(0.5)  # the watcher's last reads
-            out[f"{rate:g}_per_s"] = {
+            out[_key(rate, method)] = {
                 **_summary(tracked, rate),
                 "cpu_cores": cpu,
                 "stages_ms": _stages(tracked, watcher.at),
@@ -272,10 +290,10 @@ def _celery_e2e() -> dict[str, Any]:
     try:
         _ready(port)
         pids = {"api": api.pid, "worker": worker.pid, "redis": _server_pid("redis")}
-        for rate in RATES:
-            _measure(port, rate, 1.0)
-            tracked, cpu = _measure_cpu(port, rate, pids)
-            out[f"{rate:g}_per_s"] = {**_summary(tracked, rate), "cpu_cores": cpu}
+        for rate, method in ((r, m) for r in RATES for m in METHODS):
+            _measure(port, rate, 1.0, method)
+            tracked, cpu = _measure_cpu(port, rate, pids, method)
+            out[_key(rate, method)] = {**_summary(tracked, rate), "cpu_cores": cpu}
     finally:
         _stop(worker)
         _stop(api)
@@ -362,17 +380,17 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
     # also after 60 s of warm-up and after 20 s more of lone tasks: a configuration of the
     # defaults is measured first and set apart (`warm_up_configuration`), not compared.
     thrown = _step(partial(_ours_e2e, rates=(min(RATES),)))
-    first = thrown[f"{min(RATES):g}_per_s"]
+    first = thrown[_key(min(RATES), METHODS[0])]
     print(f"warm-up configuration: p50 {first['p50_ms']} ms p99 {first['p99_ms']} ms (set apart)")
     ours = {name: _step(partial(_ours_e2e, **_rates(extra))) for name, extra in variants.items()}
     celery_e2e = _step(_celery_e2e)
-    for rate in RATES:
-        key = f"{rate:g}_per_s"
+    for rate, method in ((r, m) for r in RATES for m in METHODS):
+        key = _key(rate, method)
         measured = ((name, r[key]) for name, r in ours.items() if key in r)
         systems = [*measured, ("celery", celery_e2e[key])]
         for name, r in systems:
             print(
-                f"e2e {name} at {rate:g}/s: p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
+                f"e2e {name} at {rate:g}/s ({method}): p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
                 f" ({r['visible']}/{r['tasks']} visible)"
             )
         for name, r in systems:
@@ -384,8 +402,11 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
     out["e2e"] = {
         "warm_up_configuration": thrown,
         "duration_s": E2E_DURATION_S,
+        "methods": METHODS,
         "poll_interval_ms": 1,
         "poll_connections": POLL_CONNECTIONS,
+        "wait_s": WAIT_S,
+        "wait_connections": WAIT_CONNECTIONS,
         "submit_connections": SUBMIT_CONNECTIONS,
         **{name: {"settings": variants[name], **r} for name, r in ours.items()},
         "celery": celery_e2e,
