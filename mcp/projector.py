@@ -104,9 +104,14 @@ class Projector:
         return [first, *consumer.consume(self.batch - 1, 0)]
 
     def _consumer(self) -> Consumer:
-        wait_ms = self.settings.server.projector_fetch_wait_ms
+        server = self.settings.server
         config = consumer_config(
-            self.settings, self.topics.group("projector"), **{"fetch.wait.max.ms": wait_ms}
+            self.settings,
+            self.topics.group("projector"),
+            **{
+                "fetch.wait.max.ms": server.projector_fetch_wait_ms,
+                "fetch.min.bytes": server.projector_fetch_min_bytes,
+            },
         )
         consumer = Consumer(config)
         consumer.subscribe([self.topics.events, self.topics.dlq])

@@ -56,6 +56,11 @@ class ServerSettings(BaseModel):
     # soon as a commit makes events readable, so a longer wait costs no latency; a short one only
     # costs the broker CPU (an empty fetch every few ms).
     projector_fetch_wait_ms: int = Field(default=100, ge=1, le=1000)
+    # ... unless this many bytes are readable: below it, the broker holds the fetch for the whole
+    # wait. Task states reach Redis first from the API and the workers themselves; the projector
+    # is what makes Redis a projection (crashes, replays), not the fast path, so it reads in
+    # chunks: without this, every commit (two per task) made the broker answer it a fetch.
+    projector_fetch_min_bytes: int = Field(default=1 << 20, ge=1)
     # Admission control: above the bound, submissions get 503 + Retry-After before the body is
     # read. The bound adapts between min and max to keep accepted submissions' p90 under target.
     admission_control: bool = True
