@@ -32,6 +32,7 @@ from typing import Any, cast
 import orjson
 import redis
 
+from bench import gc_pauses
 from bench.events import TerminalEvents
 from bench.loadgen import Tracked, post_request, run_until_visible
 from bench.phone import cpu_s
@@ -214,7 +215,18 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
     port = _free_port()
     env = _env(prefix, **extra)
     api = _start(["-m", "autoglm", "api", "--port", str(port)], env, port, "/readyz")
-    worker = _start(["-m", "autoglm", "worker", "--model", "echo"], env, None, "")
+    worker_metrics = _free_port()
+    worker = _start(
+        ["-m", "autoglm", "worker", "--model", "echo", "--metrics-port", str(worker_metrics)],
+        env,
+        None,
+        "",
+    )
+    # The collector's pauses in the API and the worker (`mcp.heap`), read from their /metrics.
+    gc_urls = {
+        "api": f"http://127.0.0.1:{port}/metrics",
+        "worker": f"http://127.0.0.1:{worker_metrics}/metrics",
+    }
     # An API without its projector has one of its own beside it.
     alone = extra.get("AUTOGLM_SERVER__RUN_PROJECTOR") == "false"
     projector = _start(["-m", "autoglm", "projector"], env, None, "") if alone else None
@@ -239,7 +251,9 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
                 else None
             )
             _measure(port, rate, 1.0, method)  # warm-up at this rate, not measured
+            gc_before = {name: gc_pauses.read(url) for name, url in gc_urls.items()}
             tracked, cpu = _measure_cpu(port, rate, pids, method)
+            gc_after = {name: gc_pauses.read(url) for name, url in gc_urls.items()}
             if watcher is not None:
                 time.sleep(0.5)  # the watcher's last reads
                 watcher.stop()
@@ -247,6 +261,7 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
                 **_summary(tracked, rate),
                 "cpu_cores": cpu,
                 "stages_ms": _stages(tracked, watcher.at if watcher is not None else {}),
+                "gc_pauses": {p: gc_pauses.added(gc_before[p], gc_after[p]) for p in gc_urls},
             }
     finally:
         _stop(worker)
@@ -404,6 +419,7 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
         for name, r in systems:
             print(f"   {name} CPU (cores): {r['cpu_cores']}")
         for name, r in systems[:-1]:
+            print(f"   {name} collector pauses: {r['gc_pauses']}")
             print(f"   {name} stages:")
             for stage, d in r["stages_ms"].items():
                 print(f"     {stage}: p50 {d['p50_ms']} p99 {d['p99_ms']} ms")

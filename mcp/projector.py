@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from mcp.dead_letters import DeadLetter
 from mcp.failover import REPROJECT_S, Checkpoints, FailoverWatch, Position, batch_positions
+from mcp.heap import settle_the_heap
 from mcp.kafka import consumer_config, ensure_topics
 from mcp.names import Topics
 from mcp.records import decode_value
@@ -217,8 +218,10 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     store = TaskStore(settings)
+    projector = Projector(settings, store)
+    settle_the_heap(settings)
     try:
-        await Projector(settings, store).run(stop)
+        await projector.run(stop)
     finally:
         await store.close()
 

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 
+from mcp.heap import settle_the_heap
 from mcp.heartbeat import Heartbeat
 from mcp.kafka import ensure_topics
 from mcp.registry import ModelRegistry
@@ -50,6 +51,7 @@ def run(model: str, slot: str = "0", burst: bool = False, metrics_port: int | No
     signal.signal(signal.SIGINT, stop)
     heartbeat = Heartbeat(settings, worker.worker_id, worker.info, worker.store.redis)
     heartbeat.start()
+    settle_the_heap(settings)
     log.info("worker %s ready", worker.worker_id)
     try:
         worker.run()

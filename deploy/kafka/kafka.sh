@@ -4,7 +4,8 @@
 #   kafka.sh down [--data DIR]              stop the node started with that data dir
 #   kafka.sh status [--port N]
 # Env: KAFKA_PORT (9092), KAFKA_DATA (~/.cache/autoglm-mcp/kafka-data-<port>), KAFKA_CACHE (jar cache root),
-#      KAFKA_JAVA_OPTS (more JVM options, after the defaults), KAFKA_PROPS (more server.properties
+#      KAFKA_JAVA_OPTS (more JVM options, after the defaults), KAFKA_GC_OPTS (the collector and its
+#      young generation; default G1 as below: another collector replaces, not adds), KAFKA_PROPS (more server.properties
 #      lines, after the defaults: a later line wins). Pauses of the collector go to $data/gc.log.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,7 +66,8 @@ PROPS
 # about once a second (1.5 % of the time, so several % of tasks waited one out); with 600 MiB it
 # paused every 5-13 s (median 10-45 ms in four runs), so far fewer tasks meet a pause.
 java_opts() {
-  echo "-Xms1g -Xmx1g -Xmn600m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Xlog:gc:file=$data/gc.log:uptime,level:filecount=2,filesize=10m -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_JAVA_OPTS:-}"
+  local gc="${KAFKA_GC_OPTS:--Xmn600m -XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
+  echo "-Xms1g -Xmx1g $gc -Xlog:gc:file=$data/gc.log:uptime,level:filecount=2,filesize=10m -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_JAVA_OPTS:-}"
 }
 
 up() {

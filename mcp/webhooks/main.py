@@ -8,6 +8,7 @@ import signal
 
 import uvloop
 
+from mcp.heap import settle_the_heap
 from mcp.settings import get_settings
 from mcp.telemetry.process import start_telemetry
 from mcp.webhooks import metrics
@@ -24,6 +25,7 @@ async def _serve(slot: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     dispatcher = Dispatcher(settings, slot)
     metrics.install(settings, lambda: dict(dispatcher.pool.host_load))
+    settle_the_heap(settings)
     await dispatcher.run(stop)
 
 

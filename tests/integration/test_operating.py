@@ -130,6 +130,11 @@ def test_every_process_answers_metrics_with_its_series(platform: Platform) -> No
     assert posts == 5, api.get("autoglm_http_request_duration_seconds_count")
     assert total(api, "autoglm_http_request_duration_seconds_count", route="/v1/tasks/{task_id}")
 
+    # Each process settled its heap once started (`mcp.heap`): its collector's pauses are watched.
+    processes = {"api": api, "worker": worker, "dispatcher": dispatcher, "projector": projector}
+    for name, samples in processes.items():
+        assert "autoglm_gc_pause_seconds_count" in samples, name
+
     exported = set(api) | set(worker) | set(dispatcher) | set(projector)
     missing = {n for n in referenced() if n not in exported}
     if not gpu_present():
