@@ -89,7 +89,13 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def _dist(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": _pct(values, 0.5), "p90_ms": _pct(values, 0.9), "p99_ms": _pct(values, 0.99)}
+    return {
+        "p50_ms": _pct(values, 0.5),
+        "p90_ms": _pct(values, 0.9),
+        "p99_ms": _pct(values, 0.99),
+        "p999_ms": _pct(values, 0.999),
+        "max_ms": round(max(values), 2) if values else float("nan"),
+    }
 
 
 def _done(body: bytes) -> bool:
@@ -414,6 +420,7 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
         for name, r in systems:
             print(
                 f"e2e {name} at {rate:g}/s ({method}): p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms"
+                f" p99.9 {r['p999_ms']} ms max {r['max_ms']} ms"
                 f" ({r['visible']}/{r['tasks']} visible)"
             )
         for name, r in systems:
