@@ -5,8 +5,8 @@
 #   kafka.sh status [--port N]
 # Env: KAFKA_PORT (9092), KAFKA_DATA (~/.cache/autoglm-mcp/kafka-data-<port>), KAFKA_CACHE (jar cache root),
 #      KAFKA_JAVA_OPTS (more JVM options, after the defaults), KAFKA_GC_OPTS (the collector and its
-#      young generation; default G1 as below: another collector replaces, not adds), KAFKA_PROPS (more server.properties
-#      lines, after the defaults: a later line wins). Pauses of the collector go to $data/gc.log.
+#      young generation, G1 below by default; e.g. -XX:+UseZGC replaces it), KAFKA_PROPS (more
+#      server.properties lines, after the defaults: a later line wins). Pauses go to $data/gc.log.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-up}"; shift || true
@@ -64,7 +64,9 @@ PROPS
 
 # A young generation of 600 MiB: at 100 tasks/s G1 sized it near 100 MiB and paused 10-25 ms
 # about once a second (1.5 % of the time, so several % of tasks waited one out); with 600 MiB it
-# paused every 5-13 s (median 10-45 ms in four runs), so far fewer tasks meet a pause.
+# paused every 5-13 s (median 10-45 ms in four runs), so far fewer tasks meet a pause. Later runs:
+# 28-110 ms every 13-15 s, about 0.5 % of the tasks at 100/s; ZGC and Shenandoah pause under 1 ms
+# at the same CPU, but their p99 was not better beyond the noise (README, footnote 2), so G1 stays.
 java_opts() {
   local gc="${KAFKA_GC_OPTS:--Xmn600m -XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
   echo "-Xms1g -Xmx1g $gc -Xlog:gc:file=$data/gc.log:uptime,level:filecount=2,filesize=10m -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_JAVA_OPTS:-}"
