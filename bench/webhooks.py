@@ -36,7 +36,7 @@ from schemas import dumps, utcnow
 KAFKA = os.environ.get("AUTOGLM_TEST_KAFKA", "127.0.0.1:19092")
 REDIS = os.environ.get("AUTOGLM_TEST_REDIS", "redis://127.0.0.1:16379/0")
 ROOT = Path(__file__).resolve().parents[1]
-PER_HOST = 8
+PER_HOST = int(os.environ.get("BENCH_WEBHOOKS_PER_HOST", "8"))
 ROUNDS = 2
 
 

@@ -138,9 +138,12 @@ class TaskProducer:
         settings: Settings,
         transactional_id: str,
         after_commit: AfterCommit | None = None,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self._settings = settings
         self._after_commit = after_commit
+        # librdkafka options of this producer beyond `producer_config`'s.
+        self._config = config or {}
         self._queue = _Handoff()
         # Committed batches waiting for the after-commit hook: (their requests, their notes).
         self._committed = _Handoff()
@@ -308,7 +311,9 @@ class TaskProducer:
             # Only a refused record's report matters (`mcp.grouped_txn`): no Python callback
             # for each record that was delivered.
             config = producer_config(
-                self._settings, lane.transactional_id, **{"delivery.report.only.error": True}
+                self._settings,
+                lane.transactional_id,
+                **{"delivery.report.only.error": True, **self._config},
             )
             producer = Producer(config)
             producer.init_transactions(self._settings.kafka.request_timeout_s)

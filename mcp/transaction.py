@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -93,8 +94,11 @@ class ConsumerTransaction:
         substitute: Substitute | None = None,
         superseded: Callable[[], bool] = lambda: False,
         alternate: bool = False,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        # librdkafka options of its producers beyond `producer_config`'s.
+        self.config = config or {}
         # Kafka also fences a producer whose transaction timed out: only when `superseded` says
         # a newer instance holds the slot does fencing end this one; otherwise it takes over.
         self.superseded = superseded
@@ -118,7 +122,7 @@ class ConsumerTransaction:
     def _new_producer(self, transactional_id: str) -> Producer:
         """A producer that owns `transactional_id`, waiting out a broker that is away."""
         while True:
-            producer = Producer(producer_config(self.settings, transactional_id))
+            producer = Producer(producer_config(self.settings, transactional_id, **self.config))
             try:
                 producer.init_transactions(max(self.timeout, 30))
                 return producer

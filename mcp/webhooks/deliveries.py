@@ -8,6 +8,7 @@ itself, the body), and `record_of` reads it back.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ Publish = Callable[[Sequence[WebhookRecord]], Awaitable[None]]
 """Commits delivery states to `webhook-deliveries` (raises when that did not happen)."""
 
 
+@functools.lru_cache(maxsize=8192)
 def destination(url: str) -> str:
-    """The `host:port` a delivery goes to; concurrency limits and due queues are per destination."""
+    """The `host:port` a delivery goes to; concurrency limits and due queues are per destination.
+    (Asked several times in a delivery's life: kept for the latest URLs.)"""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)

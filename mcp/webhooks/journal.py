@@ -29,6 +29,11 @@ from schemas import WebhookRecord
 
 log = logging.getLogger(__name__)
 
+JOURNAL_PRODUCER = {"linger.ms": 100}
+"""A journal transaction's records are produced together and flushed by its commit (which
+sends at once, whatever `linger.ms`): lingering sends each partition's records in one request
+instead of a request per record while earlier ones are in flight."""
+
 
 class WebhookJournal:
     def __init__(self, settings: Settings, slot: str) -> None:
@@ -41,9 +46,12 @@ class WebhookJournal:
         self._producer: TaskProducer | None = None
         if self.enabled:
             attempts_id = self.topics.transactional_id("dispatcher-attempts", name)
-            window = {"group_commit_max_ms": settings.webhooks.journal_window_ms}
-            kafka = settings.kafka.model_copy(update=window)
-            self._producer = TaskProducer(settings.model_copy(update={"kafka": kafka}), attempts_id)
+            # The recorder spaces its batches (`journal_window_ms`): the producer commits each
+            # batch it is handed at once.
+            kafka = settings.kafka.model_copy(update={"group_commit_max_ms": 0.0})
+            self._producer = TaskProducer(
+                settings.model_copy(update={"kafka": kafka}), attempts_id, config=JOURNAL_PRODUCER
+            )
 
     def start(self) -> None:
         if self._producer is not None:
@@ -66,7 +74,9 @@ class WebhookJournal:
             consumer.commit(offsets=offsets, asynchronous=False)
             return
         if self._intake is None:
-            self._intake = ConsumerTransaction(self.settings, self._intake_id, _unjournaled)
+            self._intake = ConsumerTransaction(
+                self.settings, self._intake_id, _unjournaled, config=JOURNAL_PRODUCER
+            )
         groups = [Group(r.key, [r]) for r in self._records(states)]
         self._intake.produce(groups)
         self._intake.commit(offsets, consumer)

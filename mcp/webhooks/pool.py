@@ -45,7 +45,7 @@ class DeliveryPool:
         hooks = settings.webhooks
         self.store = store
         self.journal = journal
-        self.recorder = Recorder(journal, store, slot)
+        self.recorder = Recorder(journal, store, slot, hooks.journal_window_ms / 1000)
         self.ready = ready
         self.sender = sender
         self.policy = policy

@@ -62,6 +62,26 @@ end
 return 1
 """
 
+# One Redis, not a cluster (the keys are in different hash slots): an applied state placed
+# outside its shard in one call instead of four commands: the dead list, the task's index of
+# webhooks, then the `placed` mark (as PLACED).
+# KEYS: dead list, the task's webhook index, the delivery hash.
+# ARGV: 'dead' or 'alive', the score in the dead list, webhook type, webhook id, index
+# retention (s), version.
+OUTSIDE = """
+if ARGV[1] == 'dead' then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+else
+  redis.call('ZREM', KEYS[1], ARGV[4])
+end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if tonumber(redis.call('HGET', KEYS[3], 'placed') or '0') < tonumber(ARGV[6]) then
+  redis.call('HSET', KEYS[3], 'placed', ARGV[6])
+end
+return 1
+"""
+
 # KEYS: schedule, inflight set of the slot.
 # ARGV: now, lease end, limit, due prefix, free slots of an idle destination, destinations to
 # scan, delivery prefix, turn prefix, held prefix, lease in ms, then destination/free-slots pairs

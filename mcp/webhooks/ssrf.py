@@ -10,6 +10,7 @@ checked addresses, so the connection goes to an address that passed the check.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -100,6 +101,12 @@ def allowed_networks(settings: Settings) -> tuple[IPNetwork, ...]:
     names = list(settings.webhooks.allow_networks)
     if settings.dev_mode:
         names.extend(DEV_NETWORKS)
+    return _networks(tuple(names))
+
+
+@functools.lru_cache(maxsize=64)
+def _networks(names: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """Parsed once per list of names, not at every attempt's check."""
     return tuple(ipaddress.ip_network(name, strict=False) for name in names)
 
 

@@ -21,7 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from mcp.names import Keys
-from mcp.redis_client import async_script
+from mcp.redis_client import async_script, is_cluster
 from mcp.settings import Settings
 from mcp.webhooks import scripts
 from mcp.webhooks.deliveries import (
@@ -81,6 +81,7 @@ class WebhookStore:
         self._ended = async_script(redis, scripts.ENDED)
         self._positions = async_script(redis, scripts.POSITIONS)
         self._versions = async_script(redis, scripts.VERSIONS)
+        self._outside = None if is_cluster(redis) else async_script(redis, scripts.OUTSIDE)
         # Journaled states this process applied itself (webhook id -> version), which the
         # projection need not apply again when it reads them back; dropped with every rebuild.
         self._own: dict[str, int] = {}
@@ -167,16 +168,24 @@ class WebhookStore:
         """Queue on `pipe` the placing of an applied state outside its shard (dead list, the
         task's index of webhooks), then the `placed` mark."""
         webhook_id = record.webhook_id
-        if record.status == "failed":
+        dead = record.status == "failed"
+        index = self.keys.task_webhooks(record.task_id)
+        delivery = [self.keys.delivery(webhook_id)]
+        if self._outside is not None:  # one Redis: in one call
+            score = repr((record.finished_at or record.at).timestamp()) if dead else ""
+            keys = [self.keys.webhook_dead, index, *delivery]
+            args: list[Any] = ["dead" if dead else "alive", score, record.type, webhook_id]
+            args += [self.retention_s, record.version]
+            await self._outside(keys=keys, args=args, client=pipe)
+            return
+        if dead:
             pipe.zadd(
                 self.keys.webhook_dead, {webhook_id: (record.finished_at or record.at).timestamp()}
             )
         else:
             pipe.zrem(self.keys.webhook_dead, webhook_id)
-        index = self.keys.task_webhooks(record.task_id)
         pipe.hset(index, record.type, webhook_id)
         pipe.expire(index, self.retention_s)
-        delivery = [self.keys.delivery(webhook_id)]
         await self._placed(keys=delivery, args=[record.version], client=pipe)
 
     async def project(
