@@ -5,9 +5,9 @@ adjusted for them just before they are sent (schemathesis then re-checks them ag
 schema, so a case stays correctly labelled valid or invalid):
 - a callback URL must resolve to an address the platform may call: a fuzzed host never does, so
   an `http(s)://` URL becomes one on loopback (allowed in dev mode);
-- `POST /v1/infer` waits up to `Prefer: wait=N` (30 s by default), and `GET /v1/tasks/{id}`
-  up to `?wait=N`, for tasks that no worker of this test runs: one second is enough to check
-  the answer.
+- `POST /v1/infer` waits up to `Prefer: wait=N` (30 s by default) for tasks that no worker of
+  this test runs: one second is enough to check the answer (`GET /v1/tasks/{id}?wait=N` gets
+  one second through `schemathesis.toml`).
 And the JSONL batch upload (`application/jsonl`) is sent as text.
 """
 
@@ -42,9 +42,6 @@ def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
         _callback_on_loopback(case.body)
         if isinstance(case.body, dict):
             _callback_on_loopback(case.body.get("payload"))
-        wait = (case.query or {}).get("wait")
-        if isinstance(wait, int | float) and wait > 1:
-            case.query["wait"] = 1
     if case.operation.path == "/v1/infer":
         if case.headers is None:
             case.headers = {}
