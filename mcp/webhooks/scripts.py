@@ -13,7 +13,7 @@ retry no longer holds the next ones back.
 """
 
 # Keep a destination's score equal to its earliest delivery, or drop it when it has none.
-_RESCORE = """
+RESCORE = """
 local function rescore(schedule, due_prefix, host)
   local first = redis.call('ZRANGE', due_prefix .. host, 0, 0, 'WITHSCORES')
   if first[2] then
@@ -62,26 +62,6 @@ end
 return 1
 """
 
-# One Redis, not a cluster (the keys are in different hash slots): an applied state placed
-# outside its shard in one call instead of four commands: the dead list, the task's index of
-# webhooks, then the `placed` mark (as PLACED).
-# KEYS: dead list, the task's webhook index, the delivery hash.
-# ARGV: 'dead' or 'alive', the score in the dead list, webhook type, webhook id, index
-# retention (s), version.
-OUTSIDE = """
-if ARGV[1] == 'dead' then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-else
-  redis.call('ZREM', KEYS[1], ARGV[4])
-end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-if tonumber(redis.call('HGET', KEYS[3], 'placed') or '0') < tonumber(ARGV[6]) then
-  redis.call('HSET', KEYS[3], 'placed', ARGV[6])
-end
-return 1
-"""
-
 # KEYS: schedule, inflight set of the slot.
 # ARGV: now, lease end, limit, due prefix, free slots of an idle destination, destinations to
 # scan, delivery prefix, turn prefix, held prefix, lease in ms, then destination/free-slots pairs
@@ -89,7 +69,7 @@ return 1
 # Returns {next due time or '', then for each claimed delivery: id, record, body, traceparent}
 # (the fields of its hash, '' where missing), so a claim needs no second round trip.
 CLAIM = (
-    _RESCORE
+    RESCORE
     + """
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[3])
@@ -162,7 +142,7 @@ return out
 # delivery's shard (one hash slot). Returns 1 when what lies outside the shard (dead list, task
 # index, then `PLACED`) is still to write, 0 when Redis holds that version or a later one.
 ENDED = (
-    _RESCORE
+    RESCORE
     + """
 local id, due = ARGV[6], ARGV[4] .. ARGV[5]
 local version = tonumber(ARGV[1])
@@ -201,7 +181,7 @@ return todo
 # KEYS: schedule. ARGV: due prefix, host, id, at, mode.
 # mode: 'set' (due at `at`), 'earlier' (only bring forward), 'remove', 'if-scheduled'.
 PLACE = (
-    _RESCORE
+    RESCORE
     + """
 local due = ARGV[1] .. ARGV[2]
 local mode = ARGV[5]

@@ -34,6 +34,7 @@ from mcp.webhooks.deliveries import (
     record_of,
     scheduled,
 )
+from mcp.webhooks.single import OneRedis
 from schemas.api import WebhookState, WebhookView
 from schemas.task import utcnow
 from schemas.webhooks import COMPLETION_TYPES, WebhookAttempt, WebhookRecord
@@ -81,7 +82,8 @@ class WebhookStore:
         self._ended = async_script(redis, scripts.ENDED)
         self._positions = async_script(redis, scripts.POSITIONS)
         self._versions = async_script(redis, scripts.VERSIONS)
-        self._outside = None if is_cluster(redis) else async_script(redis, scripts.OUTSIDE)
+        # One Redis (not a cluster): a batch of states in one script call (`OneRedis`).
+        self._one = None if is_cluster(redis) else OneRedis(redis, self.keys, self.retention_s)
         # Journaled states this process applied itself (webhook id -> version), which the
         # projection need not apply again when it reads them back; dropped with every rebuild.
         self._own: dict[str, int] = {}
@@ -99,7 +101,8 @@ class WebhookStore:
         hash takes the state (`scripts.STATE`), then the state is placed in the due queue, the
         dead list and the task's index, and the hash notes it (`placed`). A process that dies
         between the two leaves `placed` behind `version`, and the next apply of the same record
-        (the projection reads it again) places it."""
+        (the projection reads it again) places it. On one Redis both steps of a whole batch are
+        one script call (`OneRedis`)."""
         if not records:
             return 0
         latest: dict[str, WebhookRecord] = {}
@@ -109,6 +112,11 @@ class WebhookStore:
                 latest[record.webhook_id] = record
         chosen = list(latest.values())
         epoch = self._epoch
+        if self._one is not None:
+            placed = await self._one.apply(chosen)
+            if own:
+                self._note(epoch, chosen)
+            return placed
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in chosen:
                 fields = hash_fields(record)
@@ -171,13 +179,6 @@ class WebhookStore:
         dead = record.status == "failed"
         index = self.keys.task_webhooks(record.task_id)
         delivery = [self.keys.delivery(webhook_id)]
-        if self._outside is not None:  # one Redis: in one call
-            score = repr((record.finished_at or record.at).timestamp()) if dead else ""
-            keys = [self.keys.webhook_dead, index, *delivery]
-            args: list[Any] = ["dead" if dead else "alive", score, record.type, webhook_id]
-            args += [self.retention_s, record.version]
-            await self._outside(keys=keys, args=args, client=pipe)
-            return
         if dead:
             pipe.zadd(
                 self.keys.webhook_dead, {webhook_id: (record.finished_at or record.at).timestamp()}
@@ -325,7 +326,8 @@ class WebhookStore:
     async def ended_many(
         self, slot: str, ended: Sequence[tuple[Delivery, WebhookRecord]], own: bool = False
     ) -> None:
-        """`ended` for several attempts at once, in two round trips whatever their number: one
+        """`ended` for several attempts at once, in two round trips whatever their number (one
+        script call on one Redis: `OneRedis`): one
         `scripts.ENDED` per attempt (state, due queue, turn and claim: the delivery's shard),
         then, for the states Redis did not hold yet, the dead list, the task's index and the
         `placed` mark. `own`: the states are committed to the journal, so the projection may
@@ -333,6 +335,11 @@ class WebhookStore:
         if not ended:
             return
         epoch = self._epoch
+        if self._one is not None:
+            await self._one.ended(slot, ended)
+            if own:
+                self._note(epoch, [record for _, record in ended])
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for d, record in ended:
                 shard = self.keys.webhook_shard(d.webhook_id)

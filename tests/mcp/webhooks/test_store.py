@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from mcp.settings import Settings
+from mcp.webhooks import single
 from mcp.webhooks.deliveries import NewDelivery, scheduled
 from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.store import WebhookStore
@@ -153,6 +157,8 @@ async def test_a_state_written_but_not_placed_is_placed_when_applied_again(
         raise ConnectionError("killed before placing")
 
     with monkeypatch.context() as patch:
+        # Two steps on a Redis Cluster; one Redis writes both in one script (`OneRedis`).
+        patch.setattr(store, "_one", None)
         patch.setattr(store, "_placing", killed)
         with pytest.raises(ConnectionError):
             await store.apply([first])
@@ -165,6 +171,72 @@ async def test_a_state_written_but_not_placed_is_placed_when_applied_again(
     [d] = (await store.claim("s", 10, 60, {}, 8)).deliveries
     assert d.webhook_id == first.webhook_id
     assert await store.apply([first]) == 0  # placed: nothing more to do
+
+
+def _count_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The commands the asyncio client sends from now on (alone or in a pipeline)."""
+    sent: list[str] = []
+    alone, queued = aioredis.Redis.execute_command, Pipeline.pipeline_execute_command
+
+    async def execute_command(self: aioredis.Redis, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return await alone(self, *args, **options)
+
+    def pipeline_execute_command(self: Pipeline, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return queued(self, *args, **options)
+
+    monkeypatch.setattr(aioredis.Redis, "execute_command", execute_command)
+    monkeypatch.setattr(Pipeline, "pipeline_execute_command", pipeline_execute_command)
+    return sent
+
+
+async def test_one_redis_applies_a_batch_of_states_in_one_command(
+    store: WebhookStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One Redis holds every key: a batch of states or attempt outcomes is one script call
+    # (a Redis Cluster takes several per state, its keys lying in different slots).
+    await store.schedule([_delivery("warm")])  # the first call of a script loads it
+    [warm] = (await store.claim("s", 1, 60, {}, 8)).deliveries
+    first = WebhookAttempt(attempt=1, at=utcnow(), duration_ms=1.0, status_code=200)
+    await store.ended_many("s", [(warm, warm.after(first, delivered=True))])
+    sent = _count_commands(monkeypatch)
+
+    assert await store.schedule([_delivery(f"n{i}") for i in range(30)]) == 30
+    assert len(sent) == 1
+    claimed = (await store.claim("s", 40, 60, {}, 40)).deliveries
+    assert len(claimed) == 30
+    later = utcnow() + timedelta(hours=1)
+    outcomes = []
+    for i, d in enumerate(claimed):
+        kind = ("delivered", "retry", "gave up")[i % 3]
+        code = 200 if kind == "delivered" else 503
+        attempt = WebhookAttempt(
+            attempt=1,
+            at=utcnow(),
+            duration_ms=1.0,
+            status_code=code,
+            next_attempt_at=later if kind == "retry" else None,
+        )
+        outcomes.append((d, d.after(attempt, delivered=kind == "delivered")))
+    sent.clear()
+    await store.ended_many("s", outcomes)
+    assert len(sent) == 1
+
+    status = {d.webhook_id: (await store.state(d.webhook_id))["status"] for d in claimed}
+    assert sorted(status.values()) == ["delivered"] * 10 + ["failed"] * 10 + ["retrying"] * 10
+    assert sorted(await store.dead()) == sorted(w for w, s in status.items() if s == "failed")
+    assert await store.recover("s") == 0  # every claim dropped
+    assert (await store.claim("s", 40, 60, {}, 40)).deliveries == []  # the retries wait
+    views = [await store.view(f"n{i}") for i in range(30)]
+    assert {v.status for v in views} == {"delivered", "failed", "retrying"}
+
+    # A large batch is cut into calls of `single.CHUNK` states.
+    monkeypatch.setattr(single, "CHUNK", 7)
+    sent.clear()
+    assert await store.schedule([_delivery(f"c{i}") for i in range(30)]) == 30
+    assert len(sent) == 5
+    assert len((await store.claim("s", 40, 60, {}, 40)).deliveries) == 30
 
 
 async def test_records_apply_in_any_order_and_twice(store: WebhookStore) -> None:
