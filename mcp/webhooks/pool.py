@@ -9,6 +9,7 @@ anyone else's, and its backlog waits in Redis untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -64,15 +65,29 @@ class DeliveryPool:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.create_task(self._wake_on(stop))
+        try:
+            await self._run(stop)
+        finally:
+            stopping.cancel()
+        await self._finish_in_flight()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.wake()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not self.ready.is_set() and not stop.is_set():
-            await self._wait(stop)
+            self._wake.clear()
+            await self._wait()
         recovered = await self.store.recover(self.slot)
         if recovered:
             log.info("re-queued %d deliveries claimed before a restart", recovered)
         while not stop.is_set():
             if not self.ready.is_set():
                 # Redis's webhook state is being rebuilt: what is due cannot be told yet.
-                await self._wait(stop)
+                self._wake.clear()
+                await self._wait()
                 continue
             try:
                 more = await self._claim_and_start()
@@ -80,8 +95,7 @@ class DeliveryPool:
                 log.exception("claiming due webhooks failed")
                 more = False
             if not more:
-                await self._wait(stop)
-        await self._finish_in_flight()
+                await self._wait()
 
     async def _claim_and_start(self) -> bool:
         """Start attempts for due deliveries; True when more may be due right now."""
@@ -104,16 +118,17 @@ class DeliveryPool:
         self.in_flight.discard(task)
         self._wake.set()
 
-    async def _wait(self, stop: asyncio.Event) -> None:
+    async def _wait(self) -> None:
+        """Until woken (an attempt ended, deliveries were scheduled, `stop`) or the next
+        delivery is due; once per claim, so no task is made for it."""
         timeout = IDLE_POLL_S
         if self.next_due is not None:
             timeout = min(IDLE_POLL_S, max(0.0, self.next_due - time.time()))
-        if timeout <= 0:
+        if timeout <= 0 or self._wake.is_set():
             return
-        waiters = {asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())}
-        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-        for waiter in pending:
-            waiter.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _attempt(self, delivery: Delivery, host: str) -> None:
         released = False
