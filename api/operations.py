@@ -10,6 +10,7 @@ import time
 from api.auth import Caller
 from api.deps import find_task, owned_task
 from api.services import Services
+from mcp.errors import TaskNotFound
 from mcp.records import content_type_for, record
 from schemas import TaskEvent, TaskView
 
@@ -35,24 +36,52 @@ async def cancel_task(services: Services, task_id: str, caller: Caller) -> TaskV
 async def wait_outcome(
     services: Services, task_id: str, caller: Caller, wait_s: float
 ) -> TaskView | None:
-    """The task once it is terminal, or None when `wait_s` passed first.
+    """The task once it is terminal, or None when `wait_s` passed first."""
+    view = await _watch(services, task_id, caller, wait_s, must_exist=False)
+    return view if view is not None and view.status.terminal else None
+
+
+async def watch_task(services: Services, task_id: str, caller: Caller, wait_s: float) -> TaskView:
+    """The caller's task as soon as it is terminal, or as it is when `wait_s` runs out; a task
+    the caller cannot see is TaskNotFound at once (a long poll: `GET /v1/tasks/{id}?wait=N`)."""
+    view = await _watch(services, task_id, caller, wait_s, must_exist=True)
+    assert view is not None  # not there: find_task raised TaskNotFound
+    return view
+
+
+async def _watch(
+    services: Services, task_id: str, caller: Caller, wait_s: float, must_exist: bool
+) -> TaskView | None:
+    """The task when terminal, or as it is when `wait_s` runs out (None: not there).
 
     Woken by the task's end (`mcp.endings`), and reads the task again every second anyway.
     While the process has no subscription to the ends, it polls: often at first (a fast model
-    answers in milliseconds), then every 100 ms."""
+    answers in milliseconds), then every 100 ms. Each look is one read of the task, the one a
+    poll makes: the watch is registered before it, so an end published after it wakes us."""
     deadline = time.monotonic() + wait_s
     endings = services.endings
     delay = FIRST_POLL_S
     with endings.watch(task_id) as ended:
         while True:
             ended.clear()  # before the read: an end published after it sets it again
-            view = await services.store.view(task_id)
+            view = await _look(services, task_id, caller, must_exist)
             if view is not None and view.status.terminal:
-                return await find_task(services, task_id, caller)
+                return view
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
+                return view
             pause = RECHECK_S if endings.subscribed else delay
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), min(pause, left))
             delay = min(delay * 1.5, LAST_POLL_S)
+
+
+async def _look(
+    services: Services, task_id: str, caller: Caller, must_exist: bool
+) -> TaskView | None:
+    if must_exist:
+        return await find_task(services, task_id, caller)
+    try:
+        return await find_task(services, task_id, caller)
+    except TaskNotFound:
+        return None

@@ -12,7 +12,7 @@ from api.auth import Caller, Permission, Require, require
 from api.contract import SUBMIT_REF, WITH_BODY, WITH_ID, errors
 from api.deps import Reader, find_task, json_response, services_of, submitter_of
 from api.inputs.bodies import answer, read_submission
-from api.operations import MAX_WAIT_S, cancel_task, wait_outcome
+from api.operations import MAX_WAIT_S, cancel_task, watch_task
 from mcp.errors import NothingToRedeliver, ValidationFailed
 from schemas import ErrorBody, SubmitResponse, TaskDetail, TaskView
 
@@ -136,11 +136,10 @@ async def get_task(
     ] = 0,
 ) -> Response:
     services = services_of(request)
-    view = await find_task(services, task_id, caller)
-    if wait > 0 and not view.status.terminal:
-        view = await wait_outcome(services, task_id, caller, wait) or await find_task(
-            services, task_id, caller
-        )
+    if wait > 0:
+        view = await watch_task(services, task_id, caller, wait)
+    else:
+        view = await find_task(services, task_id, caller)
     if include is None:
         return answer(request, 200, view)
     body = view.model_dump(mode="json")
