@@ -5,6 +5,7 @@ A missing service is a failure, never a skip: the promises are only proven again
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -134,8 +135,11 @@ def platform(
     plat.stop()
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        for proc in plat.procs:
-            print(f"===== {proc.name} =====\n{proc.log()[-6000:]}")
+        # Straight to the terminal: output captured in teardown is not shown for a failed call.
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            for proc in plat.procs:
+                print(f"===== {proc.name} =====\n{proc.log()[-6000:]}", flush=True)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
