@@ -36,7 +36,8 @@ import asyncio
 import math
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -46,6 +47,7 @@ from api.metrics import ADMISSION_LIMIT, REFUSED
 from mcp.errors import Overloaded
 from mcp.settings import ServerSettings
 
+R = TypeVar("R")
 WINDOW_S = 0.25
 GUARDED = frozenset({"/v1/tasks", "/v1/tasks:batch"})
 INFER = "/v1/infer"
@@ -314,19 +316,26 @@ class AdmissionControl:
             admission.infer_in_flight -= 1
 
     async def _submission(self, scope: Scope, receive: Receive, send: Send) -> None:
-        admission = self.admission
-        if ADMITTED not in scope:
-            verdict = admission.enter(scope)
-            if isinstance(verdict, asyncio.Future):
-                verdict = None if await admission.limit.wait_for(verdict) else admission.full()
-            if verdict is not None:
-                await _refuse(verdict, send)
-                return
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            admission.leave(time.perf_counter() - started)
+        await admit(self.admission, scope, send, lambda: self.app(scope, receive, send))
+
+
+async def admit(
+    admission: Admission, scope: Scope, send: Send, call: Callable[[], Awaitable[R]]
+) -> R | None:
+    """`call()` holding a slot, timed; None when the submission was refused (its 503 sent). A
+    submission the HTTP protocol admitted already (`ADMITTED`) holds its slot and is only timed."""
+    if ADMITTED not in scope:
+        verdict = admission.enter(scope)
+        if isinstance(verdict, asyncio.Future):
+            verdict = None if await admission.limit.wait_for(verdict) else admission.full()
+        if verdict is not None:
+            await _refuse(verdict, send)
+            return None
+    started = time.perf_counter()
+    try:
+        return await call()
+    finally:
+        admission.leave(time.perf_counter() - started)
 
 
 _REFUSED = REFUSED.labels(Overloaded.code)

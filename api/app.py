@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from prometheus_client import start_http_server
@@ -12,6 +13,7 @@ from starlette.routing import Route
 from api import contract, errors
 from api.admission import AdaptiveLimit, Admission, AdmissionControl
 from api.auth.openapi import document_access
+from api.front import Front, FrontedAPI
 from api.limits import BodySizeLimit, CompressResponses
 from api.metrics import RequestMetrics
 from api.routes import (
@@ -60,7 +62,7 @@ def create_app(settings: Settings | None = None, settle_heap: bool = False) -> F
         finally:
             await services.stop()
 
-    app = FastAPI(
+    app = FrontedAPI(
         title="autoglm-mcp",
         version="1",
         description="Asynchronous inference for GLM-family models.",
@@ -117,4 +119,15 @@ def create_app(settings: Settings | None = None, settle_heap: bool = False) -> F
         app.add_middleware(AdmissionControl, settings=server, limit=limit, admission=admission)
     if settings.telemetry.metrics:
         app.add_middleware(RequestMetrics, routes=app.router.routes)
+    app.front = partial(
+        Front,
+        endpoint=tasks.submit,
+        handlers=app.exception_handlers,
+        max_bytes=submit_bytes,
+        admission=getattr(app.state, "admission", None),
+        metrics=settings.telemetry.metrics,
+        gzip_min_bytes=(
+            settings.server.compression_min_bytes if settings.server.compression == "gzip" else None
+        ),
+    )
     return app

@@ -59,12 +59,19 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send, max_bytes)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
-        await platform_error_response(self._too_large(max_bytes))(scope, receive, send)
+        await refuse_too_large(scope, receive, send, max_bytes)
 
     def _too_large(self, max_bytes: int) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"the body is larger than {max_bytes} bytes", {"max_bytes": max_bytes}
-        )
+        return _too_large(max_bytes)
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than {max_bytes} bytes", {"max_bytes": max_bytes})
+
+
+async def refuse_too_large(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
+    """The 413 of a body over `max_bytes`, with the API.md error body."""
+    await platform_error_response(_too_large(max_bytes))(scope, receive, send)
 
 
 class RateLimiter:

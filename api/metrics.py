@@ -44,6 +44,18 @@ REQUEST_SECONDS = Histogram(
 )
 
 
+_requests: dict[tuple[str, str, int], Any] = {}
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """One request in `autoglm_http_request_duration_seconds`, by its route's template."""
+    key = (route, method, status)
+    child = _requests.get(key)
+    if child is None:
+        child = _requests[key] = REQUEST_SECONDS.labels(*key)
+    child.observe(seconds)
+
+
 _refusals: dict[str, Any] = {}
 
 
@@ -64,7 +76,6 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.routes = routes
-        self._children: dict[tuple[str, str, int], Any] = {}
         self._paths: dict[Any, str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,11 +96,7 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or self._path_of(scope.get("endpoint"))
-            key = (template, scope["method"], status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = REQUEST_SECONDS.labels(*key)
-            child.observe(time.perf_counter() - began)
+            observe_request(template, scope["method"], status, time.perf_counter() - began)
 
     def _path_of(self, endpoint: Any) -> str:
         if self._paths is None:
