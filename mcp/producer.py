@@ -271,23 +271,30 @@ class TaskProducer:
             pause = min(pause * 2, 10.0)
 
     def _gather(self) -> list[_Pending] | None:
+        kafka = self._settings.kafka
+        limit = kafka.group_commit_max_messages
+        # Under load, while another lane's transaction commits, gather until it is done and then
+        # commit everything that came meanwhile in one transaction: two transactions in flight
+        # would each carry half as many submissions, and Kafka's cost (the coordinator's round
+        # trips, a marker on every partition written) is per transaction. The lane waits for
+        # that commit before it takes its first submission: woken by the committing lane, not by
+        # the event loop, whose puts meanwhile find nobody asleep on the queue.
+        waited = self._committing > 0 and limit > 1 and self._last_batch > 1
+        if waited:
+            self._wait_for_commit()
         first = self._queue.get(None)
         if first is None:
             self._queue.put(None)  # the other lanes stop too
             return None
         batch = [first]
-        kafka = self._settings.kafka
-        limit = kafka.group_commit_max_messages
-        under_load = self._last_batch > 1 or self._queue.pending() > 0
-        if self._committing and limit > 1 and under_load:
-            # Under load, while another lane's transaction commits, gather until it is done and
-            # then commit everything that came meanwhile in one transaction: two transactions in
-            # flight would each carry half as many submissions, and Kafka's cost (the
-            # coordinator's round trips, a marker on every partition written) is per
-            # transaction. A lone submission does not wait: it commits at once in its lane.
-            with self._commit_done:
-                self._commit_done.wait_for(lambda: not self._committing, kafka.request_timeout_s)
-        elif not self._queue.pending() and (kafka.group_commit_wait_alone or self._last_batch > 1):
+        alone = not self._queue.pending()
+        if waited:
+            pass  # what came while the other transaction committed is this batch
+        elif self._committing and limit > 1 and not alone:
+            # Load that came with this submission: the same, once it is here. A lone
+            # submission does not wait: it commits at once in its lane.
+            self._wait_for_commit()
+        elif alone and (kafka.group_commit_wait_alone or self._last_batch > 1):
             # Alone under load: give concurrent requests the window to join. One sleep, not a
             # wake-up per arrival; with more load the queue already holds the next batch and
             # nobody waits. Without load (the latest transaction was alone too) the window
@@ -305,6 +312,12 @@ class TaskProducer:
             count += len(item.records)
         self._last_batch = len(batch)
         return batch
+
+    def _wait_for_commit(self) -> None:
+        with self._commit_done:
+            self._commit_done.wait_for(
+                lambda: not self._committing, self._settings.kafka.request_timeout_s
+            )
 
     def _ensure_producer(self, lane: _Lane) -> Producer:
         if lane.producer is None:

@@ -62,6 +62,8 @@ class _CommitFinishes:
         self.producer = producer
         self.arrivals = arrivals
         self.waits = 0
+        # Submissions left in the queue when the lane began to wait.
+        self.queued_at_wait: list[int] = []
 
     def __enter__(self) -> None:
         return None
@@ -71,6 +73,7 @@ class _CommitFinishes:
 
     def wait_for(self, predicate: object, timeout: float) -> bool:
         self.waits += 1
+        self.queued_at_wait.append(self.producer._queue.pending())
         for pending in self.arrivals:
             self.producer._queue.put(pending)
         self.producer._committing = 0
@@ -103,5 +106,35 @@ def test_under_load_the_next_transaction_gathers_until_the_one_in_flight_commits
         producer._queue.put(lone)
         assert producer._gather() == [lone]
         assert finishes.waits == 1
+    finally:
+        loop.close()
+
+
+def test_under_load_the_lane_waits_for_the_commit_before_it_takes_from_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The waiting lane sleeps on the committing lane's signal, not on the queue: the event
+    loop's puts meanwhile wake no thread (a wake-up per transaction, on the loop, before)."""
+    producer = TaskProducer(Settings(), "in-flight")
+    monkeypatch.setattr("mcp.producer.time.sleep", lambda _s: None)
+    loop = asyncio.new_event_loop()
+    try:
+        producer._last_batch = 2
+        producer._committing = 1
+        first, later = _pending(loop), _pending(loop)
+        finishes = _CommitFinishes(producer, [later])
+        monkeypatch.setattr(producer, "_commit_done", finishes)
+        producer._queue.put(first)
+        assert producer._gather() == [first, later]
+        assert finishes.queued_at_wait == [1]  # nothing taken from the queue before the wait
+        # Load that shows only once the lane has its first submission: it waits then.
+        producer._last_batch = 1
+        producer._committing = 1
+        one, two, three = _pending(loop), _pending(loop), _pending(loop)
+        finishes.arrivals = [three]
+        producer._queue.put(one)
+        producer._queue.put(two)
+        assert producer._gather() == [one, two, three]
+        assert finishes.queued_at_wait == [1, 1]
     finally:
         loop.close()
