@@ -27,12 +27,22 @@ TERMINAL_RANK = b"2"
 
 
 def track(pipe: Any, keys: Keys, updates: list[tuple[str, str, TaskStatus, float]]) -> None:
-    """Queue (project, task_id, status, submit time) changes on a Redis pipeline."""
+    """Queue (project, task_id, status, submit time) changes on a Redis pipeline: one command
+    for each run of consecutive changes of the same kind in the same project (a commit's
+    submissions: one ZADD), in their order."""
+    runs: list[tuple[bool, str, dict[str, float]]] = []
     for project, task_id, status, at in updates:
-        if status.terminal:
-            pipe.zrem(keys.active(project), task_id)
-        elif status is TaskStatus.QUEUED:
-            pipe.zadd(keys.active(project), {task_id: at}, nx=True)
+        if not (status.terminal or status is TaskStatus.QUEUED):
+            continue
+        ended = status.terminal
+        if not runs or runs[-1][:2] != (ended, project):
+            runs.append((ended, project, {}))
+        runs[-1][2].setdefault(task_id, at)  # ZADD NX: the first score stands
+    for ended, project, members in runs:
+        if ended:
+            pipe.zrem(keys.active(project), *members)
+        else:
+            pipe.zadd(keys.active(project), members, nx=True)
 
 
 class ActiveTasks:
