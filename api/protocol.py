@@ -7,7 +7,8 @@ calls before the refusal leaves; here the decision is taken once the headers are
 any task exists:
 
 - a slot is free: the ASGI task starts, its scope marked as admitted (`api.admission.ADMITTED`:
-  the middleware then only times it and frees the slot);
+  the middleware then only times it and frees the slot), and its answer is written to the socket
+  in one send, head and body together (`OneWrite`);
 - none is free but the submission may wait for one (`admission_max_wait_ms`): no task either
   while it waits; one starts when a slot passes to it;
 - otherwise, or when its wait ends without a slot: the 503, with the API.md error body and
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import (
@@ -62,6 +63,7 @@ class AdmittingProtocol(HttpToolsProtocol):
     def _admitted(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope: Any = cycle.scope
         scope[ADMITTED] = True
+        cycle.transport = cast(asyncio.Transport, OneWrite(self.transport, self.loop))
         super()._start_asgi_task(cycle, app)
 
     def _waited(
@@ -101,6 +103,46 @@ class AdmittingProtocol(HttpToolsProtocol):
         self.on_response_complete()
         if self.admission.request_metrics:
             observe_refusal(cycle.scope["path"], waited_s)
+
+
+class OneWrite:
+    """The transport of an admitted submission's cycle: uvicorn writes an answer's head on
+    `http.response.start` and its body on `http.response.body`, two sends on the socket for one
+    small answer. Here a write is held until the next one, which takes it along, or until the
+    loop's current turn is over (a streamed answer's head, a `100 Continue`), so a 202 leaves in
+    one send, and nothing waits past the turn in which it was written."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            self._transport.write(held + bytes(data))
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def admitting_protocol(admission: Admission) -> type[AdmittingProtocol]:

@@ -30,10 +30,12 @@ class Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = bytearray()
+        self.writes = 0
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += data
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -261,3 +263,47 @@ def test_the_pending_bytes_bound_holds_before_the_app_sees_the_request() -> None
         assert [a[0] for a in transport.answers()] == [503, 202]
 
     run(scenario, slots=1, max_wait_ms=0, pending_bytes=999)
+
+
+def test_an_admitted_submission_is_answered_in_one_write() -> None:
+    async def scenario(server: Server) -> None:
+        server.release.set()
+        protocol, transport = server.connect()
+        protocol.data_received(SUBMIT)
+        await server.settle()
+        assert [a[0] for a in transport.answers()] == [202]
+        assert transport.writes == 1  # head and body in one send on the socket
+        other, plain = server.connect()
+        other.data_received(b"GET /v1/tasks HTTP/1.1\r\nhost: api\r\n\r\n")
+        await server.settle()
+        assert [a[0] for a in plain.answers()] == [202] and plain.writes == 2
+
+    run(scenario, slots=1, max_wait_ms=0)
+
+
+def test_a_head_written_alone_goes_out_within_the_loop_s_turn() -> None:
+    """A streamed answer's head does not wait for its first chunk."""
+
+    async def scenario(server: Server) -> None:
+        started = asyncio.Event()
+        finish = asyncio.Event()
+
+        async def streaming(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            headers = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            started.set()
+            await finish.wait()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        server.config.loaded_app = streaming
+        protocol, transport = server.connect()
+        protocol.data_received(SUBMIT)
+        await started.wait()
+        await server.settle()
+        assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes == 1
+        finish.set()
+        await server.settle()
+        assert transport.written.endswith(b"0\r\n\r\n")
+
+    run(scenario, slots=1, max_wait_ms=0)
