@@ -23,6 +23,7 @@ request of an in-process server (tests), goes through `api.admission.AdmissionCo
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from functools import partial
 from typing import Any, cast
@@ -45,6 +46,12 @@ class AdmittingProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` whose submissions pass admission control before their ASGI task."""
 
     admission: Admission
+    # The connection's socket, for `OneWrite`; -1 where its bytes must go through the transport.
+    fd = -1
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.fd = plain_socket_fd(transport)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope = cycle.scope
@@ -63,7 +70,7 @@ class AdmittingProtocol(HttpToolsProtocol):
     def _admitted(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope: Any = cycle.scope
         scope[ADMITTED] = True
-        cycle.transport = cast(asyncio.Transport, OneWrite(self.transport, self.loop))
+        cycle.transport = cast(asyncio.Transport, OneWrite(self.transport, self.loop, self.fd))
         super()._start_asgi_task(cycle, app)
 
     def _waited(
@@ -110,13 +117,22 @@ class OneWrite:
     `http.response.start` and its body on `http.response.body`, two sends on the socket for one
     small answer. Here a write is held until the next one, which takes it along, or until the
     loop's current turn is over (a streamed answer's head, a `100 Continue`), so a 202 leaves in
-    one send, and nothing waits past the turn in which it was written."""
+    one send, and nothing waits past the turn in which it was written.
 
-    __slots__ = ("_held", "_loop", "_transport")
+    With the connection's socket (`fd`, plain TCP) and nothing queued in the transport, the
+    bytes are written to the socket here, as the transport would, but outside the interpreter
+    lock (`os.write` lets it go for the system call; the event loop's own write keeps it), so
+    the committer and after-commit threads run meanwhile; what the socket does not take at once
+    goes to the transport, in order."""
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("_fd", "_held", "_loop", "_transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, fd: int = -1
+    ) -> None:
         self._transport = transport
         self._loop = loop
+        self._fd = fd
         self._held: bytes | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -126,13 +142,29 @@ class OneWrite:
             self._loop.call_soon(self.flush)
         else:
             self._held = None
-            self._transport.write(held + bytes(data))
+            self._send(held + bytes(data))
 
     def flush(self) -> None:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held)
+            self._send(held)
+
+    def _send(self, data: bytes) -> None:
+        transport = self._transport
+        if (
+            self._fd >= 0
+            and not transport.is_closing()  # (a closed connection's number may be reused)
+            and not transport.get_write_buffer_size()
+        ):
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # full, or broken: the transport meets it its own way
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     def close(self) -> None:
         self.flush()
@@ -143,6 +175,14 @@ class OneWrite:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def plain_socket_fd(transport: asyncio.Transport) -> int:
+    """The file descriptor of a plain TCP connection's socket; -1 for TLS or no socket."""
+    if transport.get_extra_info("sslcontext") is not None:
+        return -1
+    sock = transport.get_extra_info("socket")
+    return sock.fileno() if sock is not None else -1
 
 
 def admitting_protocol(admission: Admission) -> type[AdmittingProtocol]:

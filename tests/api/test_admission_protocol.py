@@ -6,6 +6,7 @@ Real uvicorn protocol objects over an in-memory transport."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +17,7 @@ from prometheus_client import REGISTRY
 from uvicorn.server import ServerState
 
 from api.admission import ADMITTED, AdaptiveLimit, Admission, AdmissionControl
-from api.protocol import AdmittingProtocol, admitting_protocol
+from api.protocol import AdmittingProtocol, OneWrite, admitting_protocol
 from mcp.settings import ServerSettings
 from schemas.errors import ErrorBody
 
@@ -307,3 +308,39 @@ def test_a_head_written_alone_goes_out_within_the_loop_s_turn() -> None:
         assert transport.written.endswith(b"0\r\n\r\n")
 
     run(scenario, slots=1, max_wait_ms=0)
+
+
+class Queued(Transport):
+    """A transport that says it holds `queued` bytes not yet written."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__()
+        self.queued = queued
+
+    def get_write_buffer_size(self) -> int:
+        return self.queued
+
+
+def test_an_answer_goes_to_the_socket_itself_unless_the_transport_holds_bytes() -> None:
+    ours, client = socket.socketpair()
+    loop = asyncio.new_event_loop()
+    try:
+        idle = Queued(0)
+        answer = OneWrite(idle, loop, ours.fileno())
+        answer.write(b"head;")
+        answer.write(b"body")
+        assert client.recv(100) == b"head;body" and idle.writes == 0
+        # Bytes still queued in the transport go first: the answer follows them there.
+        busy = Queued(10)
+        answer = OneWrite(busy, loop, ours.fileno())
+        answer.write(b"head;")
+        answer.write(b"body")
+        assert busy.written == b"head;body" and busy.writes == 1
+        closing = Queued(0)
+        closing.closed = True
+        OneWrite(closing, loop, ours.fileno()).close()
+        assert closing.writes == 0  # nothing held, nothing written
+    finally:
+        loop.close()
+        ours.close()
+        client.close()
