@@ -32,7 +32,7 @@ from typing import Any, cast
 import orjson
 import redis
 
-from bench import gc_pauses
+from bench import gc_pauses, server_times
 from bench.events import TerminalEvents
 from bench.jit import warm_until_compiled
 from bench.loadgen import Tracked, post_request, run_until_visible
@@ -52,6 +52,7 @@ from bench.pipeline import (
     bench_api,
     bench_bare,
 )
+from bench.server_times import SERIES
 from mcp.settings import Settings
 
 RATES = tuple(float(r) for r in os.environ.get("BENCH_E2E_RATES", "100,1000").split(","))
@@ -265,8 +266,10 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
             )
             _measure(port, rate, 1.0, method)  # warm-up at this rate, not measured
             gc_before = {name: gc_pauses.read(url) for name, url in gc_urls.items()}
+            times_before = {p: server_times.read(gc_urls[p], n) for p, n in SERIES.items()}
             tracked, cpu = _measure_cpu(port, rate, pids, method)
             gc_after = {name: gc_pauses.read(url) for name, url in gc_urls.items()}
+            times_after = {p: server_times.read(gc_urls[p], n) for p, n in SERIES.items()}
             if watcher is not None:
                 time.sleep(0.5)  # the watcher's last reads
                 watcher.stop()
@@ -275,6 +278,9 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
                 "cpu_cores": cpu,
                 "stages_ms": _stages(tracked, watcher.at if watcher is not None else {}),
                 "gc_pauses": {p: gc_pauses.added(gc_before[p], gc_after[p]) for p in gc_urls},
+                "server_times": {
+                    p: server_times.added(times_before[p], times_after[p]) for p in SERIES
+                },
             }
     finally:
         _stop(worker)

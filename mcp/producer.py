@@ -27,14 +27,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
+from prometheus_client import Histogram
 
 from mcp.errors import BrokerUnavailable
 from mcp.grouped_txn import Group, GroupedTransaction
 from mcp.kafka import kafka_error, producer_config
 from mcp.records import Record, RecordLimits, refused_record
 from mcp.settings import Settings
+from mcp.telemetry.metrics import COMMIT_BUCKETS
 
 log = logging.getLogger(__name__)
+
+COMMIT_SECONDS = Histogram(
+    "autoglm_group_commit_seconds",
+    "Time to commit one group-commit transaction (begin, produce, commit): the API's "
+    "submissions, the dispatcher's journal",
+    buckets=COMMIT_BUCKETS,
+)
+AFTER_COMMIT_SECONDS = Histogram(
+    "autoglm_after_commit_seconds",
+    "Time the after-commit hook took for the transactions committed meanwhile (the API: their "
+    "`queued` states written to Redis, before their 202s)",
+    buckets=COMMIT_BUCKETS,
+)
 
 
 @dataclass
@@ -342,6 +357,7 @@ class TaskProducer:
             _settle(late, BrokerUnavailable("timed out waiting for Kafka"))
         if not live:
             return
+        began = time.perf_counter()
         try:
             producer = self._ensure_producer(lane)
             txn = GroupedTransaction(producer, timeout)
@@ -356,6 +372,7 @@ class TaskProducer:
         for index, refusal in refused.items():
             assert isinstance(index, int)
             _settle([live[index]], refused_record(refusal.error, self.limits, refusal.topic))
+        COMMIT_SECONDS.observe(time.perf_counter() - began)
         committed = [p for i, p in enumerate(live) if i not in refused]
         self.transactions += 1
         self.records += sum(len(p.records) for p in committed)
@@ -377,10 +394,12 @@ class TaskProducer:
             done = [item for item in items if item is not None]
             if not done:
                 continue
+            began = time.perf_counter()
             try:
                 hook([note for _, notes in done for note in notes])
             except Exception:
                 log.exception("after-commit hook failed; the projector will catch up")
+            AFTER_COMMIT_SECONDS.observe(time.perf_counter() - began)
             _settle([p for committed, _ in done for p in committed], None)
 
     def _recover(self, lane: _Lane, exc: BaseException) -> None:

@@ -66,6 +66,13 @@ COMMIT_TIME = Histogram(
     ["model"],
     buckets=COMMIT_BUCKETS,
 )
+RESULT_WRITE_TIME = Histogram(
+    "autoglm_worker_result_write_seconds",
+    "Time to write committed outcomes to Redis (the worker's own write after each commit, "
+    "ahead of the projector's)",
+    ["model"],
+    buckets=COMMIT_BUCKETS,
+)
 BUSY_SLOTS = Gauge("autoglm_worker_busy_slots", "Batches running now", ["model"])
 SLOTS = Gauge("autoglm_worker_slots", "Batches a worker may run at once", ["model"])
 
@@ -79,6 +86,7 @@ class WorkerTelemetry:
         SLOTS.labels(model).set(slots)
         self.busy = BUSY_SLOTS.labels(model)
         self.commit_time = COMMIT_TIME.labels(model)
+        self.result_write_time = RESULT_WRITE_TIME.labels(model)
         self.batch_size = BATCH_SIZE.labels(model)
         TOKENS.labels(model)  # exported at 0 before the first generation
 

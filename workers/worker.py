@@ -354,11 +354,13 @@ class InferenceWorker:
         too, a little later."""
         try:
             now = time.time()
+            began = time.perf_counter()
             self.store.apply_results(
                 [o.result_record(self.worker_id) for o in outcomes],
                 lambda pipe: self.telemetry.record_window(pipe, outcomes, now),
             )
             self.streams.finish(outcomes)
+            self.telemetry.result_write_time.observe(time.perf_counter() - began)
         except Exception:
             log.exception("direct Redis update failed; the projector will catch up")
 

@@ -103,6 +103,7 @@ def test_every_process_answers_metrics_with_its_series(platform: Platform) -> No
         assert total(worker, f"autoglm_worker_{name}_seconds_count", model="echo") == 5, name
     assert total(worker, "autoglm_worker_batch_size_sum", model="echo") >= 5
     assert total(worker, "autoglm_worker_transaction_commit_seconds_count") >= 1
+    assert total(worker, "autoglm_worker_result_write_seconds_count", model="echo") >= 1
     lanes = {ls["topic"] for ls, _ in worker["autoglm_worker_consumer_lag"]}
     assert lanes == set(Topics.of(platform.settings).lanes("echo"))
     assert "autoglm_worker_tokens_generated_total" in worker
@@ -129,6 +130,11 @@ def test_every_process_answers_metrics_with_its_series(platform: Platform) -> No
     )
     assert posts == 5, api.get("autoglm_http_request_duration_seconds_count")
     assert total(api, "autoglm_http_request_duration_seconds_count", route="/v1/tasks/{task_id}")
+    # Where a submission's time goes before its 202: the Kafka commit, then the `queued` write.
+    assert total(api, "autoglm_group_commit_seconds_count") >= 1
+    assert total(api, "autoglm_after_commit_seconds_count") >= 1
+    # The dispatcher's journal commits through the same group commit.
+    assert total(dispatcher, "autoglm_group_commit_seconds_count") >= 1
 
     # Each process settled its heap once started (`mcp.heap`): its collector's pauses are watched.
     processes = {"api": api, "worker": worker, "dispatcher": dispatcher, "projector": projector}
