@@ -211,10 +211,16 @@ JSON_FIELDS = frozenset({"result", "error", "metadata"})
 """Fields `_fields` stores as JSON text."""
 
 
+# The fields a poll body cannot do without (the task's own record brings those it lacks).
+_VIEW_REQUIRED = tuple(name for name, field in TaskView.model_fields.items() if field.is_required())
+
+
 def view_of(raw: dict[Any, Any]) -> TaskView | None:
-    """The poll body of a stored task, or None when the hash is empty or a bare stub."""
+    """The poll body of a stored task, or None when the hash is empty or a stub: a later event
+    (`running`, a cancel) applied where Redis lost the task's own record (`queued`) leaves
+    fields without the task's description until the replay brings it back."""
     data = _text(raw)
-    if "model" not in data or "status" not in data:
+    if any(name not in data for name in _VIEW_REQUIRED):
         return None
     return TaskView.model_validate(
         {

@@ -138,7 +138,7 @@ def platform(
         # Straight to the terminal: output captured in teardown is not shown for a failed call.
         capture = request.config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            for proc in plat.procs:
+            for proc in plat.all_procs():
                 print(f"===== {proc.name} =====\n{proc.log()[-6000:]}", flush=True)
 
 

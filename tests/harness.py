@@ -181,6 +181,10 @@ class Platform:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 
+    def all_procs(self) -> list[Proc]:
+        """This platform's processes and its variants'."""
+        return [*self.procs, *(p for child in self.variants for p in child.all_procs())]
+
     def stop(self) -> None:
         for child in self.variants:
             child.stop()

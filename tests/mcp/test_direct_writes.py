@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mcp.names import Keys
-from mcp.store import SyncTaskStore
+from mcp.store import SyncTaskStore, view_of
 from schemas import AsyncTask, TaskEvent, TaskResult, TaskStatus
 
 pytestmark = pytest.mark.integration
@@ -109,3 +109,20 @@ def test_a_result_written_before_the_projector_saw_the_task_is_not_moved_back(
     store.apply_events(events)
     store.apply_results([result])
     assert (_state(store, t.task_id), _timeline(store, t.task_id)) == after_all
+
+
+def test_a_later_event_where_redis_lost_the_task_reads_as_absent_until_the_replay(
+    store: SyncTaskStore,
+) -> None:
+    # Redis lost everything (FLUSHDB) while the projector still had a `running` event to apply:
+    # the hash holds a status but not the task's description. A poll reads it as absent (404),
+    # not as a body it cannot build (a 500), until the replay brings the task's record back.
+    t = _task(3)
+    events, _ = _lifecycle(t)
+    key = Keys.of(store.settings).task(t.task_id)
+    store.apply_events([events[1]])
+    stub = store.redis.hgetall(key)
+    assert stub[b"status"] == b"running" and view_of(stub) is None
+    store.apply_events(events)
+    view = view_of(store.redis.hgetall(key))
+    assert view is not None and view.status is TaskStatus.SUCCEEDED and view.task_id == t.task_id
