@@ -43,6 +43,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import status_of
+from api.limits import content_length
 from api.metrics import ADMISSION_LIMIT, REFUSED
 from mcp.errors import Overloaded
 from mcp.settings import ServerSettings
@@ -265,7 +266,7 @@ class Admission:
     def _bytes_refusal(self, scope: Scope) -> Overloaded | None:
         state = self.app_state
         pending = _pending_bytes(state if state is not None else _state_of(scope))
-        if pending + _content_length(scope) > self.max_pending_bytes > 0:
+        if pending + (content_length(scope) or 0) > self.max_pending_bytes > 0:
             return Overloaded(
                 f"{pending} bytes of submissions are waiting for Kafka; "
                 f"retry in {self.retry_after_s} s with the same Idempotency-Key",
@@ -361,13 +362,6 @@ async def _refuse(refusal: Overloaded, send: Send) -> None:
     ]
     await send({"type": "http.response.start", "status": STATUS, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _content_length(scope: Scope) -> int:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return 0
 
 
 def _state_of(scope: Scope) -> Any:

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.admission import STATUS as REFUSED
 from api.admission import Admission, admit
-from api.limits import refuse_too_large
+from api.limits import content_length, refuse_too_large, wants_gzip
 from api.metrics import observe_request
 
 PATH = "/v1/tasks"
@@ -81,7 +81,7 @@ class Front:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        length = _content_length(scope)
+        length = content_length(scope)
         if length is None:  # streamed: counted by BodySizeLimit in the stack
             await self.app(scope, receive, send)
             return
@@ -110,7 +110,7 @@ class Front:
             return 413, False
         scope["endpoint"] = self.endpoint  # as the router sets it
         scope["path_params"] = {}
-        if self.gzip is not None and _wants_gzip(scope):
+        if self.gzip is not None and wants_gzip(scope):
             await self.gzip(scope, receive, send)
             return scope.get(_STATUS, 500), True
         return await self._answer(scope, receive, send), True
@@ -153,17 +153,6 @@ class Front:
 
 # Where the answered status is left in the scope for a compressed answer's observation.
 _STATUS = "autoglm.status"
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
-
-
-def _wants_gzip(scope: Scope) -> bool:
-    return any(name == b"accept-encoding" and b"gzip" in value for name, value in scope["headers"])
 
 
 class FrontedAPI(FastAPI):

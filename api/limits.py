@@ -26,13 +26,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         max_bytes = self.paths.get(scope["path"], self.default_bytes)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit():
-                if int(value) > max_bytes:
-                    await self._refuse(scope, receive, send, max_bytes)
-                else:  # the server delivers no more than the announced length
-                    await self.app(scope, receive, send)
-                return
+        length = content_length(scope)
+        if length is not None:
+            if length > max_bytes:
+                await refuse_too_large(scope, receive, send, max_bytes)
+            else:  # the server delivers no more than the announced length
+                await self.app(scope, receive, send)
+            return
         seen = 0
         too_large = False
 
@@ -43,7 +43,7 @@ class BodySizeLimit:
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
                     too_large = True
-                    raise self._too_large(max_bytes)
+                    raise _too_large(max_bytes)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -56,13 +56,21 @@ class BodySizeLimit:
         except PayloadTooLarge:
             pass
         if too_large:
-            await self._refuse(scope, receive, send, max_bytes)
+            await refuse_too_large(scope, receive, send, max_bytes)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
-        await refuse_too_large(scope, receive, send, max_bytes)
 
-    def _too_large(self, max_bytes: int) -> PayloadTooLarge:
-        return _too_large(max_bytes)
+def content_length(scope: Scope) -> int | None:
+    """The body length a request announced (its Content-Length); None for a streamed body."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def wants_gzip(scope: Scope) -> bool:
+    """Whether the client takes a gzip answer (its Accept-Encoding)."""
+    headers = scope.get("headers", [])
+    return any(name == b"accept-encoding" and b"gzip" in value for name, value in headers)
 
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:
@@ -105,9 +113,7 @@ class CompressResponses:
         self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", []):
-                if name == b"accept-encoding" and b"gzip" in value:
-                    await self.gzip(scope, receive, send)
-                    return
+        if scope["type"] == "http" and wants_gzip(scope):
+            await self.gzip(scope, receive, send)
+            return
         await self.app(scope, receive, send)

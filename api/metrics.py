@@ -56,15 +56,9 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     child.observe(seconds)
 
 
-_refusals: dict[str, Any] = {}
-
-
 def observe_refusal(route: str, seconds: float) -> None:
     """A submission refused by the HTTP protocol (api.protocol), which no middleware sees."""
-    child = _refusals.get(route)
-    if child is None:
-        child = _refusals[route] = REQUEST_SECONDS.labels(route, "POST", 503)
-    child.observe(seconds)
+    observe_request(route, "POST", 503, seconds)
 
 
 class RequestMetrics:
