@@ -236,7 +236,8 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
         None,
         "",
     )
-    # The collector's pauses in the API and the worker (`mcp.heap`), read from their /metrics.
+    # The collector's pauses in the API and the worker (`mcp.heap`) and the time spent in each
+    # step (`bench.server_times`), from one read of their /metrics before and after each window.
     gc_urls = {
         "api": f"http://127.0.0.1:{port}/metrics",
         "worker": f"http://127.0.0.1:{worker_metrics}/metrics",
@@ -265,11 +266,9 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
                 else None
             )
             _measure(port, rate, 1.0, method)  # warm-up at this rate, not measured
-            gc_before = {name: gc_pauses.read(url) for name, url in gc_urls.items()}
-            times_before = {p: server_times.read(gc_urls[p], n) for p, n in SERIES.items()}
+            before = {name: gc_pauses.scrape(url) for name, url in gc_urls.items()}
             tracked, cpu = _measure_cpu(port, rate, pids, method)
-            gc_after = {name: gc_pauses.read(url) for name, url in gc_urls.items()}
-            times_after = {p: server_times.read(gc_urls[p], n) for p, n in SERIES.items()}
+            after = {name: gc_pauses.scrape(url) for name, url in gc_urls.items()}
             if watcher is not None:
                 time.sleep(0.5)  # the watcher's last reads
                 watcher.stop()
@@ -277,9 +276,15 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
                 **_summary(tracked, rate),
                 "cpu_cores": cpu,
                 "stages_ms": _stages(tracked, watcher.at if watcher is not None else {}),
-                "gc_pauses": {p: gc_pauses.added(gc_before[p], gc_after[p]) for p in gc_urls},
+                "gc_pauses": {
+                    p: gc_pauses.added(gc_pauses.counts(before[p]), gc_pauses.counts(after[p]))
+                    for p in gc_urls
+                },
                 "server_times": {
-                    p: server_times.added(times_before[p], times_after[p]) for p in SERIES
+                    p: server_times.added(
+                        server_times.sums(before[p], n), server_times.sums(after[p], n)
+                    )
+                    for p, n in SERIES.items()
                 },
             }
     finally:

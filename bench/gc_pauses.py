@@ -11,26 +11,30 @@ from prometheus_client.parser import text_string_to_metric_families
 Counts = dict[str, float]
 
 
-def read(url: str) -> Counts:
-    """Per generation: collections, seconds paused, collections longer than 2 and 5 ms. Empty
-    when the process serves no such metric (then nothing is reported)."""
+def scrape(url: str) -> str:
+    """A process's `/metrics` text; empty when it does not answer."""
     try:
-        text = httpx.get(url, timeout=2).text
+        return httpx.get(url, timeout=2).text
     except httpx.HTTPError:
-        return {}
-    counts: Counts = {}
+        return ""
+
+
+def counts(text: str) -> Counts:
+    """Per generation, from a `/metrics` text: collections, seconds paused, collections longer
+    than 2 and 5 ms. Empty when the process serves no such metric (then nothing is reported)."""
+    found: Counts = {}
     for family in text_string_to_metric_families(text):
         if family.name != "autoglm_gc_pause_seconds":
             continue
         for sample in family.samples:
             gen = sample.labels.get("generation")
             if sample.name.endswith("_count"):
-                counts[f"{gen}.count"] = sample.value
+                found[f"{gen}.count"] = sample.value
             elif sample.name.endswith("_sum"):
-                counts[f"{gen}.sum"] = sample.value
+                found[f"{gen}.sum"] = sample.value
             elif sample.name.endswith("_bucket") and sample.labels["le"] in ("0.002", "0.005"):
-                counts[f"{gen}.le{sample.labels['le']}"] = sample.value
-    return counts
+                found[f"{gen}.le{sample.labels['le']}"] = sample.value
+    return found
 
 
 def added(before: Counts, after: Counts) -> dict[str, Any]:

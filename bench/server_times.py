@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 # Per process: the histograms whose means tell the time spent in each step.
@@ -21,13 +20,9 @@ SERIES = {
 Sums = dict[str, tuple[float, float]]
 
 
-def read(url: str, names: tuple[str, ...]) -> Sums:
-    """(sum, count) of each histogram in `names` (summed over its labels); empty when the
-    process does not answer."""
-    try:
-        text = httpx.get(url, timeout=2).text
-    except httpx.HTTPError:
-        return {}
+def sums(text: str, names: tuple[str, ...]) -> Sums:
+    """(sum, count) of each histogram in `names` (summed over its labels), from a `/metrics`
+    text (`bench.gc_pauses.scrape`); empty when the process did not answer."""
     found: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
         if family.name not in names:
