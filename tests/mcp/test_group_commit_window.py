@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,8 +16,25 @@ def _pending(loop: asyncio.AbstractEventLoop) -> _Pending:
     return _Pending([Record("t", b"k", b"v")], None, loop, loop.create_future())
 
 
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The loop the submissions' futures belong to (never run)."""
+    found = asyncio.new_event_loop()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def producer(monkeypatch: pytest.MonkeyPatch) -> TaskProducer:
+    """A producer whose group-commit window returns at once."""
+    monkeypatch.setattr("mcp.producer.time.sleep", lambda _s: None)
+    return TaskProducer(Settings(), "in-flight")
+
+
 @pytest.mark.parametrize("wait_alone", [False, True])
-def test_window_only_under_load(monkeypatch: pytest.MonkeyPatch, wait_alone: bool) -> None:
+def test_window_only_under_load(
+    monkeypatch: pytest.MonkeyPatch, loop: asyncio.AbstractEventLoop, wait_alone: bool
+) -> None:
     settings = Settings()
     settings = settings.model_copy(
         update={"kafka": settings.kafka.model_copy(update={"group_commit_wait_alone": wait_alone})}
@@ -25,33 +43,29 @@ def test_window_only_under_load(monkeypatch: pytest.MonkeyPatch, wait_alone: boo
     waits: list[float] = []
     monkeypatch.setattr("mcp.producer.time.sleep", waits.append)
     window = settings.kafka.group_commit_max_ms / 1000
-    loop = asyncio.new_event_loop()
-    try:
-        # Idle: a lone submission is committed at once (unless told to wait anyway).
-        lone = _pending(loop)
-        producer._queue.put(lone)
-        assert producer._gather() == [lone]
-        assert waits == ([window] if wait_alone else [])
-        # Two waiting together: no window needed, they are a batch already.
-        waits.clear()
-        pair = [_pending(loop), _pending(loop)]
-        for p in pair:
-            producer._queue.put(p)
-        assert producer._gather() == pair
-        assert waits == []
-        # Alone right after a shared transaction: under load, the window pays.
-        after = _pending(loop)
-        producer._queue.put(after)
-        assert producer._gather() == [after]
-        assert waits == [window]
-        # That transaction was alone: the next lone one goes at once again.
-        waits.clear()
-        again = _pending(loop)
-        producer._queue.put(again)
-        assert producer._gather() == [again]
-        assert waits == ([window] if wait_alone else [])
-    finally:
-        loop.close()
+    # Idle: a lone submission is committed at once (unless told to wait anyway).
+    lone = _pending(loop)
+    producer._queue.put(lone)
+    assert producer._gather() == [lone]
+    assert waits == ([window] if wait_alone else [])
+    # Two waiting together: no window needed, they are a batch already.
+    waits.clear()
+    pair = [_pending(loop), _pending(loop)]
+    for p in pair:
+        producer._queue.put(p)
+    assert producer._gather() == pair
+    assert waits == []
+    # Alone right after a shared transaction: under load, the window pays.
+    after = _pending(loop)
+    producer._queue.put(after)
+    assert producer._gather() == [after]
+    assert waits == [window]
+    # That transaction was alone: the next lone one goes at once again.
+    waits.clear()
+    again = _pending(loop)
+    producer._queue.put(again)
+    assert producer._gather() == [again]
+    assert waits == ([window] if wait_alone else [])
 
 
 class _CommitFinishes:
@@ -83,58 +97,50 @@ class _CommitFinishes:
 
 def test_under_load_the_next_transaction_gathers_until_the_one_in_flight_commits(
     monkeypatch: pytest.MonkeyPatch,
+    producer: TaskProducer,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
-    producer = TaskProducer(Settings(), "in-flight")
-    monkeypatch.setattr("mcp.producer.time.sleep", lambda _s: None)
-    loop = asyncio.new_event_loop()
-    try:
-        # Under load (the latest transaction was shared), another lane committing: wait for it,
-        # then take everything that came meanwhile in one transaction.
-        producer._last_batch = 2
-        producer._committing = 1
-        first, *meanwhile = [_pending(loop) for _ in range(3)]
-        finishes = _CommitFinishes(producer, meanwhile)
-        monkeypatch.setattr(producer, "_commit_done", finishes)
-        producer._queue.put(first)
-        assert producer._gather() == [first, *meanwhile]
-        assert finishes.waits == 1
-        # Without load a lone submission does not wait for the transaction in flight.
-        producer._last_batch = 1
-        producer._committing = 1
-        lone = _pending(loop)
-        finishes.arrivals = []
-        producer._queue.put(lone)
-        assert producer._gather() == [lone]
-        assert finishes.waits == 1
-    finally:
-        loop.close()
+    # Under load (the latest transaction was shared), another lane committing: wait for it,
+    # then take everything that came meanwhile in one transaction.
+    producer._last_batch = 2
+    producer._committing = 1
+    first, *meanwhile = [_pending(loop) for _ in range(3)]
+    finishes = _CommitFinishes(producer, meanwhile)
+    monkeypatch.setattr(producer, "_commit_done", finishes)
+    producer._queue.put(first)
+    assert producer._gather() == [first, *meanwhile]
+    assert finishes.waits == 1
+    # Without load a lone submission does not wait for the transaction in flight.
+    producer._last_batch = 1
+    producer._committing = 1
+    lone = _pending(loop)
+    finishes.arrivals = []
+    producer._queue.put(lone)
+    assert producer._gather() == [lone]
+    assert finishes.waits == 1
 
 
 def test_under_load_the_lane_waits_for_the_commit_before_it_takes_from_the_queue(
     monkeypatch: pytest.MonkeyPatch,
+    producer: TaskProducer,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     """The waiting lane sleeps on the committing lane's signal, not on the queue: the event
     loop's puts meanwhile wake no thread (a wake-up per transaction, on the loop, before)."""
-    producer = TaskProducer(Settings(), "in-flight")
-    monkeypatch.setattr("mcp.producer.time.sleep", lambda _s: None)
-    loop = asyncio.new_event_loop()
-    try:
-        producer._last_batch = 2
-        producer._committing = 1
-        first, later = _pending(loop), _pending(loop)
-        finishes = _CommitFinishes(producer, [later])
-        monkeypatch.setattr(producer, "_commit_done", finishes)
-        producer._queue.put(first)
-        assert producer._gather() == [first, later]
-        assert finishes.queued_at_wait == [1]  # nothing taken from the queue before the wait
-        # Load that shows only once the lane has its first submission: it waits then.
-        producer._last_batch = 1
-        producer._committing = 1
-        one, two, three = _pending(loop), _pending(loop), _pending(loop)
-        finishes.arrivals = [three]
-        producer._queue.put(one)
-        producer._queue.put(two)
-        assert producer._gather() == [one, two, three]
-        assert finishes.queued_at_wait == [1, 1]
-    finally:
-        loop.close()
+    producer._last_batch = 2
+    producer._committing = 1
+    first, later = _pending(loop), _pending(loop)
+    finishes = _CommitFinishes(producer, [later])
+    monkeypatch.setattr(producer, "_commit_done", finishes)
+    producer._queue.put(first)
+    assert producer._gather() == [first, later]
+    assert finishes.queued_at_wait == [1]  # nothing taken from the queue before the wait
+    # Load that shows only once the lane has its first submission: it waits then.
+    producer._last_batch = 1
+    producer._committing = 1
+    one, two, three = _pending(loop), _pending(loop), _pending(loop)
+    finishes.arrivals = [three]
+    producer._queue.put(one)
+    producer._queue.put(two)
+    assert producer._gather() == [one, two, three]
+    assert finishes.queued_at_wait == [1, 1]
