@@ -12,6 +12,14 @@ webhooks are attempted one at a time, in the order they were scheduled; a webhoo
 retry no longer holds the next ones back.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.names import Keys
+from mcp.webhooks.deliveries import hash_fields
+from schemas.webhooks import WebhookRecord
+
 # Keep a destination's score equal to its earliest delivery, or drop it when it has none.
 RESCORE = """
 local function rescore(schedule, due_prefix, host)
@@ -24,28 +32,96 @@ local function rescore(schedule, due_prefix, host)
 end
 """
 
-# KEYS: a delivery hash. ARGV: version, retention s, '1' if the delivery still waits, then
-# field/value pairs. One delivery's state (a `webhook-deliveries` record), written unless Redis
-# holds that version or a later one, so records may come twice and in any order: from the process
-# that wrote them and from the projection of the topic. Returns 1 when the state still has to be
-# placed (due queue, dead list, task index: `PLACE`, then `PLACED`), 0 when there is nothing to do.
-# One key only (Redis Cluster): the placing is a second step, redone until `placed` says it is done.
-STATE = """
-local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-local version = tonumber(ARGV[1])
-if held > version then return 0 end
-if held == version then
-  if tonumber(redis.call('HGET', KEYS[1], 'placed') or '0') >= version then return 0 end
+# The steps of one delivery state, shared by the scripts of a Redis Cluster (one hash slot per
+# call) and the batch scripts of one Redis (`mcp.webhooks.single`). A state's arguments start at
+# `first` in ARGV (`state_args`): version, retention (s), '1' if the delivery still waits, due
+# prefix, destination, webhook id, due time, the score in the dead list ('' unless given up),
+# webhook type, n, then n hash field/value items.
+# `state` writes the delivery hash unless it holds that version or a later one, so records may
+# come twice and in any order (from the process that wrote them and from the projection of the
+# topic), and tells whether the state is still to be placed (1) or there is nothing to do (0).
+# `due_queue` places it in its destination's due queue; `release` gives the task's next webhooks
+# their turn after an attempt; `outside` places it outside its shard (dead list, the task's
+# index), then notes it `placed`.
+STEPS = (
+    RESCORE
+    + """
+local function state(hash, first)
+  local version = tonumber(ARGV[first])
+  local held = tonumber(redis.call('HGET', hash, 'version') or '0')
+  if held > version then return 0 end
+  if held == version then
+    if tonumber(redis.call('HGET', hash, 'placed') or '0') >= version then return 0 end
+    return 1
+  end
+  local n = tonumber(ARGV[first + 9])
+  redis.call('HSET', hash, unpack(ARGV, first + 10, first + 9 + n))
+  if ARGV[first + 2] == '1' then
+    redis.call('PERSIST', hash)
+  else
+    redis.call('EXPIRE', hash, tonumber(ARGV[first + 1]))
+  end
   return 1
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-if ARGV[3] == '1' then
-  redis.call('PERSIST', KEYS[1])
-else
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+
+local function due_queue(first)
+  local due = ARGV[first + 3] .. ARGV[first + 4]
+  if ARGV[first + 2] == '1' then
+    redis.call('ZADD', due, ARGV[first + 6], ARGV[first + 5])
+  else
+    redis.call('ZREM', due, ARGV[first + 5])
+  end
 end
-return 1
+
+local function release(turn, held, inflight, first)
+  local id, due = ARGV[first + 5], ARGV[first + 3] .. ARGV[first + 4]
+  if redis.call('GET', turn) == id then
+    redis.call('DEL', turn)
+    local waiting = redis.call('ZRANGE', held, 0, -1, 'WITHSCORES')
+    for i = 1, #waiting, 2 do redis.call('ZADD', due, 'XX', waiting[i + 1], waiting[i]) end
+    redis.call('DEL', held)
+  end
+  redis.call('SREM', inflight, id)
+end
+
+local function outside(dead, index, hash, first)
+  local id = ARGV[first + 5]
+  if ARGV[first + 7] ~= '' then
+    redis.call('ZADD', dead, ARGV[first + 7], id)
+  else
+    redis.call('ZREM', dead, id)
+  end
+  redis.call('HSET', index, ARGV[first + 8], id)
+  redis.call('EXPIRE', index, tonumber(ARGV[first + 1]))
+  if tonumber(redis.call('HGET', hash, 'placed') or '0') < tonumber(ARGV[first]) then
+    redis.call('HSET', hash, 'placed', ARGV[first])
+  end
+end
+
+local function next_state(first)
+  return first + 10 + tonumber(ARGV[first + 9])
+end
 """
+)
+
+
+def state_args(record: WebhookRecord, keys: Keys, host: str, retention_s: int) -> list[Any]:
+    """A state's arguments (see `STEPS`), `host` being its destination."""
+    shard = keys.webhook_shard(record.webhook_id)
+    due = (record.next_attempt_at or record.at).timestamp()
+    dead = record.status == "failed"
+    score = repr((record.finished_at or record.at).timestamp()) if dead else ""
+    fields = [item for pair in hash_fields(record).items() for item in pair]
+    args: list[Any] = [record.version, retention_s, int(record.waiting)]
+    args += [keys.webhook_due("", shard), host, record.webhook_id, repr(due), score]
+    args += [record.type, len(fields), *fields]
+    return args
+
+
+# KEYS: a delivery hash. ARGV: a state's arguments. One key only (Redis Cluster): the placing is
+# a second step (`PLACE`, then the dead list and the task's index and `PLACED`), redone until
+# `placed` says it is done. Returns 1 when the state still has to be placed, else 0.
+STATE = STEPS + "return state(KEYS[1], 1)\n"
 
 # KEYS: delivery hashes of one shard (one hash slot). The version placed of each (0: none).
 VERSIONS = """
@@ -134,46 +210,18 @@ return out
 )
 
 # KEYS: a delivery hash, schedule, turn of the task, held webhooks of the task, inflight set of
-# the slot. ARGV: version, retention s, '1' if the delivery still waits, due prefix, host, id, due
-# time, then field/value pairs. The outcome of an attempt of a claimed delivery, in one call: its
-# state (as `STATE`), its place in the due queue (as `PLACE`, 'set' while it waits, else
-# 'remove'), the task's turn released (its held webhooks get their places back) and the claim
-# dropped. Every key is in the
-# delivery's shard (one hash slot). Returns 1 when what lies outside the shard (dead list, task
-# index, then `PLACED`) is still to write, 0 when Redis holds that version or a later one.
+# the slot. ARGV: a state's arguments. The outcome of an attempt of a claimed delivery, in one
+# call: its state, its place in the due queue, the task's turn released and the claim dropped.
+# Every key is in the delivery's shard (one hash slot). Returns 1 when what lies outside the shard
+# (dead list, task index, then `PLACED`) is still to write, 0 when Redis holds that version or a
+# later one.
 ENDED = (
-    RESCORE
+    STEPS
     + """
-local id, due = ARGV[6], ARGV[4] .. ARGV[5]
-local version = tonumber(ARGV[1])
-local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-local todo = 0
-if held < version then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
-  if ARGV[3] == '1' then
-    redis.call('PERSIST', KEYS[1])
-  else
-    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-  end
-  todo = 1
-elseif held == version and tonumber(redis.call('HGET', KEYS[1], 'placed') or '0') < version then
-  todo = 1
-end
-if todo == 1 then
-  if ARGV[3] == '1' then
-    redis.call('ZADD', due, ARGV[7], id)
-  else
-    redis.call('ZREM', due, id)
-  end
-end
-if redis.call('GET', KEYS[3]) == id then
-  redis.call('DEL', KEYS[3])
-  local waiting = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
-  for i = 1, #waiting, 2 do redis.call('ZADD', due, 'XX', waiting[i + 1], waiting[i]) end
-  redis.call('DEL', KEYS[4])
-end
+local todo = state(KEYS[1], 1)
+if todo == 1 then due_queue(1) end
+release(KEYS[3], KEYS[4], KEYS[5], 1)
 rescore(KEYS[2], ARGV[4], ARGV[5])
-redis.call('SREM', KEYS[5], id)
 return todo
 """
 )

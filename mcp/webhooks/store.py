@@ -30,7 +30,6 @@ from mcp.webhooks.deliveries import (
     NewDelivery,
     Publish,
     destination,
-    hash_fields,
     record_of,
     scheduled,
 )
@@ -119,9 +118,8 @@ class WebhookStore:
             return placed
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in chosen:
-                fields = hash_fields(record)
-                args: list[Any] = [record.version, self.retention_s, int(record.waiting)]
-                args += [item for pair in fields.items() for item in pair]
+                host = destination(record.url)
+                args = scripts.state_args(record, self.keys, host, self.retention_s)
                 await self._state(
                     keys=[self.keys.delivery(record.webhook_id)], args=args, client=pipe
                 )
@@ -350,10 +348,7 @@ class WebhookStore:
                     self.keys.webhook_held(shard, d.task_id),
                     self.keys.webhook_inflight(slot, shard),
                 ]
-                due = (record.next_attempt_at or record.at).timestamp()
-                args: list[Any] = [record.version, self.retention_s, int(record.waiting)]
-                args += [self.keys.webhook_due("", shard), d.destination, d.webhook_id, repr(due)]
-                args += [item for pair in hash_fields(record).items() for item in pair]
+                args = scripts.state_args(record, self.keys, d.destination, self.retention_s)
                 await self._ended(keys=keys, args=args, client=pipe)
             wanted = await pipe.execute()
         todo = [record for (_, record), want in zip(ended, wanted, strict=True) if int(want)]

@@ -22,8 +22,25 @@ from schemas import WebhookAttempt, utcnow
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest.fixture(params=[False, True], ids=["bytes", "decoded"])
+@pytest.fixture(params=["bytes", "decoded", "per-slot"])
 async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[WebhookStore]:
+    """A store on one Redis, answering bytes or decoded text; `per-slot` takes the steps of a
+    Redis Cluster (each script call in one hash slot: `scripts.STATE`, `PLACE`, `ENDED`) instead
+    of one script per batch (`single.OneRedis`), so both paths meet every test here."""
+    decoded = request.param == "decoded"
+    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=decoded)
+    store = WebhookStore(client, settings)
+    if request.param == "per-slot":
+        store._one = None
+    yield store
+    await client.aclose()
+
+
+@pytest.fixture(params=[False, True], ids=["bytes", "decoded"])
+async def one_redis(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[WebhookStore]:
+    """A store that writes a batch of states in one script (`single.OneRedis`)."""
     client = aioredis.Redis.from_url(settings.redis.url, decode_responses=request.param)
     yield WebhookStore(client, settings)
     await client.aclose()
@@ -192,8 +209,9 @@ def _count_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_one_redis_applies_a_batch_of_states_in_one_command(
-    store: WebhookStore, monkeypatch: pytest.MonkeyPatch
+    one_redis: WebhookStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = one_redis
     # One Redis holds every key: a batch of states or attempt outcomes is one script call
     # (a Redis Cluster takes several per state, its keys lying in different slots).
     await store.schedule([_delivery("warm")])  # the first call of a script loads it
