@@ -13,8 +13,9 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from mcp.names import Topics
-from schemas import TaskResult, loads
+from mcp.names import Topics, lane_partition
+from mcp.settings import ConfiguredKey
+from schemas import PRIORITIES, TaskResult, loads
 from tests.harness import Platform, committed_results, submit, wait_for, wait_statuses
 
 pytestmark = pytest.mark.integration
@@ -192,37 +193,77 @@ def test_sigkill_while_slow_task_runs_after_quick_ones_behind_it_finished(
     assert counts == Counter({t: 1 for t in [slow, *quick]}), counts
 
 
+# A project's tasks share a partition of their lane (`lane_partition`); these two projects use
+# both partitions of a 2-partition lane.
+PROJECTS = {"key-p4": "p4", "key-p0": "p0"}
+ADMIN = "key-admin"
+
+
 def test_rebalance_with_slow_tasks_in_flight_keeps_one_result_each(platform: Platform) -> None:
     # Heartbeats every 0.5 s: the first worker hears of the newcomer well within a slow task.
+    keys: dict[str, str | ConfiguredKey] = {
+        **PROJECTS,
+        ADMIN: ConfiguredKey(project="default", role="admin"),
+    }
     plat = platform.variant(
-        kafka={"partitions": 4, "client_config": {"heartbeat.interval.ms": 500}},
+        kafka={"partitions": 2, "client_config": {"heartbeat.interval.ms": 500}},
         worker={"heartbeat_interval_s": 0.3},
+        auth={"enabled": True, "api_keys": keys},
     )
+    topics = Topics.of(plat.settings)
+    assert sorted(lane_partition(p, 2) for p in PROJECTS.values()) == [0, 1]
     plat.api()
     plat.worker("echo", "0")
-    with plat.client() as client:
-        # Six slow tasks leave two of the worker's eight slots to the quick ones.
-        slow = [submit_timed(client, {"n": i, "sleep_ms": 10_000})[0] for i in range(6)]
-        wait_statuses(client, slow, {"running"}, timeout=30)
-        quick = [submit_timed(client, {"n": i})[0] for i in range(6, 40)]
-        wait_statuses(client, quick, {"succeeded"}, timeout=30)
-        # Half the partitions move while slow tasks run on them: the first worker commits what
-        # it finished and drops the rest, which the newcomer runs again.
+    clients = {
+        key: httpx.Client(base_url=plat.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        for key in keys
+    }
+    try:
+        # A slow task on each of the six partitions (three lanes, two partitions each) leaves
+        # two of the worker's eight slots to the quick ones.
+        where: dict[str, str] = {}  # slow task -> its partition, as /v1/workers names it
+        slow: dict[str, str] = {}
+        for key, project in PROJECTS.items():
+            for priority in PRIORITIES:  # one lane topic each
+                body = {**ECHO, "priority": priority, "payload": {"sleep_ms": 10_000}}
+                response = submit(clients[key], body)
+                assert response.status_code == 202, response.text
+                task_id = response.json()["task_id"]
+                slow[task_id] = key
+                where[task_id] = f"{topics.tasks('echo', priority)}/{lane_partition(project, 2)}"
+        quick = {submit_timed(clients[k], {"n": i})[0]: k for i in range(16) for k in PROJECTS}
+        for key in PROJECTS:
+            wait_statuses(clients[key], [t for t, k in slow.items() if k == key], {"running"})
+            wait_statuses(clients[key], [t for t, k in quick.items() if k == key], {"succeeded"})
+        # Half the partitions move while slow tasks run on all of them: the first worker commits
+        # what it finished and drops only the work of the partitions it lost, which the
+        # newcomer runs again; the slow tasks of the partitions it keeps run on, once.
         plat.worker("echo", "1")
+        admin = clients[ADMIN]
 
         def moved() -> bool:
-            workers = client.get("/v1/workers").json()["workers"]
-            return len(workers) == 2 and all(len(w["partitions"]) == 2 * 3 for w in workers)
+            workers = admin.get("/v1/workers").json()["workers"]
+            return len(workers) == 2 and all(len(w["partitions"]) == 3 for w in workers)
 
         wait_for(moved, 30, "the newcomer's partitions", interval=0.1)
-        running = [t for t in slow if client.get(f"/v1/tasks/{t}").json()["status"] == "running"]
-        bodies = wait_statuses(client, [*slow, *quick], {"succeeded", "failed"}, timeout=60)
+        workers = admin.get("/v1/workers").json()["workers"]
+        [kept] = [set(w["partitions"]) for w in workers if w["worker_id"] == "echo.0"]
+        bodies: dict[str, dict[str, Any]] = {}
+        for key in PROJECTS:
+            mine = [t for t, k in {**slow, **quick}.items() if k == key]
+            bodies |= wait_statuses(clients[key], mine, {"succeeded", "failed"}, timeout=60)
+    finally:
+        for client in clients.values():
+            client.close()
     assert {b["status"] for b in bodies.values()} == {"succeeded"}
     assert all(bodies[t]["attempts"] == 1 for t in quick)
+    stayed = [t for t in slow if where[t] in kept]
     again = [t for t in slow if bodies[t]["attempts"] == 2]
     print(
-        f"\n{len(running)} of {len(slow)} slow tasks were running when half the partitions moved;"
-        f" {len(again)} moved with them and ran again"
+        f"\nthe first worker kept {sorted(kept)}; slow tasks run again: {len(again)} of"
+        f" {len(slow)}, {len(stayed)} on the partitions it kept"
     )
+    assert len(stayed) == 3
+    assert all(bodies[t]["attempts"] == 1 for t in stayed), [bodies[t] for t in stayed]
     counts = Counter(r.task_id for r in committed_results(plat.settings))
     assert counts == Counter({t: 1 for t in [*slow, *quick]}), counts
