@@ -129,6 +129,14 @@ class KafkaSettings(BaseModel):
     consumer_prefetch_kbytes: int = 4_096
     # How producers encode record values; consumers read both (a `content-type` header says).
     encoding: Literal["json", "protobuf"] = "json"
+    # How a consumer group shares its partitions. `classic`: librdkafka's cooperative-sticky
+    # assignor, which evens out how many partitions each member holds, not its share of each
+    # topic, so a worker that joins may take every partition of one priority lane. `consumer`
+    # (Kafka >= 4.0, KIP-848): the brokers' `range` assignor gives each member its share of
+    # every lane, still moving only what must move; the brokers then set the session timeout
+    # and heartbeat interval (`group.consumer.session.timeout.ms`,
+    # `group.consumer.heartbeat.interval.ms`), not `worker.session_timeout_ms`.
+    group_protocol: Literal["classic", "consumer"] = "classic"
 
     @model_validator(mode="after")
     def _check_replicas(self) -> KafkaSettings:

@@ -89,15 +89,14 @@ class InferenceWorker:
         )
         self.slot.claim()
         longest = max(settings.worker.session_timeout_ms, 3_600_000)
+        timing: dict[str, int] = {"max.poll.interval.ms": longest}
+        if settings.kafka.group_protocol == "classic":  # else the brokers set it
+            timing["session.timeout.ms"] = settings.worker.session_timeout_ms
         self.consumer = Consumer(
             consumer_config(
                 settings,
                 self.topics.group(f"worker.{spec.name}"),
-                **{
-                    "fetch.wait.max.ms": settings.worker.fetch_wait_max_ms,
-                    "session.timeout.ms": settings.worker.session_timeout_ms,
-                    "max.poll.interval.ms": longest,
-                },
+                **{"fetch.wait.max.ms": settings.worker.fetch_wait_max_ms, **timing},
             )
         )
         self.slots = spec.concurrency or backend.concurrency
