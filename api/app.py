@@ -16,6 +16,7 @@ from api.auth.openapi import document_access
 from api.front import Front, FrontedAPI
 from api.limits import BodySizeLimit, CompressResponses
 from api.metrics import RequestMetrics
+from api.operations import MAX_WAIT_S
 from api.routes import (
     batches,
     browse,
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None, settle_heap: bool = False) -> F
     app.front = partial(
         Front,
         endpoint=tasks.submit,
+        reader=tasks.poll,
+        max_wait_s=MAX_WAIT_S,
         handlers=app.exception_handlers,
         max_bytes=submit_bytes,
         admission=getattr(app.state, "admission", None),

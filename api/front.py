@@ -18,11 +18,18 @@ those layers do for it, in their order:
   an exception none handles is answered 500 `Internal Server Error` and raised on to the
   server, as Starlette's `ServerErrorMiddleware` does.
 
+A poll (`GET /v1/tasks/{id}`, or a long poll `?wait=N`) is served here too when it has no body
+and no query but a plain `wait` within its bounds: request metrics under `/v1/tasks/{task_id}`,
+compression, the exception handlers, the 500 guard, around the read endpoint (which checks its
+permission itself, as the route's dependency does). Any other query (`include`, a `wait` the route
+would refuse) goes to the route, whose validation answers it.
+
 A streamed body (no Content-Length), and every other request, goes through the whole stack.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -43,6 +50,10 @@ from api.limits import content_length, refuse_too_large, wants_gzip
 from api.metrics import observe_request
 
 PATH = "/v1/tasks"
+READ_PATH = "/v1/tasks/{task_id}"
+_TASKS = PATH + "/"
+# The queries a poll served here may carry: none, or a wait of up to 3 digits and 6 decimals.
+_READ_QUERY = re.compile(rb"(?:wait=(\d{1,3}(?:\.\d{1,6})?))?")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -58,9 +69,13 @@ class Front:
         admission: Admission | None = None,
         metrics: bool = True,
         gzip_min_bytes: int | None = None,
+        reader: Endpoint | None = None,
+        max_wait_s: float = 0.0,
     ) -> None:
         self.app = app
         self.endpoint = endpoint
+        self.reader = reader
+        self.max_wait_s = max_wait_s
         self.max_bytes = max_bytes
         self.admission = admission
         self.metrics = metrics
@@ -79,7 +94,11 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
+            wait = self._poll_wait(scope) if self.reader is not None else None
+            if wait is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._read(scope, receive, send, wait)
             return
         length = content_length(scope)
         if length is None:  # streamed: counted by BodySizeLimit in the stack
@@ -100,6 +119,35 @@ class Front:
                 status, routed = outcome
                 seconds = time.perf_counter() - began
                 observe_request(PATH if routed else "unmatched", "POST", status, seconds)
+
+    def _poll_wait(self, scope: Scope) -> float | None:
+        """The wait of a poll of one task served here (0 for none); None: for the stack."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        path: str = scope["path"]
+        if not path.startswith(_TASKS) or "/" in path[len(_TASKS) :] or path == _TASKS:
+            return None
+        query = _READ_QUERY.fullmatch(scope.get("query_string", b""))
+        if query is None or not _bodiless(scope):
+            return None
+        wait = float(query[1]) if query[1] is not None else 0.0
+        return wait if wait <= self.max_wait_s else None
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send, wait: float) -> None:
+        began = time.perf_counter()
+        status = 500
+        try:
+            scope["endpoint"] = self.reader  # as the router sets it
+            scope["path_params"] = {"task_id": scope["path"][len(_TASKS) :]}
+            scope[WAIT] = wait
+            if self.gzip is not None and wants_gzip(scope):
+                await self.gzip(scope, receive, send)
+                status = scope.get(_STATUS, 500)
+            else:
+                status = await self._answer(scope, receive, send)
+        finally:
+            if self.metrics:
+                observe_request(READ_PATH, "GET", status, time.perf_counter() - began)
 
     async def _limited(
         self, scope: Scope, receive: Receive, send: Send, length: int
@@ -122,7 +170,7 @@ class Front:
         request = Request(scope, receive, send)
         try:
             try:
-                response = await self.endpoint(request)
+                response = await scope["endpoint"](request)
             except Exception as exc:
                 response = await self._handled(request, exc)
         except Exception:
@@ -153,6 +201,15 @@ class Front:
 
 # Where the answered status is left in the scope for a compressed answer's observation.
 _STATUS = "autoglm.status"
+WAIT = "autoglm.wait"
+"""Where a poll served by `Front` finds its wait (seconds; 0 for none)."""
+
+
+def _bodiless(scope: Scope) -> bool:
+    """Whether a request announces no body (neither Content-Length nor Transfer-Encoding)."""
+    return not any(
+        name == b"content-length" or name == b"transfer-encoding" for name, _ in scope["headers"]
+    )
 
 
 class FrontedAPI(FastAPI):

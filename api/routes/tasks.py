@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from api.auth import Caller, Permission, Require, require
 from api.contract import SUBMIT_REF, WITH_BODY, WITH_ID, errors
 from api.deps import Reader, find_task, json_response, services_of, submitter_of
+from api.front import WAIT
 from api.inputs.bodies import answer, read_submission
 from api.operations import MAX_WAIT_S, cancel_task, watch_task
 from mcp.errors import NothingToRedeliver, ValidationFailed
@@ -19,6 +20,7 @@ from schemas import ErrorBody, SubmitResponse, TaskDetail, TaskView
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 MAX_HEADER = 256
 SUBMIT = Require(Permission.TASKS_SUBMIT)
+READ = Require(Permission.TASKS_READ)
 
 
 HEADER = {"type": "string", "maxLength": MAX_HEADER}
@@ -114,6 +116,20 @@ async def submit(request: Request) -> Response:
         submission.files,
     )
     return answer(request, status, response)
+
+
+async def poll(request: Request) -> Response:
+    """`get_task` without `include`, for a poll served in front of the stack (`api.front`), where
+    no dependency injection runs: it checks its permission and reads its wait itself."""
+    caller = READ.from_request(request)
+    task_id: str = request.path_params["task_id"]
+    services = services_of(request)
+    wait: float = request.scope[WAIT]
+    if wait > 0:
+        view = await watch_task(services, task_id, caller, wait)
+    else:
+        view = await find_task(services, task_id, caller)
+    return answer(request, 200, view)
 
 
 @router.get("/{task_id}", response_model=TaskDetail, responses=errors(*WITH_ID))
