@@ -168,9 +168,10 @@ class Front:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> int:
         request = Request(scope, receive, send)
+        endpoint: Endpoint = scope["endpoint"]
         try:
             try:
-                response = await scope["endpoint"](request)
+                response = await endpoint(request)
             except Exception as exc:
                 response = await self._handled(request, exc)
         except Exception:
