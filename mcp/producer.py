@@ -303,18 +303,18 @@ class TaskProducer:
             return None
         batch = [first]
         alone = not self._queue.pending()
-        if waited:
-            pass  # what came while the other transaction committed is this batch
-        elif self._committing and limit > 1 and not alone:
-            # Load that came with this submission: the same, once it is here. A lone
-            # submission does not wait: it commits at once in its lane.
-            self._wait_for_commit()
-        elif alone and (kafka.group_commit_wait_alone or self._last_batch > 1):
-            # Alone under load: give concurrent requests the window to join. One sleep, not a
-            # wake-up per arrival; with more load the queue already holds the next batch and
-            # nobody waits. Without load (the latest transaction was alone too) the window
-            # would only add its length to the answer: commit at once.
-            time.sleep(kafka.group_commit_max_ms / 1000)
+        # Having waited, what came while the other transaction committed is this batch.
+        if not waited:
+            if self._committing and limit > 1 and not alone:
+                # Load that came with this submission: the same, once it is here. A lone
+                # submission does not wait: it commits at once in its lane.
+                self._wait_for_commit()
+            elif alone and (kafka.group_commit_wait_alone or self._last_batch > 1):
+                # Alone under load: give concurrent requests the window to join. One sleep,
+                # not a wake-up per arrival; with more load the queue already holds the next
+                # batch and nobody waits. Without load (the latest transaction was alone too)
+                # the window would only add its length to the answer: commit at once.
+                time.sleep(kafka.group_commit_max_ms / 1000)
         count = len(first.records)
         while count < limit:
             item = self._queue.get(0)
@@ -369,10 +369,10 @@ class TaskProducer:
             self._recover(lane, exc)
             _settle(live, BrokerUnavailable(f"Kafka transaction failed: {exc}"))
             return
+        COMMIT_SECONDS.observe(time.perf_counter() - began)
         for index, refusal in refused.items():
             assert isinstance(index, int)
             _settle([live[index]], refused_record(refusal.error, self.limits, refusal.topic))
-        COMMIT_SECONDS.observe(time.perf_counter() - began)
         committed = [p for i, p in enumerate(live) if i not in refused]
         self.transactions += 1
         self.records += sum(len(p.records) for p in committed)
