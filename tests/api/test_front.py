@@ -10,30 +10,18 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from api import errors
 from api.admission import AdaptiveLimit, Admission
 from api.app import create_app
 from api.front import Front
 from mcp.errors import QuotaExceeded
 from mcp.settings import ServerSettings, Settings
 from schemas.errors import ErrorBody
-
-
-class Stack:
-    """Stands for the whole middleware stack: counts what reaches it."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.calls += 1
-        await Response(b"stack", status_code=200)(scope, receive, send)
+from tests.api.fronts import Stack, handlers
 
 
 def _scope(
@@ -65,14 +53,8 @@ def _observed(route: str, status: int) -> float:
     return count or 0.0
 
 
-def _handlers() -> Any:
-    app = FastAPI()
-    errors.install(app)
-    return app.exception_handlers
-
-
 def _front(endpoint: Any, stack: Stack, **options: Any) -> Front:
-    return Front(stack, endpoint, _handlers(), max_bytes=100, **options)
+    return Front(stack, endpoint, handlers(), max_bytes=100, **options)
 
 
 def test_a_submission_reaches_its_endpoint_without_the_stack_and_is_observed() -> None:

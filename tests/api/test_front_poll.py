@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from api import errors
 from api.app import create_app
 from api.front import WAIT, Front, FrontedAPI
 from api.services import Services
@@ -26,25 +25,9 @@ from mcp.errors import TaskNotFound
 from mcp.settings import Settings
 from mcp.store import SyncTaskStore
 from schemas import AsyncTask, TaskEvent, TaskStatus
+from tests.api.fronts import Stack, handlers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Stack:
-    """Stands for the whole middleware stack: counts what reaches it."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.calls += 1
-        await Response(b"stack", status_code=200)(scope, receive, send)
-
-
-def _handlers() -> Any:
-    app = FastAPI()
-    errors.install(app)
-    return app.exception_handlers
 
 
 async def _submit(request: Request) -> Response:
@@ -90,7 +73,7 @@ def test_a_poll_reaches_the_reader_without_the_stack_and_is_observed() -> None:
             raise TaskNotFound("no task 'gone'", {"task_id": "gone"})
         return Response(b'{"task_id": "t"}', media_type="application/json")
 
-    front = Front(stack, _submit, _handlers(), max_bytes=100, reader=reader, max_wait_s=300)
+    front = Front(stack, _submit, handlers(), max_bytes=100, reader=reader, max_wait_s=300)
     before, missing = _observed(200), _observed(404)
     assert _serve(front, _get("/v1/tasks/t"))[0]["status"] == 200
     assert _serve(front, _get("/v1/tasks/t", b"wait=2.5"))[1]["body"] == b'{"task_id": "t"}'
@@ -106,7 +89,7 @@ def test_any_other_get_goes_through_the_stack() -> None:
     async def reader(request: Request) -> Response:
         raise AssertionError("not a plain poll")
 
-    front = Front(stack, _submit, _handlers(), max_bytes=100, reader=reader, max_wait_s=300)
+    front = Front(stack, _submit, handlers(), max_bytes=100, reader=reader, max_wait_s=300)
     for scope in (
         _get("/v1/tasks/t", b"include=payload"),  # the route validates and answers it
         _get("/v1/tasks/t", b"wait=301"),  # over the bound: the route's 422
@@ -124,7 +107,7 @@ def test_any_other_get_goes_through_the_stack() -> None:
         _serve(front, scope)
     assert stack.calls == 12
     # Without a reader, a poll goes through the stack too.
-    _serve(Front(stack, _submit, _handlers(), max_bytes=100), _get("/v1/tasks/t"))
+    _serve(Front(stack, _submit, handlers(), max_bytes=100), _get("/v1/tasks/t"))
     assert stack.calls == 13
 
 
