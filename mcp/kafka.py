@@ -51,11 +51,8 @@ def producer_config(settings: Settings, transactional_id: str, **extra: Any) -> 
 
 
 def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
-    """A read_committed consumer whose offsets move only by transaction or explicit commit."""
-    if settings.kafka.group_protocol == "consumer":
-        sharing = {"group.protocol": "consumer", "group.remote.assignor": "range"}
-    else:
-        sharing = {"partition.assignment.strategy": "cooperative-sticky"}
+    """A read_committed consumer whose offsets move only by transaction or explicit commit (a
+    worker's group may then take the consumer protocol: `mcp.groups.under`)."""
     return settings.kafka_client_config(
         **{
             "group.id": group,
@@ -63,7 +60,7 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            **sharing,
+            "partition.assignment.strategy": "cooperative-sticky",
             "fetch.wait.max.ms": FETCH_WAIT_MS,
             "fetch.error.backoff.ms": 50,
             "socket.nagle.disable": True,

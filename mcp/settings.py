@@ -129,14 +129,15 @@ class KafkaSettings(BaseModel):
     consumer_prefetch_kbytes: int = 4_096
     # How producers encode record values; consumers read both (a `content-type` header says).
     encoding: Literal["json", "protobuf"] = "json"
-    # How a consumer group shares its partitions. `classic`: librdkafka's cooperative-sticky
-    # assignor, which evens out how many partitions each member holds, not its share of each
-    # topic, so a worker that joins may take every partition of one priority lane. `consumer`
-    # (Kafka >= 4.0, KIP-848): the brokers' `range` assignor gives each member its share of
-    # every lane, still moving only what must move; the brokers then set the session timeout
-    # and heartbeat interval (`group.consumer.session.timeout.ms`,
-    # `group.consumer.heartbeat.interval.ms`), not `worker.session_timeout_ms`.
-    group_protocol: Literal["classic", "consumer"] = "classic"
+    # How a worker group shares its partitions (`mcp.groups`). `classic`: librdkafka's
+    # cooperative-sticky assignor, which evens out how many partitions each worker holds, not
+    # its share of each topic, so a worker that joins may take every partition of one priority
+    # lane. `consumer` (Kafka >= 4.0, KIP-848): the brokers' `range` assignor gives each worker
+    # its share of every lane, still moving only what must move. `auto`: `consumer` where the
+    # brokers offer it and let the group time out a silent worker after
+    # `worker.session_timeout_ms`, else `classic`. The other groups (projector, dispatcher)
+    # stay classic.
+    group_protocol: Literal["auto", "classic", "consumer"] = "auto"
 
     @model_validator(mode="after")
     def _check_replicas(self) -> KafkaSettings:

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from mcp.blobs import open_blob_store
 from mcp.blobs.files import FileStore
 from mcp.grouped_txn import Group, Refusal
+from mcp.groups import choose_protocol, under
 from mcp.kafka import consumer_config
 from mcp.names import Keys, Topics
 from mcp.records import content_type_for
@@ -89,14 +90,20 @@ class InferenceWorker:
         )
         self.slot.claim()
         longest = max(settings.worker.session_timeout_ms, 3_600_000)
-        timing: dict[str, int] = {"max.poll.interval.ms": longest}
-        if settings.kafka.group_protocol == "classic":  # else the brokers set it
-            timing["session.timeout.ms"] = settings.worker.session_timeout_ms
+        timing = {
+            "max.poll.interval.ms": longest,
+            "session.timeout.ms": settings.worker.session_timeout_ms,  # classic groups' own
+        }
+        group = self.topics.group(f"worker.{spec.name}")
+        self.group_protocol = choose_protocol(settings, group)
         self.consumer = Consumer(
-            consumer_config(
-                settings,
-                self.topics.group(f"worker.{spec.name}"),
-                **{"fetch.wait.max.ms": settings.worker.fetch_wait_max_ms, **timing},
+            under(
+                self.group_protocol,
+                consumer_config(
+                    settings,
+                    group,
+                    **{"fetch.wait.max.ms": settings.worker.fetch_wait_max_ms, **timing},
+                ),
             )
         )
         self.slots = spec.concurrency or backend.concurrency

@@ -57,6 +57,12 @@ transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
 transaction.state.log.num.partitions=8
 group.initial.rebalance.delay.ms=0
+# Worker groups of the consumer protocol (mcp.groups) may time out a silent worker after 10 s,
+# as classic groups do (Kafka's minimum is 45 s).
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=10000
+group.consumer.min.heartbeat.interval.ms=500
+group.consumer.heartbeat.interval.ms=1000
 transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
 # A killed node is noticed within seconds, not the default 9 s / 30 s.
 broker.session.timeout.ms=4000

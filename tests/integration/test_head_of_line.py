@@ -199,7 +199,7 @@ PROJECTS = {"key-p4": "p4", "key-p0": "p0"}
 ADMIN = "key-admin"
 
 
-@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+@pytest.mark.parametrize("protocol", ["classic", "auto"])
 def test_rebalance_with_slow_tasks_in_flight_keeps_one_result_each(
     platform: Platform, protocol: str
 ) -> None:
@@ -210,7 +210,8 @@ def test_rebalance_with_slow_tasks_in_flight_keeps_one_result_each(
     kafka: dict[str, Any] = {"partitions": 2, "group_protocol": protocol}
     if protocol == "classic":
         # Heartbeats every 0.5 s: the first worker hears of the newcomer well within a slow
-        # task (the brokers set it for the `consumer` protocol: `deploy/kafka/kafka.sh`).
+        # task (under `auto` the test brokers offer the consumer protocol and the worker sets
+        # its group's heartbeat: `mcp.groups`).
         kafka["client_config"] = {"heartbeat.interval.ms": 500}
     plat = platform.variant(
         kafka=kafka,
@@ -271,9 +272,10 @@ def test_rebalance_with_slow_tasks_in_flight_keeps_one_result_each(
         f" {len(slow)}, {len(stayed)} on the partitions it kept"
     )
     assert len(stayed) == 3
-    if protocol == "consumer":
-        # The brokers' range assignor: each worker holds a partition of every lane (the classic
-        # cooperative-sticky one only evens out the counts, and may give a lane to one worker).
+    if protocol == "auto":
+        # `auto` chose the consumer protocol on these brokers, whose range assignor gives each
+        # worker a partition of every lane (the classic cooperative-sticky one only evens out
+        # the counts, and may give a lane to one worker).
         assert sorted(p.rpartition("/")[0] for p in kept) == sorted(
             topics.tasks("echo", priority) for priority in PRIORITIES
         ), kept
