@@ -31,6 +31,9 @@ WOKEN_S = 5.0  # how long the answer may take once the task ended (a lost wake-u
 async def services(settings: Settings) -> AsyncIterator[Services]:
     found = Services.build(settings)
     found.endings.start()
+    # Subscribed before a watch starts: until then a watch polls, and reads the task more often
+    # than the tests count (a loaded machine took longer than the first look to subscribe).
+    await _until(lambda: found.endings.subscribed)
     yield found
     await found.endings.close()
     await found.store.redis.aclose()
