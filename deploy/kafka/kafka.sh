@@ -54,7 +54,7 @@ transaction.state.log.num.partitions=8
 group.initial.rebalance.delay.ms=0
 # Worker groups of the consumer protocol (mcp.groups) may time out a silent worker after 10 s,
 # as classic groups do, and hear of a new assignment within 1 s; Kafka's minimum session is 45 s,
-# and under it `kafka.group_protocol: auto` keeps the workers on the classic protocol.
+# and under it kafka.group_protocol auto keeps the workers on the classic protocol.
 group.consumer.min.session.timeout.ms=6000
 group.consumer.session.timeout.ms=10000
 group.consumer.min.heartbeat.interval.ms=500
