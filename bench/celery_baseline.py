@@ -33,6 +33,7 @@ import orjson
 import redis
 
 from bench import gc_pauses, server_times
+from bench.cpu import family
 from bench.events import TerminalEvents
 from bench.jit import warm_until_compiled
 from bench.loadgen import Tracked, post_request, run_until_visible
@@ -152,15 +153,17 @@ def _measure_cpu(
     port: int, rate: float, pids: dict[str, int | None], method: str = "poll"
 ) -> tuple[list[Tracked], dict[str, float]]:
     """`_measure`, and the CPU each process used meanwhile, in cores (the load generator and
-    its watcher of task-events count as `load_generator`)."""
-    known = {name: pid for name, pid in pids.items() if pid is not None}
-    known["load_generator"] = os.getpid()
-    before = {name: cpu_s(pid) for name, pid in known.items()}
+    its watcher of task-events count as `load_generator`; an API in several processes, all of
+    them)."""
+    known = {name: family(pid) for name, pid in pids.items() if pid is not None}
+    known["load_generator"] = [os.getpid()]
+    before = {name: sum(cpu_s(pid) for pid in group) for name, group in known.items()}
     began = time.perf_counter()
     tracked = _measure(port, rate, E2E_DURATION_S, method)
     elapsed = time.perf_counter() - began
     return tracked, {
-        name: round((cpu_s(pid) - before[name]) / elapsed, 2) for name, pid in known.items()
+        name: round((sum(cpu_s(pid) for pid in group) - before[name]) / elapsed, 2)
+        for name, group in known.items()
     }
 
 
@@ -224,11 +227,19 @@ def _stages(tracked: list[Tracked], committed: dict[str, float]) -> dict[str, An
     return {name: {**_dist(v), "n": len(v)} for name, v in stages.items()}
 
 
-def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
+def _ours_e2e(rates: tuple[float, ...] = RATES, processes: int = 1, **extra: str) -> dict[str, Any]:
+    """Ours at each rate: an API in `processes` processes (`autoglm api --processes N`; its
+    collector pauses and server times are those of the slot that answers /metrics) and one echo
+    worker."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     port = _free_port()
     env = _env(prefix, **extra)
-    api = _start(["-m", "autoglm", "api", "--port", str(port)], env, port, "/readyz")
+    api = _start(
+        ["-m", "autoglm", "api", "--port", str(port), "--processes", str(processes)],
+        env,
+        port,
+        "/readyz",
+    )
     worker_metrics = _free_port()
     worker = _start(
         ["-m", "autoglm", "worker", "--model", "echo", "--metrics-port", str(worker_metrics)],
@@ -274,6 +285,7 @@ def _ours_e2e(rates: tuple[float, ...] = RATES, **extra: str) -> dict[str, Any]:
                 watcher.stop()
             out[_key(rate, method)] = {
                 **_summary(tracked, rate),
+                "api_processes": processes,
                 "cpu_cores": cpu,
                 "stages_ms": _stages(tracked, watcher.at if watcher is not None else {}),
                 "gc_pauses": {
@@ -388,10 +400,14 @@ def run(out: dict[str, Any]) -> None:
 
 
 def _rates(extra: dict[str, str]) -> dict[str, Any]:
-    """A variant's settings; `BENCH_E2E_RATES` among them measures it at those rates only."""
-    settings: dict[str, Any] = {k: v for k, v in extra.items() if k != "BENCH_E2E_RATES"}
+    """A variant's settings; `BENCH_E2E_RATES` among them measures it at those rates only,
+    `BENCH_API_PROCESSES` runs its API in that many processes (`autoglm api --processes N`)."""
+    knobs = ("BENCH_E2E_RATES", "BENCH_API_PROCESSES")
+    settings: dict[str, Any] = {k: v for k, v in extra.items() if k not in knobs}
     if "BENCH_E2E_RATES" in extra:
         settings["rates"] = tuple(float(r) for r in extra["BENCH_E2E_RATES"].split(","))
+    if "BENCH_API_PROCESSES" in extra:
+        settings["processes"] = int(extra["BENCH_API_PROCESSES"])
     return settings
 
 
