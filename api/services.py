@@ -25,7 +25,7 @@ from mcp.endings import Endings
 from mcp.kafka import ensure_topics
 from mcp.names import Keys, Topics
 from mcp.producer import TaskProducer
-from mcp.projector import Projector
+from mcp.projector import ProjectorThread
 from mcp.registry import ModelRegistry
 from mcp.settings import Settings
 from mcp.store import SyncTaskStore, TaskStore
@@ -58,13 +58,12 @@ class Services:
     endings: Endings
     authenticator: Authenticator | None = None
     key_feed: KeyFeed | None = None
-    projector: Projector | None = None
+    projector: ProjectorThread | None = None  # on a thread and event loop of its own
     journal: Publish | None = None  # commits the webhook states the API makes (redeliveries)
     committer_store: SyncTaskStore | None = None  # writes each commit's `queued` events
     topics_ready: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _topics_task: asyncio.Task[None] | None = None
-    _projector_task: asyncio.Task[None] | None = None
     partitions: dict[str, int] = field(default_factory=dict)  # of each topic, once known
     _sweeper_task: asyncio.Task[None] | None = None
 
@@ -105,7 +104,7 @@ class Services:
             limiter=RateLimiter(settings.server, settings.quotas),
             active=ActiveTasks(store.redis, Keys.of(settings)),
             topics=topics,
-            projector=Projector(settings, store) if settings.server.run_projector else None,
+            projector=ProjectorThread(settings) if settings.server.run_projector else None,
             journal=api_publisher(settings, producer),
             committer_store=committer_store,
         )
@@ -117,9 +116,7 @@ class Services:
         self.endings.start()
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if self.projector is not None:
-            self._projector_task = asyncio.create_task(
-                self.projector.run(self._stop), name="projector"
-            )
+            self.projector.start()
         self._sweeper_task = asyncio.create_task(
             sweep_forever(self.files, self.settings.blobs.sweep_interval_s, self._stop),
             name="blob-sweeper",
@@ -188,10 +185,12 @@ class Services:
         self._stop.set()
         if self._topics_task is not None:
             self._topics_task.cancel()
-        for task in (self._topics_task, self._projector_task, self._sweeper_task):
+        for task in (self._topics_task, self._sweeper_task):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.projector is not None:
+            await asyncio.to_thread(self.projector.stop)
         await self.endings.close()
         await asyncio.to_thread(self.producer.close)
         await self.store.close()

@@ -4,8 +4,9 @@ the dead-letter topic (`mcp.dead_letters`), and trims task indexes past the rete
 Offsets are committed after the events were applied; applying an event twice changes nothing,
 so a crash between the two only repeats work. After a Redis Cluster failover it reads the last
 `mcp.failover.REPROJECT_S` of events again (the failed primary may have lost their writes).
-It runs as a task of an asyncio process (the API starts one, `autoglm projector` runs one
-alone) and writes through that process's `TaskStore`.
+It runs as a task of an asyncio process (`autoglm projector` runs one alone) and writes through
+that process's `TaskStore`; the API runs one on a thread and event loop of its own
+(`ProjectorThread`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -193,6 +195,66 @@ class Projector:
             await index.trim(self.settings.redis.task_retention_s)
         except RedisError as exc:
             log.warning("index trim skipped: %s", exc)
+
+
+class ProjectorThread:
+    """A projector on a thread of its own, with its own event loop and `TaskStore`: what the API
+    process runs beside its requests.
+
+    On the requests' loop, each batch (hundreds of events every `projector_batch_wait_ms` under
+    load: decoded, then written) took that loop from the polls and submissions queued behind it,
+    and at 1,000 tasks/s the loop was busy all the time. On a loop of its own the batch only
+    shares the interpreter, which the requests' loop gets back within
+    `gil_switch_interval_ms` (`mcp.threads`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._projector: Projector | None = None
+
+    @property
+    def applied(self) -> int:
+        """Events applied so far."""
+        return self._projector.applied if self._projector is not None else 0
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._started.set()  # also when it failed before it began
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        store = TaskStore(self.settings)
+        self._projector = Projector(self.settings, store)
+        self._started.set()
+        try:
+            await self._projector.run(self._stop)
+        finally:
+            await store.close()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the projector to stop and wait for it (its offsets committed); blocking."""
+        if self._thread is None:
+            return
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it stopped already
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
 
 
 def _rewind(consumer: Consumer, back: dict[Position, int]) -> None:
