@@ -388,7 +388,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # How long a thread keeps the GIL while another waits for it (`sys.setswitchinterval`);
     # None keeps Python's 5 ms. See `mcp.threads`.
-    gil_switch_interval_ms: float | None = Field(default=0.5, gt=0, le=100)
+    gil_switch_interval_ms: float | None = Field(default=2.0, gt=0, le=100)
     # The garbage collector of a server process once started (`mcp.heap`): start-up's objects
     # frozen out of its reach, and a young collection every `gc_young_threshold` net
     # allocations (None keeps Python's 700).
