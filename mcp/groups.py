@@ -89,26 +89,24 @@ def plan(
     if wanted == "classic":
         return Plan("classic", None, "kafka.group_protocol is classic")
     if brokers is None:
-        if wanted == "consumer":
-            return Plan("consumer", None, "asked for; the brokers' group settings are unknown")
-        return Plan("classic", None, "the brokers' group settings could not be read")
-    if "consumer" not in brokers.protocols:
-        if wanted == "consumer":
-            return Plan("consumer", None, "asked for, though the brokers do not list it")
-        return Plan("classic", None, "the brokers do not offer the consumer protocol")
-    session = min(session_ms, brokers.max_session_ms)
-    if session < brokers.min_session_ms:
+        why = "the brokers' group settings could not be read"
+    elif "consumer" not in brokers.protocols:
+        why = "the brokers do not offer the consumer protocol"
+    elif (session := min(session_ms, brokers.max_session_ms)) < brokers.min_session_ms:
         why = (
             f"the brokers' group.consumer.min.session.timeout.ms ({brokers.min_session_ms} ms) "
             f"is above worker.session_timeout_ms ({session_ms} ms)"
         )
-        if wanted == "consumer":
-            return Plan("consumer", None, f"asked for; {why}")
-        return Plan("classic", None, why)
-    # Ten heartbeats a session, as the brokers' defaults have it (45 s, 5 s), within their bounds.
-    heartbeat = max(brokers.min_heartbeat_ms, min(session // 10, brokers.max_heartbeat_ms))
-    configs = {SESSION: session, HEARTBEAT: heartbeat}
-    return Plan("consumer", configs, f"a silent worker times out after {session} ms")
+    else:
+        # Ten heartbeats a session, as the brokers' defaults have it (45 s, 5 s), within their
+        # bounds.
+        heartbeat = max(brokers.min_heartbeat_ms, min(session // 10, brokers.max_heartbeat_ms))
+        configs = {SESSION: session, HEARTBEAT: heartbeat}
+        return Plan("consumer", configs, f"a silent worker times out after {session} ms")
+    # Not the workers' timeout: `consumer` keeps the brokers' own, `auto` stays classic.
+    if wanted == "consumer":
+        return Plan("consumer", None, f"asked for, though {why}")
+    return Plan("classic", None, why)
 
 
 def read_brokers(admin: AdminClient, timeout_s: float) -> BrokerGroups | None:
