@@ -49,6 +49,7 @@ from mcp import lua
 from mcp.active import track
 from mcp.dead_letters import DeadLetter, index_commands
 from mcp.names import Keys
+from mcp.poll_reads import PollReads
 from mcp.redis_client import async_script, connect, connect_sync, is_cluster, script
 from mcp.settings import Settings
 from mcp.task_index import Job, apply_jobs, apply_jobs_sync, epoch_ms, index_fields
@@ -307,6 +308,7 @@ class TaskStore:
             self.redis, lua.APPLY_EVENTS_DEFERRED if deferred else lua.APPLY_EVENTS
         )
         self._cancel = async_script(self.redis, lua.CANCEL_DEFERRED if deferred else lua.CANCEL)
+        self._poll_reads = PollReads(self.redis, self.keys)
 
     @property
     def ttl(self) -> int:
@@ -353,11 +355,9 @@ class TaskStore:
         return _text(raw) if raw else None
 
     async def get_with_webhooks(self, task_id: str) -> tuple[dict[str, str] | None, dict[Any, Any]]:
-        """`get` and the task's webhook index (`Keys.task_webhooks`) in one round trip: a poll."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.task(task_id))
-            pipe.hgetall(self.keys.task_webhooks(task_id))
-            raw, index = await pipe.execute()
+        """`get` and the task's webhook index (`Keys.task_webhooks`) in one round trip: a poll.
+        The polls of one turn of the event loop share that round trip (`mcp.poll_reads`)."""
+        raw, index = await self._poll_reads.read(task_id)
         return (_text(raw) if raw else None), index
 
     async def view(self, task_id: str) -> TaskView | None:
