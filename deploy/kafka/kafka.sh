@@ -5,7 +5,7 @@
 #   kafka.sh status [--port N]
 # Env: KAFKA_PORT (9092), KAFKA_DATA (~/.cache/autoglm-mcp/kafka-data-<port>), KAFKA_CACHE (jar cache root),
 #      KAFKA_JAVA_OPTS (more JVM options, after the defaults), KAFKA_GC_OPTS (the collector and its
-#      young generation, G1 below by default; e.g. -XX:+UseZGC replaces it), KAFKA_PROPS (more
+#      young generation, ZGC below by default; e.g. -XX:+UseG1GC replaces it), KAFKA_PROPS (more
 #      server.properties lines, after the defaults: a later line wins). Pauses go to $data/gc.log.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,13 +69,15 @@ PROPS
   if [ -n "${KAFKA_PROPS:-}" ]; then printf '%s\n' "$KAFKA_PROPS" >>"$data/server.properties"; fi
 }
 
-# A young generation of 600 MiB: at 100 tasks/s G1 sized it near 100 MiB and paused 10-25 ms
-# about once a second (1.5 % of the time, so several % of tasks waited one out); with 600 MiB it
-# paused every 5-13 s (median 10-45 ms in four runs), so far fewer tasks meet a pause. Later runs:
-# 28-110 ms every 13-15 s, about 0.5 % of the tasks at 100/s; ZGC and Shenandoah pause under 1 ms
-# at the same CPU, but their p99 was not better beyond the noise (README, footnote 2), so G1 stays.
+# ZGC: its pauses stay under a millisecond, where G1's young collections (a 600 MiB young
+# generation) stopped the broker for 28-110 ms every 5-15 s, and every request in flight
+# waited one out. At 1,000 tasks/s end to end a pause lands in the p99 of every window it falls
+# in; alternated with G1 in one session (README, footnote 2), ZGC took the 1,000/s long polls'
+# p50 / p99 from 129-215 / 289-435 ms to 38-89 / 145-254 ms and 100/s from 9-12 / 31-36 ms to
+# 7-9 / 17-22 ms, at the same broker CPU. KAFKA_GC_OPTS replaces it (e.g. G1 as it was:
+# "-Xmn600m -XX:+UseG1GC -XX:MaxGCPauseMillis=20").
 java_opts() {
-  local gc="${KAFKA_GC_OPTS:--Xmn600m -XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
+  local gc="${KAFKA_GC_OPTS:--XX:+UseZGC}"
   echo "-Xms1g -Xmx1g $gc -Xlog:gc:file=$data/gc.log:uptime,level:filecount=2,filesize=10m -Djava.awt.headless=true -Dlog4j2.configurationFile=$here/log4j2.yaml ${KAFKA_JAVA_OPTS:-}"
 }
 
