@@ -1,11 +1,12 @@
 """Wake-ups when tasks end, for the requests that wait for them (`GET /v1/tasks/{id}?wait=`,
 `POST /v1/infer`, the gRPC `Submit` with a wait).
 
-The state scripts (`mcp.lua`) publish a task's id on one channel (`Keys.ended`) in the same
-step that makes the task terminal. `Endings` holds one subscription to it per process and wakes
-the waiters of that task, who then read the task again: a wake-up carries no state, the task
-hash stays the truth. A waiter registers before it reads, so an end published after its read
-wakes it, and one published before is what it read.
+The state scripts (`mcp.lua`) publish the ids of the tasks they end on one channel
+(`Keys.ended`), a JSON array per call, in the same step that makes them terminal. `Endings`
+holds one subscription to it per process and wakes the waiters of those tasks, who then read
+them again: a wake-up carries no state, the task hash stays the truth. A waiter registers
+before it reads, so an end published after its read wakes it, and one published before is what
+it read.
 
 While the subscription is down (Redis restarting, a cluster node failing over), waiters read
 again on a short timer instead; a lost message costs latency, never a wrong answer. On a Redis
@@ -22,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from mcp.names import Keys
@@ -81,6 +83,17 @@ class Endings:
         for event in self._waiters.get(task_id, ()):
             event.set()
 
+    def _wake_ended(self, data: Any) -> None:
+        """A message of the state scripts: the JSON array of the ids of the tasks that one of
+        their calls ended."""
+        try:
+            ids = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("task endings: not a list of task ids: %r", data[:100])
+            return
+        for task_id in ids if isinstance(ids, list) else ():
+            self._wake(str(task_id))
+
     def _wake_all(self) -> None:
         for events in self._waiters.values():
             for event in events:
@@ -102,7 +115,7 @@ class Endings:
                             pause = RECONNECT_FIRST_S
                             self._wake_all()  # ends published while down were missed
                         elif message["type"] == "message":
-                            self._wake(_text(message["data"]))
+                            self._wake_ended(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -129,7 +142,3 @@ class Endings:
             kwargs = client.connection_pool.connection_kwargs
             kwargs["host"], kwargs["port"] = node
         return client
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

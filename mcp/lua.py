@@ -50,6 +50,7 @@ for i, item in ipairs(items) do
     redis.call('EXPIRE', timeline, tonumber(item[4]))
   end
 end
+publish_ended()
 return finish(applied)
 """
 
@@ -93,19 +94,30 @@ if rank == 0 then
   redis.call('HSET', key, 'status', 'cancelled', 'rank', 2, 'finished_at', ARGV[1])
   index_task(key)
   ended(key)
+  publish_ended()
   return finish('cancelled')
 end
 return finish('running')
 """
 
-# A task hash's key -> the task ended: its id goes out on the `ended` channel of the same key
-# prefix (`Keys.ended`), which wakes the requests waiting for it (`mcp.endings`). A publish is
-# not a key access, so a script on a Redis Cluster may make it; the cluster passes it to every
-# node's subscribers.
+# A task hash's key -> the task ended. `publish_ended()`, before the script returns, sends the
+# ids of the tasks it ended as one JSON array on the `ended` channel of their key prefix
+# (`Keys.ended`), which wakes the requests waiting for them (`mcp.endings`): one message per
+# batch, not per task, for every process subscribed. A publish is not a key access, so a script
+# on a Redis Cluster may make it; the cluster passes it to every node's subscribers.
 _ENDED_LIB = """
+local ended_ids, ended_prefix = {}, ''
 local function ended(key)
   local prefix, id = string.match(key, '^(.*)task:{(.*)}$')
-  if id then redis.call('PUBLISH', prefix .. 'ended', id) end
+  if id then
+    ended_ids[#ended_ids + 1] = id
+    ended_prefix = prefix
+  end
+end
+local function publish_ended()
+  if #ended_ids > 0 then
+    redis.call('PUBLISH', ended_prefix .. 'ended', cjson.encode(ended_ids))
+  end
 end
 """
 

@@ -5,9 +5,11 @@ ends, when the subscription is lost and when it is back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from mcp.endings import Endings
@@ -87,6 +89,29 @@ async def test_a_task_wakes_its_waiters_when_it_ends_and_only_then(
         assert await _quiet(ended)
         assert not untouched.is_set()
     assert endings.waiting == 0
+    store.close()
+
+
+async def test_the_tasks_one_call_ends_go_out_in_one_message_and_wake_each_waiter(
+    settings: Settings, endings: Endings
+) -> None:
+    store = SyncTaskStore(settings)
+    tasks = [_task(name) for name in ("first", "with space", 'quoted"/id', "über")]
+    listener = connect(settings)
+    async with listener.pubsub() as pubsub:
+        await pubsub.subscribe(endings.channel)
+        assert (await pubsub.get_message(timeout=WOKEN_S) or {}).get("type") == "subscribe"
+        with contextlib.ExitStack() as stack:
+            woken = [stack.enter_context(endings.watch(t.task_id)) for t in tasks]
+            await asyncio.to_thread(store.apply_results, [_succeeded(t) for t in tasks])
+            for event in woken:
+                await asyncio.wait_for(event.wait(), WOKEN_S)
+        messages = []
+        while (message := await pubsub.get_message(timeout=0.5)) is not None:
+            if message["type"] == "message":
+                messages.append(orjson.loads(message["data"]))
+    assert messages == [[t.task_id for t in tasks]]
+    await listener.aclose()
     store.close()
 
 
