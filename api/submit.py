@@ -23,7 +23,7 @@ from mcp.errors import (
     RecordRefused,
 )
 from mcp.kafka import ensure_topics
-from mcp.names import lane_partition
+from mcp.names import TaskIds, lane_partition
 from mcp.records import Record, content_type_for, record
 from mcp.telemetry import tracing
 from mcp.webhooks.ssrf import check_callback_url
@@ -36,7 +36,6 @@ from schemas import (
     TaskLinks,
     TaskStatus,
     TraceContext,
-    new_task_id,
     utcnow,
 )
 
@@ -93,6 +92,7 @@ class Submitter:
         self._records: dict[str, tuple[list[Record], TaskEvent]] = {}
         self.metrics = services.settings.telemetry.metrics
         self._topics_checked_at = 0.0
+        self._ids = TaskIds(services.settings)
 
     def check_body_size(self, project: str, size: int) -> None:
         limit = self.services.settings.quotas.of(project).max_body_bytes
@@ -194,7 +194,8 @@ class Submitter:
         await self.ensure_topics()
         # Large inputs are in the blob store before the Kafka commit; they are discarded when
         # the task is surely not recorded (see `_publish`).
-        inputs = await services.claim.prepare(body, project, new_task_id(), files or {})
+        task_id = self._ids.new(services.partitions.get(services.topics.events))
+        inputs = await services.claim.prepare(body, project, task_id, files or {})
         try:
             claim = None
             if idempotency_key:

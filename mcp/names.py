@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from dataclasses import dataclass
 
 from mcp.settings import Settings
-from schemas import PRIORITIES, Priority
+from schemas import PRIORITIES, Priority, new_task_id
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -73,6 +74,50 @@ def lane_partition(project: str, partitions: int) -> int:
     """The partition of a project's tasks in a lane topic: its own, unless the hash collides,
     so one project's backlog queues behind itself rather than in front of everyone."""
     return zlib.crc32(project.encode()) % max(partitions, 1)
+
+
+# librdkafka's partitioners that place a non-empty key at crc32(key) % partitions.
+CRC32_PARTITIONERS = frozenset({"consistent", "consistent_random"})
+# How long the new tasks of a process share one `task-events` partition (see `TaskIds`).
+TASK_IDS_WINDOW_S = 0.1
+
+
+class TaskIds:
+    """New task ids whose `task-events` record (keyed by the id) falls in the same partition for
+    every submission of a short window, the partition moving on to the next every
+    `TASK_IDS_WINDOW_S`.
+
+    A group commit holds each submission's task and its `queued` event, and Kafka's cost of a
+    transaction grows with the partitions it writes (one more partition in the coordinator's
+    list, in the produce request, and one more commit marker): with random ids a transaction of
+    thirty submissions wrote every partition of `task-events`. An id is 124 random bits and a
+    last hex digit that puts it in the window's partition. Nothing places a record by hand:
+    every producer of the task's events (API, worker, replay) finds the partition by the key as
+    before, and the partitions take turns evenly over time. A partition count that changed since
+    the API learned it only makes the steering miss.
+
+    Only where the producers' partitioner is librdkafka's default (`consistent_random`) or
+    `consistent`, whose partition of a key is known here; otherwise the ids are plain."""
+
+    def __init__(self, settings: Settings) -> None:
+        partitioner = settings.kafka.client_config.get("partitioner", "consistent_random")
+        self.steered = partitioner in CRC32_PARTITIONERS
+
+    def new(self, partitions: int | None) -> str:
+        if not self.steered or partitions is None or partitions <= 1:
+            return new_task_id()
+        target = int(time.monotonic() / TASK_IDS_WINDOW_S) % partitions
+        while True:
+            # 124 random bits, then the last hex digit that puts the id in the partition
+            # (crc32 goes on from the first 31 digits' value): 16 tries per draw.
+            head = new_task_id()[:-1]
+            crc = zlib.crc32(head.encode())
+            for digit in _HEX:
+                if zlib.crc32(digit, crc) % partitions == target:
+                    return head + digit.decode()
+
+
+_HEX = [bytes([c]) for c in b"0123456789abcdef"]
 
 
 _WEBHOOK_ID = re.compile(
