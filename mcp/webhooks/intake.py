@@ -24,7 +24,7 @@ from mcp.settings import Settings
 from mcp.telemetry import tracing
 from mcp.transaction import TransactionLost, rewind
 from mcp.webhooks import events
-from mcp.webhooks.deliveries import NewDelivery, scheduled
+from mcp.webhooks.deliveries import NewDelivery, encoded, scheduled
 from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.output import OutputWatcher
 from mcp.webhooks.store import WebhookStore
@@ -54,6 +54,8 @@ class Batch:
     """What a consumed batch asks for: new deliveries, and tasks that have finished."""
 
     states: list[WebhookRecord] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+    """each state's JSON without its body, made once for the journal and Redis"""
     finished: list[str] = field(default_factory=list)
     traces: dict[str, str] = field(default_factory=dict)
     """webhook id -> the `traceparent` its attempts continue"""
@@ -114,7 +116,11 @@ class Intake:
                     break
                 try:
                     await asyncio.to_thread(
-                        self.journal.commit, batch.states, next_offsets(records), consumer
+                        self.journal.commit,
+                        batch.states,
+                        next_offsets(records),
+                        consumer,
+                        batch.encoded,
                     )
                 except TransactionLost:
                     await asyncio.to_thread(rewind, consumer)
@@ -149,7 +155,7 @@ class Intake:
 
     async def apply(self, batch: Batch) -> None:
         await self.store.remember_traces(batch.traces)  # before the deliveries can be claimed
-        await self.store.apply(batch.states, own=self.journal.enabled)
+        await self.store.apply(batch.states, own=self.journal.enabled, encoded=batch.encoded)
         await self.watcher.finish(batch.finished)
         if batch.states:
             self.on_scheduled()
@@ -190,6 +196,7 @@ class Intake:
         held = await self.store.versions(list(unique))
         new = [d for d, version in zip(unique.values(), held, strict=True) if version == 0]
         batch.states = scheduled(new)
+        batch.encoded = [encoded(state) for state in batch.states]
         return batch
 
     async def _running(

@@ -57,16 +57,27 @@ class WebhookJournal:
         if self._producer is not None:
             self._producer.start()
 
-    def _records(self, states: Sequence[WebhookRecord]) -> list[Record]:
-        return [journal_record(self.topics, s) for s in states]
+    def _records(
+        self, states: Sequence[WebhookRecord], encoded: Sequence[bytes] | None
+    ) -> list[Record]:
+        if encoded is None:
+            return [journal_record(self.topics, s) for s in states]
+        return [journal_record(self.topics, s, e) for s, e in zip(states, encoded, strict=True)]
 
-    async def record(self, states: Sequence[WebhookRecord]) -> None:
-        """Commit `states` to Kafka; raises `BrokerUnavailable` when that did not happen."""
+    async def record(
+        self, states: Sequence[WebhookRecord], encoded: Sequence[bytes] | None = None
+    ) -> None:
+        """Commit `states` to Kafka; raises `BrokerUnavailable` when that did not happen.
+        `encoded`: each state's JSON without its body (`deliveries.encoded`), if made already."""
         if self._producer is not None and states:
-            await self._producer.publish(self._records(states))
+            await self._producer.publish(self._records(states, encoded))
 
     def commit(
-        self, states: Sequence[WebhookRecord], offsets: list[TopicPartition], consumer: Consumer
+        self,
+        states: Sequence[WebhookRecord],
+        offsets: list[TopicPartition],
+        consumer: Consumer,
+        encoded: Sequence[bytes] | None = None,
     ) -> None:
         """Commit `states` with the consumed `offsets` in one transaction (blocking); raises
         `TransactionLost` when the transaction was lost and the consumer must read again."""
@@ -77,7 +88,7 @@ class WebhookJournal:
             self._intake = ConsumerTransaction(
                 self.settings, self._intake_id, _unjournaled, config=JOURNAL_PRODUCER
             )
-        groups = [Group(r.key, [r]) for r in self._records(states)]
+        groups = [Group(r.key, [r]) for r in self._records(states, encoded)]
         self._intake.produce(groups)
         self._intake.commit(offsets, consumer)
 

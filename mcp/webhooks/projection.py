@@ -25,6 +25,7 @@ from mcp.kafka import consumer_config
 from mcp.names import Topics
 from mcp.records import Record
 from mcp.settings import Settings
+from mcp.webhooks.deliveries import with_body
 from mcp.webhooks.store import WebhookStore
 from schemas import DecodeError, WebhookRecord, dumps, loads
 
@@ -39,11 +40,15 @@ PROJECTION_FETCH = {"fetch.wait.max.ms": 200, "fetch.min.bytes": 256 * 1024}
 for a batch of records instead of asking the broker every few ms as the intake does."""
 
 
-def journal_record(topics: Topics, state: WebhookRecord) -> Record:
+def journal_record(
+    topics: Topics, state: WebhookRecord, without_body: bytes | None = None
+) -> Record:
     """The Kafka record of a delivery state: keyed by webhook id, so compaction keeps the latest;
-    its version is also a header, so a projection skips what Redis holds without decoding it."""
+    its version is also a header, so a projection skips what Redis holds without decoding it.
+    `without_body`: the state's `encoded` JSON, if made already (not serialised again)."""
     headers = (SCHEMA_HEADER, ("version", str(state.version).encode()))
-    return Record(topics.webhooks, state.webhook_id.encode(), dumps(state), headers)
+    value = dumps(state) if without_body is None else with_body(without_body, state.body)
+    return Record(topics.webhooks, state.webhook_id.encode(), value, headers)
 
 
 def _version(msg: Message) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from mcp.webhooks.deliveries import Delivery
+from mcp.webhooks.deliveries import Delivery, encoded
 from mcp.webhooks.journal import WebhookJournal
 from mcp.webhooks.store import WebhookStore
 from schemas import WebhookRecord
@@ -84,9 +84,11 @@ class Recorder:
     async def _flush(self, batch: list[_Ended]) -> None:
         self.batches += 1
         try:
-            await self.journal.record([e.state for e in batch])
+            states = [e.state for e in batch]
+            made = [encoded(state) for state in states]  # once, for Kafka and Redis alike
+            await self.journal.record(states, made)
             outcomes = [(e.delivery, e.state) for e in batch]
-            await self.store.ended_many(self.slot, outcomes, own=self.journal.enabled)
+            await self.store.ended_many(self.slot, outcomes, own=self.journal.enabled, encoded=made)
         except BaseException as exc:
             for ended in batch:
                 if not ended.done.done():

@@ -105,13 +105,20 @@ end
 )
 
 
-def state_args(record: WebhookRecord, keys: Keys, host: str, retention_s: int) -> list[Any]:
-    """A state's arguments (see `STEPS`), `host` being its destination."""
+def state_args(
+    record: WebhookRecord,
+    keys: Keys,
+    host: str,
+    retention_s: int,
+    without_body: bytes | None = None,
+) -> list[Any]:
+    """A state's arguments (see `STEPS`), `host` being its destination; `without_body`: the
+    record's `encoded` JSON, if made already."""
     shard = keys.webhook_shard(record.webhook_id)
     due = (record.next_attempt_at or record.at).timestamp()
     dead = record.status == "failed"
     score = repr((record.finished_at or record.at).timestamp()) if dead else ""
-    fields = [item for pair in hash_fields(record).items() for item in pair]
+    fields = [item for pair in hash_fields(record, without_body).items() for item in pair]
     args: list[Any] = [record.version, retention_s, int(record.waiting)]
     args += [keys.webhook_due("", shard), host, record.webhook_id, repr(due), score]
     args += [record.type, len(fields), *fields]

@@ -76,29 +76,42 @@ class OneRedis:
         self._apply = async_script(redis, APPLY)
         self._ended = async_script(redis, ENDED)
 
-    async def apply(self, records: Sequence[WebhookRecord]) -> int:
-        """Apply states (one per webhook id); returns how many had anything to place."""
+    async def apply(
+        self, records: Sequence[WebhookRecord], encoded: Sequence[bytes | None] | None = None
+    ) -> int:
+        """Apply states (one per webhook id); returns how many had anything to place.
+        `encoded`: each state's JSON without its body, if made already (None: made here)."""
         placed = 0
+        made = [None] * len(records) if encoded is None else encoded
         for start in range(0, len(records), CHUNK):
             keys: list[Any] = [self.keys.webhook_dead]
             args: list[Any] = []
-            for record in records[start : start + CHUNK]:
+            chunk = zip(records[start : start + CHUNK], made[start : start + CHUNK], strict=True)
+            for record, without_body in chunk:
                 shard = self.keys.webhook_shard(record.webhook_id)
                 keys += [
                     self.keys.delivery(record.webhook_id),
                     self.keys.webhook_schedule(shard),
                     self.keys.task_webhooks(record.task_id),
                 ]
-                args += state_args(record, self.keys, destination(record.url), self.retention_s)
+                host = destination(record.url)
+                args += state_args(record, self.keys, host, self.retention_s, without_body)
             placed += int(await self._apply(keys=keys, args=args))
         return placed
 
-    async def ended(self, slot: str, ended: Sequence[tuple[Delivery, WebhookRecord]]) -> None:
+    async def ended(
+        self,
+        slot: str,
+        ended: Sequence[tuple[Delivery, WebhookRecord]],
+        encoded: Sequence[bytes | None] | None = None,
+    ) -> None:
         """Apply the outcomes of claimed deliveries' attempts (see `WebhookStore.ended_many`)."""
+        made = [None] * len(ended) if encoded is None else encoded
         for start in range(0, len(ended), CHUNK):
             keys: list[Any] = [self.keys.webhook_dead]
             args: list[Any] = []
-            for d, record in ended[start : start + CHUNK]:
+            chunk = zip(ended[start : start + CHUNK], made[start : start + CHUNK], strict=True)
+            for (d, record), without_body in chunk:
                 shard = self.keys.webhook_shard(d.webhook_id)
                 keys += [
                     self.keys.delivery(d.webhook_id),
@@ -108,5 +121,5 @@ class OneRedis:
                     self.keys.webhook_inflight(slot, shard),
                     self.keys.task_webhooks(record.task_id),
                 ]
-                args += state_args(record, self.keys, d.destination, self.retention_s)
+                args += state_args(record, self.keys, d.destination, self.retention_s, without_body)
             await self._ended(keys=keys, args=args)

@@ -49,10 +49,12 @@ class CallbackTarget:
     addresses: tuple[IPAddress, ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip_literal(host: str) -> IPAddress | None:
     """The address a host string denotes by itself, including the `inet_aton` forms.
 
     `2130706433`, `0x7f000001`, `017700000001` and `127.1` all mean 127.0.0.1 to a resolver.
+    (Kept for the latest hosts: every attempt asks, and the answer depends on the text alone.)
     """
     host = host.strip("[]")
     try:
@@ -112,6 +114,13 @@ def _networks(names: tuple[str, ...]) -> tuple[IPNetwork, ...]:
 
 def refusal_reason(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | None:
     """Why the platform will not connect to `address`, or None when it may."""
+    return _refusal(address, tuple(allowed))
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal(address: IPAddress, allowed: tuple[IPNetwork, ...]) -> str | None:
+    """`refusal_reason`, kept for the latest addresses: it depends on them and `allowed` alone
+    (a name is still resolved, and its addresses checked, at every attempt)."""
     effective = embedded_ipv4(address) or address
     if address in METADATA_ADDRESSES or effective in METADATA_ADDRESSES:
         return "a cloud metadata address"
@@ -132,6 +141,7 @@ def refusal_reason(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _split(url: str) -> tuple[SplitResult, str, int]:
     try:
         parts = urlsplit(url.strip())

@@ -92,9 +92,15 @@ class WebhookStore:
     def retention_s(self) -> int:
         return self.settings.redis.task_retention_s
 
-    async def apply(self, records: Sequence[WebhookRecord], own: bool = False) -> int:
+    async def apply(
+        self,
+        records: Sequence[WebhookRecord],
+        own: bool = False,
+        encoded: Sequence[bytes] | None = None,
+    ) -> int:
         """Project records, each unless Redis holds its version or a later one; returns how
         many changed anything. `own`: they are committed to the journal (see `ended_many`).
+        `encoded`: each record's JSON without its body (`deliveries.encoded`), if made already.
 
         Two steps, each touching one hash slot's keys at a time (Redis Cluster): the delivery
         hash takes the state (`scripts.STATE`), then the state is placed in the due queue, the
@@ -104,22 +110,23 @@ class WebhookStore:
         one script call (`OneRedis`)."""
         if not records:
             return 0
-        latest: dict[str, WebhookRecord] = {}
-        for record in records:
+        latest: dict[str, tuple[WebhookRecord, bytes | None]] = {}
+        made: Sequence[bytes | None] = [None] * len(records) if encoded is None else encoded
+        for record, without_body in zip(records, made, strict=True):
             held = latest.get(record.webhook_id)
-            if held is None or record.version > held.version:
-                latest[record.webhook_id] = record
-        chosen = list(latest.values())
+            if held is None or record.version > held[0].version:
+                latest[record.webhook_id] = (record, without_body)
+        chosen = [record for record, _ in latest.values()]
         epoch = self._epoch
         if self._one is not None:
-            placed = await self._one.apply(chosen)
+            placed = await self._one.apply(chosen, [e for _, e in latest.values()])
             if own:
                 self._note(epoch, chosen)
             return placed
         async with self.redis.pipeline(transaction=False) as pipe:
-            for record in chosen:
+            for record, without_body in latest.values():
                 host = destination(record.url)
-                args = scripts.state_args(record, self.keys, host, self.retention_s)
+                args = scripts.state_args(record, self.keys, host, self.retention_s, without_body)
                 await self._state(
                     keys=[self.keys.delivery(record.webhook_id)], args=args, client=pipe
                 )
@@ -322,24 +329,30 @@ class WebhookStore:
         await self.ended_many(slot, [(d, record)])
 
     async def ended_many(
-        self, slot: str, ended: Sequence[tuple[Delivery, WebhookRecord]], own: bool = False
+        self,
+        slot: str,
+        ended: Sequence[tuple[Delivery, WebhookRecord]],
+        own: bool = False,
+        encoded: Sequence[bytes] | None = None,
     ) -> None:
         """`ended` for several attempts at once, in two round trips whatever their number (one
         script call on one Redis: `OneRedis`): one
         `scripts.ENDED` per attempt (state, due queue, turn and claim: the delivery's shard),
         then, for the states Redis did not hold yet, the dead list, the task's index and the
         `placed` mark. `own`: the states are committed to the journal, so the projection may
-        skip them when it reads them back (`applied_here`)."""
+        skip them when it reads them back (`applied_here`). `encoded`: each state's JSON
+        without its body (`deliveries.encoded`), if made already."""
         if not ended:
             return
         epoch = self._epoch
         if self._one is not None:
-            await self._one.ended(slot, ended)
+            await self._one.ended(slot, ended, encoded)
             if own:
                 self._note(epoch, [record for _, record in ended])
             return
+        made: Sequence[bytes | None] = [None] * len(ended) if encoded is None else encoded
         async with self.redis.pipeline(transaction=False) as pipe:
-            for d, record in ended:
+            for (d, record), without_body in zip(ended, made, strict=True):
                 shard = self.keys.webhook_shard(d.webhook_id)
                 keys = [
                     self.keys.delivery(d.webhook_id),
@@ -348,7 +361,9 @@ class WebhookStore:
                     self.keys.webhook_held(shard, d.task_id),
                     self.keys.webhook_inflight(slot, shard),
                 ]
-                args = scripts.state_args(record, self.keys, d.destination, self.retention_s)
+                args = scripts.state_args(
+                    record, self.keys, d.destination, self.retention_s, without_body
+                )
                 await self._ended(keys=keys, args=args, client=pipe)
             wanted = await pipe.execute()
         todo = [record for (_, record), want in zip(ended, wanted, strict=True) if int(want)]
