@@ -4,6 +4,10 @@ Due deliveries are claimed from Redis only as far as there are free slots, overa
 their destination (`host:port`). A destination whose `per_host_concurrency` attempts are all in
 flight is skipped by the claim as a whole, so a hanging receiver holds its own slots and never
 anyone else's, and its backlog waits in Redis untouched.
+
+Slots that free up are claimed for together: a claim follows once half a destination's
+`per_host_concurrency` slots were freed, or `GATHER_S` after the first, rather than one claim
+(a Redis script call) per answered attempt. Newly scheduled deliveries are claimed at once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from schemas import WebhookAttempt, utcnow
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0
+GATHER_S = 0.002
+"""How long a freed slot may wait for others before they are claimed for."""
 
 
 class DeliveryPool:
@@ -59,10 +65,24 @@ class DeliveryPool:
         self.host_load: Counter[str] = Counter()
         self.attempted = 0
         self.next_due: float | None = None
+        self.claims = 0
         self._wake = asyncio.Event()
+        self._gather = max(1, self.per_host // 2)
+        self._freed = 0
+        self._gathering: asyncio.TimerHandle | None = None
+        self._starved = False
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _slot_freed(self) -> None:
+        """An attempt no longer holds its destination's slot: claim for it together with the
+        next ones freed (see `GATHER_S`)."""
+        self._freed += 1
+        if self._freed >= self._gather:
+            self._wake.set()
+        elif self._gathering is None:
+            self._gathering = asyncio.get_running_loop().call_later(GATHER_S, self._wake.set)
 
     async def run(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(self._wake_on(stop))
@@ -100,10 +120,16 @@ class DeliveryPool:
     async def _claim_and_start(self) -> bool:
         """Start attempts for due deliveries; True when more may be due right now."""
         self._wake.clear()
+        self._freed = 0
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
         free = self.max_concurrency - len(self.in_flight)
+        self._starved = free <= 0
         if free <= 0:
             self.next_due = None
             return False
+        self.claims += 1
         claim = await self.store.claim(self.slot, free, self.lease_s, self.host_load, self.per_host)
         self.next_due = claim.next_due
         for delivery in claim.deliveries:
@@ -116,7 +142,8 @@ class DeliveryPool:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.discard(task)
-        self._wake.set()
+        if self._starved:  # every attempt slot was taken: this one is free again
+            self._wake.set()
 
     async def _wait(self) -> None:
         """Until woken (an attempt ended, deliveries were scheduled, `stop`) or the next
@@ -141,7 +168,7 @@ class DeliveryPool:
             # The destination is free once it answered; recording the outcome needs only Redis.
             self._release(host)
             released = True
-            self._wake.set()
+            self._slot_freed()
             gave_up = await self._record(delivery, attempt, started, took_ms)
             observe_attempt(attempt, gave_up, took_ms / 1000)
         except BrokerUnavailable as exc:
@@ -152,6 +179,7 @@ class DeliveryPool:
         finally:
             if not released:
                 self._release(host)
+                self._slot_freed()
 
     def _release(self, host: str) -> None:
         self.host_load[host] -= 1
