@@ -120,15 +120,22 @@ def encoded(record: WebhookRecord) -> bytes:
 _BODY = {"body"}
 
 
+def encoded_states(
+    records: Sequence[WebhookRecord], made: Sequence[bytes] | None
+) -> Sequence[bytes]:
+    """Each record's `encoded` JSON: `made` when the caller made it already, else made here."""
+    return [encoded(r) for r in records] if made is None else made
+
+
 def with_body(without: bytes, body: str) -> bytes:
     """The whole record's JSON (its `webhook-deliveries` value) from `encoded`'s and its body,
     instead of serialising the record a second time; the same object, the body its last key."""
     return b'%s,"body":%s}' % (without[:-1], orjson.dumps(body))
 
 
-def hash_fields(record: WebhookRecord, without_body: bytes | None = None) -> dict[str, str | bytes]:
+def hash_fields(record: WebhookRecord, without_body: bytes) -> dict[str, str | bytes]:
     """What a delivery hash holds of a record: the fields scripts and views read, the record
-    itself (without its body: `without_body`, if `encoded` made it already) and the body."""
+    itself without its body (`without_body`, made by `encoded`) and the body."""
     created = record.created_at.timestamp()
     return {
         "webhook_id": record.webhook_id,
@@ -146,7 +153,7 @@ def hash_fields(record: WebhookRecord, without_body: bytes | None = None) -> dic
         "next_attempt_at": _stamp(record.next_attempt_at),
         "finished_at": _stamp(record.finished_at),
         "version": str(record.version),
-        "record": encoded(record) if without_body is None else without_body,
+        "record": without_body,
         "body": record.body,
     }
 

@@ -110,10 +110,10 @@ def state_args(
     keys: Keys,
     host: str,
     retention_s: int,
-    without_body: bytes | None = None,
+    without_body: bytes,
 ) -> list[Any]:
     """A state's arguments (see `STEPS`), `host` being its destination; `without_body`: the
-    record's `encoded` JSON, if made already."""
+    record's `encoded` JSON."""
     shard = keys.webhook_shard(record.webhook_id)
     due = (record.next_attempt_at or record.at).timestamp()
     dead = record.status == "failed"

@@ -76,17 +76,14 @@ class OneRedis:
         self._apply = async_script(redis, APPLY)
         self._ended = async_script(redis, ENDED)
 
-    async def apply(
-        self, records: Sequence[WebhookRecord], encoded: Sequence[bytes | None] | None = None
-    ) -> int:
+    async def apply(self, records: Sequence[WebhookRecord], encoded: Sequence[bytes]) -> int:
         """Apply states (one per webhook id); returns how many had anything to place.
-        `encoded`: each state's JSON without its body, if made already (None: made here)."""
+        `encoded`: each state's JSON without its body (`deliveries.encoded`)."""
         placed = 0
-        made = [None] * len(records) if encoded is None else encoded
         for start in range(0, len(records), CHUNK):
             keys: list[Any] = [self.keys.webhook_dead]
             args: list[Any] = []
-            chunk = zip(records[start : start + CHUNK], made[start : start + CHUNK], strict=True)
+            chunk = zip(records[start : start + CHUNK], encoded[start : start + CHUNK], strict=True)
             for record, without_body in chunk:
                 shard = self.keys.webhook_shard(record.webhook_id)
                 keys += [
@@ -103,14 +100,14 @@ class OneRedis:
         self,
         slot: str,
         ended: Sequence[tuple[Delivery, WebhookRecord]],
-        encoded: Sequence[bytes | None] | None = None,
+        encoded: Sequence[bytes],
     ) -> None:
-        """Apply the outcomes of claimed deliveries' attempts (see `WebhookStore.ended_many`)."""
-        made = [None] * len(ended) if encoded is None else encoded
+        """Apply the outcomes of claimed deliveries' attempts (see `WebhookStore.ended_many`);
+        `encoded`: each state's JSON without its body."""
         for start in range(0, len(ended), CHUNK):
             keys: list[Any] = [self.keys.webhook_dead]
             args: list[Any] = []
-            chunk = zip(ended[start : start + CHUNK], made[start : start + CHUNK], strict=True)
+            chunk = zip(ended[start : start + CHUNK], encoded[start : start + CHUNK], strict=True)
             for (d, record), without_body in chunk:
                 shard = self.keys.webhook_shard(d.webhook_id)
                 keys += [

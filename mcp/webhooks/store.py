@@ -30,6 +30,7 @@ from mcp.webhooks.deliveries import (
     NewDelivery,
     Publish,
     destination,
+    encoded_states,
     record_of,
     scheduled,
 )
@@ -110,21 +111,22 @@ class WebhookStore:
         one script call (`OneRedis`)."""
         if not records:
             return 0
-        latest: dict[str, tuple[WebhookRecord, bytes | None]] = {}
-        made: Sequence[bytes | None] = [None] * len(records) if encoded is None else encoded
-        for record, without_body in zip(records, made, strict=True):
+        latest: dict[str, int] = {}  # webhook id -> the index of its newest record
+        for i, record in enumerate(records):
             held = latest.get(record.webhook_id)
-            if held is None or record.version > held[0].version:
-                latest[record.webhook_id] = (record, without_body)
-        chosen = [record for record, _ in latest.values()]
+            if held is None or record.version > records[held].version:
+                latest[record.webhook_id] = i
+        chosen = [records[i] for i in latest.values()]
+        given = None if encoded is None else [encoded[i] for i in latest.values()]
+        made = encoded_states(chosen, given)
         epoch = self._epoch
         if self._one is not None:
-            placed = await self._one.apply(chosen, [e for _, e in latest.values()])
+            placed = await self._one.apply(chosen, made)
             if own:
                 self._note(epoch, chosen)
             return placed
         async with self.redis.pipeline(transaction=False) as pipe:
-            for record, without_body in latest.values():
+            for record, without_body in zip(chosen, made, strict=True):
                 host = destination(record.url)
                 args = scripts.state_args(record, self.keys, host, self.retention_s, without_body)
                 await self._state(
@@ -345,12 +347,12 @@ class WebhookStore:
         if not ended:
             return
         epoch = self._epoch
+        made = encoded_states([record for _, record in ended], encoded)
         if self._one is not None:
-            await self._one.ended(slot, ended, encoded)
+            await self._one.ended(slot, ended, made)
             if own:
                 self._note(epoch, [record for _, record in ended])
             return
-        made: Sequence[bytes | None] = [None] * len(ended) if encoded is None else encoded
         async with self.redis.pipeline(transaction=False) as pipe:
             for (d, record), without_body in zip(ended, made, strict=True):
                 shard = self.keys.webhook_shard(d.webhook_id)
