@@ -65,6 +65,42 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return round(sum((x - mx) * (y - my) for x, y in points) / var, 3) if var else 0.0
 
 
+ARENA_SPAN = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: a thread arena's heap is aligned to it
+
+
+def smaps_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process by kind of mapping, in MB, from /proc/<pid>/smaps.
+
+    heap: the main arena ([heap], brk); malloc_arenas: glibc's thread arenas (anonymous mappings
+    starting on a 64 MiB boundary); stacks: thread stacks (anonymous mappings right after a guard
+    page); anon_other: the other anonymous mappings (CPython's 1 MiB object arenas, allocations
+    above malloc's mmap threshold, librdkafka's buffers); files: mapped files (code, libraries).
+    """
+    kb = {"heap": 0, "malloc_arenas": 0, "stacks": 0, "anon_other": 0, "files": 0}
+    previous: tuple[int, str] = (-1, "")
+    kind = "files"
+    with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and fields[0][0] in "0123456789abcdef":
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                path = fields[5] if len(fields) > 5 else ""
+                if path == "[heap]":
+                    kind = "heap"
+                elif path and not path.startswith("[anon"):
+                    kind = "files" if path.startswith("/") else "anon_other"
+                elif start % ARENA_SPAN == 0:
+                    kind = "malloc_arenas"
+                elif previous == (start, "---p"):
+                    kind = "stacks"
+                else:
+                    kind = "anon_other"
+                previous = (end, fields[1])
+            elif fields[0] == "Rss:":
+                kb[kind] += int(fields[1])
+    return {name: round(value / 1024, 1) for name, value in kb.items()}
+
+
 def run(out: dict[str, Any]) -> None:
     prefix = f"soak{uuid.uuid4().hex[:6]}."
     port = _free_port()
@@ -93,6 +129,7 @@ def run(out: dict[str, Any]) -> None:
         sent: list[dict[str, float]] = []
         loads: list[Any] = []
         rss: dict[str, list[tuple[float, float]]] = {name: [] for name in procs}
+        smaps: dict[str, list[dict[str, float]]] = {name: [] for name in procs}
         try:
             time.sleep(5)  # workers join their groups; the watcher gets its partitions
             idle = {name: round(rss_mb(p.pid), 1) for name, p in procs.items()}
@@ -113,9 +150,11 @@ def run(out: dict[str, Any]) -> None:
                 at = (time.perf_counter() - started) / 60
                 for name, proc in procs.items():
                     rss[name].append((at, rss_mb(proc.pid)))
+                    smaps[name].append(smaps_mb(proc.pid))
                 print(
                     f"soak minute {minute + 1}: {load.sent / load.seconds:.0f} submits/s, "
-                    f"RSS { ({n: round(p[-1][1]) for n, p in rss.items()}) }",
+                    f"RSS { ({n: round(p[-1][1], 1) for n, p in rss.items()}) }, "
+                    f"API by mapping {smaps['api'][-1]}",
                     flush=True,
                 )
             deadline = time.monotonic() + 30
@@ -140,6 +179,7 @@ def run(out: dict[str, Any]) -> None:
                 "p50_ms": _pct(latency, 0.5),
                 "p99_ms": _pct(latency, 0.99),
                 "rss_mb": {name: round(points[minute][1], 1) for name, points in rss.items()},
+                "rss_mb_by_mapping": {name: kinds[minute] for name, kinds in smaps.items()},
             }
         )
     first, last = windows[0], windows[-1]
@@ -150,6 +190,13 @@ def run(out: dict[str, Any]) -> None:
         "glm_tiny_per_s": round(RATE / GLM_EVERY, 1),
         "idle_rss_mb": idle,
         "rss_slope_mb_per_min": {name: _slope(points) for name, points in rss.items()},
+        "rss_slope_mb_per_min_by_mapping": {
+            name: {
+                kind: _slope([(at, k[kind]) for (at, _), k in zip(rss[name], kinds, strict=True)])
+                for kind in kinds[0]
+            }
+            for name, kinds in smaps.items()
+        },
         "rss_mb_first_last": {
             name: [round(points[0][1], 1), round(points[-1][1], 1)] for name, points in rss.items()
         },
@@ -159,7 +206,8 @@ def run(out: dict[str, Any]) -> None:
         "windows": windows,
         "targets": {"api_rss_mb": 150, "api_rss_slope_mb_per_min": "flat"},
         "note": "latency: submit sent -> terminal event readable (read_committed) in task-events; "
-        "RSS from /proc at the end of each minute",
+        "RSS from /proc at the end of each minute; rss_mb_by_mapping from "
+        "/proc/<pid>/smaps (see smaps_mb)",
     }
 
 
