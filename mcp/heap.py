@@ -14,15 +14,27 @@ worker's model: alive for the process's life) out of the collector's reach, and 
 objects less often (`gc_young_threshold`), so that most requests' objects are freed by reference
 counting before a collection sees them. Cyclic garbage waits at most that many allocations
 longer. Each collection's pause is observed in `autoglm_gc_pause_seconds{generation}`.
+
+It also starts `heap-trim`, a thread that asks glibc every `heap_trim_interval_s` to give back
+the memory its arenas hold free (`malloc_trim(0)`). glibc keeps what a burst allocated and freed
+(the arenas' free chunks, and each thread's arena) for the next burst: in the soak, a process's
+glibc memory went 23 -> 34 MB from the system with the same 20 MB in use, and kept it; the RSS
+of every process then grew in such steps. What a trim gives back is counted in
+`autoglm_heap_trimmed_bytes_total`. Without glibc (musl, macOS) the thread is not started.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import os
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from mcp.settings import Settings
 
@@ -32,6 +44,62 @@ GC_PAUSE_SECONDS = Histogram(
     ["generation"],
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
+
+HEAP_TRIMMED = Counter(
+    "autoglm_heap_trimmed_bytes_total",
+    "Resident memory given back to the system by malloc_trim (RSS before minus after)",
+)
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_trimmer: threading.Thread | None = None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def trim_once(trim: Callable[[int], int]) -> int:
+    """One `malloc_trim(0)`; the resident bytes it gave back (0 where /proc cannot tell)."""
+    before = _resident_bytes()
+    trim(0)
+    after = _resident_bytes()
+    released = max(0, before - after) if before is not None and after is not None else 0
+    HEAP_TRIMMED.inc(released)
+    return released
+
+
+def start_trimming(interval_s: float | None) -> threading.Thread | None:
+    """Start the `heap-trim` thread (once per process); None when off or without glibc."""
+    global _trimmer
+    if interval_s is None:
+        return None
+    if _trimmer is not None:
+        return _trimmer
+    trim = _malloc_trim()
+    if trim is None:
+        return None
+
+    def run() -> None:
+        while True:
+            time.sleep(interval_s)
+            trim_once(trim)
+
+    _trimmer = threading.Thread(target=run, name="heap-trim", daemon=True)
+    _trimmer.start()
+    return _trimmer
 
 
 class _Watch:
@@ -62,3 +130,4 @@ def settle_the_heap(settings: Settings) -> None:
     if settings.gc_young_threshold is not None:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(settings.gc_young_threshold, middle, old)
+    start_trimming(settings.heap_trim_interval_s)

@@ -394,6 +394,9 @@ class Settings(BaseSettings):
     # allocations (None keeps Python's 700).
     gc_freeze_after_start: bool = True
     gc_young_threshold: int | None = Field(default=10_000, ge=100)
+    # How often a server process asks glibc to give back the memory its arenas hold free
+    # (`malloc_trim`, `mcp.heap`); None never does.
+    heap_trim_interval_s: float | None = Field(default=30.0, gt=0)
     server: ServerSettings = Field(default_factory=ServerSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

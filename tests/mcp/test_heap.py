@@ -1,20 +1,25 @@
 """A server process's collector once started: start-up's heap frozen, young collections rarer,
-each collection's pause observed."""
+each collection's pause observed; glibc asked now and then to give back what it holds free."""
 
 from __future__ import annotations
 
 import gc
 
+import pytest
 from prometheus_client import REGISTRY
 
-from mcp.heap import settle_the_heap
+from mcp.heap import _malloc_trim, settle_the_heap, start_trimming, trim_once
 from mcp.settings import Settings
 
 
 def test_settling_freezes_the_heap_and_sets_the_young_threshold() -> None:
     before = gc.get_threshold()
     try:
-        settle_the_heap(Settings(gc_freeze_after_start=True, gc_young_threshold=12_345))
+        settle_the_heap(
+            Settings(
+                gc_freeze_after_start=True, gc_young_threshold=12_345, heap_trim_interval_s=None
+            )
+        )
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == (12_345, before[1], before[2])
     finally:
@@ -24,7 +29,9 @@ def test_settling_freezes_the_heap_and_sets_the_young_threshold() -> None:
 
 def test_settling_can_leave_the_collector_as_python_has_it() -> None:
     before = gc.get_threshold()
-    settle_the_heap(Settings(gc_freeze_after_start=False, gc_young_threshold=None))
+    settle_the_heap(
+        Settings(gc_freeze_after_start=False, gc_young_threshold=None, heap_trim_interval_s=None)
+    )
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
 
@@ -39,8 +46,16 @@ def _paused(generation: int) -> float:
 def test_each_collection_is_observed_once_however_often_the_heap_is_settled() -> None:
     before = gc.get_threshold()
     try:
-        settle_the_heap(Settings(gc_freeze_after_start=False, gc_young_threshold=None))
-        settle_the_heap(Settings(gc_freeze_after_start=False, gc_young_threshold=None))
+        settle_the_heap(
+            Settings(
+                gc_freeze_after_start=False, gc_young_threshold=None, heap_trim_interval_s=None
+            )
+        )
+        settle_the_heap(
+            Settings(
+                gc_freeze_after_start=False, gc_young_threshold=None, heap_trim_interval_s=None
+            )
+        )
         full, young = _paused(2), _paused(0)
         gc.collect()
         gc.collect(0)
@@ -48,3 +63,30 @@ def test_each_collection_is_observed_once_however_often_the_heap_is_settled() ->
         assert _paused(0) == young + 1
     finally:
         gc.set_threshold(*before)
+
+
+def _trimmed() -> float:
+    return REGISTRY.get_sample_value("autoglm_heap_trimmed_bytes_total") or 0.0
+
+
+def test_a_trim_gives_back_what_glibc_held_free_and_counts_it() -> None:
+    trim = _malloc_trim()
+    if trim is None:
+        pytest.skip("no glibc malloc_trim here")
+    before = _trimmed()
+    freed = [bytes(4096) for _ in range(4096)]  # 16 MiB from malloc, then all of it free
+    del freed
+    released = trim_once(trim)
+    assert released >= 0
+    assert _trimmed() == before + released
+
+
+def test_trimming_runs_in_one_thread_per_process_and_not_when_off() -> None:
+    assert start_trimming(None) is None
+    if _malloc_trim() is None:
+        assert start_trimming(3600.0) is None
+        return
+    thread = start_trimming(3600.0)
+    assert thread is not None and thread.name == "heap-trim" and thread.daemon
+    assert thread.is_alive()
+    assert start_trimming(1.0) is thread
