@@ -5,6 +5,12 @@ their destination (`host:port`). A destination whose `per_host_concurrency` atte
 flight is skipped by the claim as a whole, so a hanging receiver holds its own slots and never
 anyone else's, and its backlog waits in Redis untouched.
 
+`max_concurrency` counts attempts until they are answered, as `per_host_concurrency` does: an
+answered attempt whose outcome waits for its journal commit (up to `webhooks.journal_window_ms`)
+holds no slot, so the commit window does not cap the rate at `max_concurrency` per window.
+Attempts still being recorded are bounded apart (`RECORDING_PER_SLOT` times `max_concurrency`);
+each keeps its claim until its outcome is recorded, as before.
+
 Slots that free up are claimed for together: a claim follows once half a destination's
 `per_host_concurrency` slots were freed, or `GATHER_S` after the first, rather than one claim
 (a Redis script call) per answered attempt. Newly scheduled deliveries are claimed at once.
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
 GATHER_S = 0.002
 """How long a freed slot may wait for others before they are claimed for."""
+RECORDING_PER_SLOT = 4
+"""Answered attempts whose outcome is being recorded, at most, per `max_concurrency` slot."""
 
 
 class DeliveryPool:
@@ -61,7 +69,11 @@ class DeliveryPool:
         self.per_host = max(1, hooks.per_host_concurrency)
         # A claim outlives an attempt; after that a crashed dispatcher's claim falls due again.
         self.lease_s = hooks.timeout_s + hooks.connect_timeout_s + 10
+        self.max_recording = self.max_concurrency * RECORDING_PER_SLOT
         self.in_flight: set[asyncio.Task[None]] = set()
+        """Every attempt until its outcome is recorded (or it failed)."""
+        self.sending = 0
+        """Attempts not answered yet: what `max_concurrency` bounds."""
         self.host_load: Counter[str] = Counter()
         self.attempted = 0
         self.next_due: float | None = None
@@ -124,7 +136,7 @@ class DeliveryPool:
         if self._gathering is not None:
             self._gathering.cancel()
             self._gathering = None
-        free = self.max_concurrency - len(self.in_flight)
+        free = min(self.max_concurrency - self.sending, self.max_recording - len(self.in_flight))
         self._starved = free <= 0
         if free <= 0:
             self.next_due = None
@@ -135,6 +147,7 @@ class DeliveryPool:
         for delivery in claim.deliveries:
             host = delivery.destination
             self.host_load[host] += 1
+            self.sending += 1
             task = asyncio.create_task(self._attempt(delivery, host))
             self.in_flight.add(task)
             task.add_done_callback(self._done)
@@ -142,7 +155,7 @@ class DeliveryPool:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.discard(task)
-        if self._starved:  # every attempt slot was taken: this one is free again
+        if self._starved:  # every slot was taken: this one is free again
             self._wake.set()
 
     async def _wait(self) -> None:
@@ -182,6 +195,7 @@ class DeliveryPool:
                 self._slot_freed()
 
     def _release(self, host: str) -> None:
+        self.sending -= 1
         self.host_load[host] -= 1
         if self.host_load[host] <= 0:
             del self.host_load[host]

@@ -12,6 +12,7 @@ is delivered again. `autoglm replay` runs the same rebuild from the beginning.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,11 @@ SCHEMA_HEADER = ("schema", b"WebhookRecord/1")
 BATCH = 1000
 CHECK_EVERY_S = 1.0
 """How often a running projection checks that Redis still holds what it applied."""
+LAG_S = 0.5
+"""How far behind the journal a running projection stays: a state's writer applies it to Redis
+right after its commit, so by then Redis (or the writer's `applied_here`) holds it and the
+projection skips it unread; reading it sooner would decode and apply it a second time. Only what
+a writer failed to apply (it died between commit and Redis write) waits this long for Redis."""
 PROJECTION_FETCH = {"fetch.wait.max.ms": 200, "fetch.min.bytes": 256 * 1024}
 """The projection is no one's wait (the writer of a state applies it at once): its fetches wait
 for a batch of records instead of asking the broker every few ms as the intake does."""
@@ -62,6 +68,16 @@ def _newer(msg: Message, held: int) -> bool:
     """Whether a record is newer than version `held` (a record without the header may be)."""
     version = _version(msg)
     return version is None or version > held
+
+
+async def _settle(messages: list[Message], stop: asyncio.Event) -> None:
+    """Wait until the newest of `messages` was produced `LAG_S` ago (never longer than that,
+    whatever the clocks say), or until `stop`."""
+    newest = max((m.timestamp()[1] for m in messages), default=0)
+    wait = min(LAG_S, LAG_S - (time.time() - newest / 1000)) if newest > 0 else 0.0
+    if wait > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
 
 
 def decode_records(messages: list[Message]) -> list[WebhookRecord]:
@@ -181,7 +197,9 @@ class WebhookProjection:
                 consumer = self._consumer
                 assert consumer is not None
                 messages = await asyncio.to_thread(consumer.consume, BATCH, 0.2)
-                await self._apply([m for m in messages if m.error() is None])
+                good = [m for m in messages if m.error() is None]
+                await _settle(good, stop)
+                await self._apply(good)
                 if self.failovers.failed_over():
                     self._back = {p: n for (_, p), n in self.checkpoints.back().items()}
                     raise WebhookStateLost("a Redis primary failed over and may have lost writes")
