@@ -133,11 +133,15 @@ def with_body(without: bytes, body: str) -> bytes:
     return b'%s,"body":%s}' % (without[:-1], orjson.dumps(body))
 
 
-def hash_fields(record: WebhookRecord, without_body: bytes) -> dict[str, str | bytes]:
+def hash_fields(
+    record: WebhookRecord, without_body: bytes, body: bool = True
+) -> dict[str, str | bytes]:
     """What a delivery hash holds of a record: the fields scripts and views read, the record
-    itself without its body (`without_body`, made by `encoded`) and the body."""
+    itself without its body (`without_body`, made by `encoded`) and, last, the body. `body`
+    False leaves the body out, for a hash that holds it already (a delivery's body never
+    changes): `scripts.STEPS` writes nothing where the hash is gone and asks for it."""
     created = record.created_at.timestamp()
-    return {
+    fields: dict[str, str | bytes] = {
         "webhook_id": record.webhook_id,
         "task_id": record.task_id,
         "project": record.project,
@@ -154,8 +158,10 @@ def hash_fields(record: WebhookRecord, without_body: bytes) -> dict[str, str | b
         "finished_at": _stamp(record.finished_at),
         "version": str(record.version),
         "record": without_body,
-        "body": record.body,
     }
+    if body:
+        fields["body"] = record.body
+    return fields
 
 
 def _stamp(at: datetime | None) -> str:

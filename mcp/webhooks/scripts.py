@@ -40,6 +40,9 @@ end
 # `state` writes the delivery hash unless it holds that version or a later one, so records may
 # come twice and in any order (from the process that wrote them and from the projection of the
 # topic), and tells whether the state is still to be placed (1) or there is nothing to do (0).
+# An attempt's outcome comes without the body (the hash field list then ends with `record`, not
+# `body`): the hash holds it since the delivery was claimed. Where the hash is gone (Redis lost
+# it meanwhile) `state` writes nothing and answers 2: the state is to be sent again with its body.
 # `due_queue` places it in its destination's due queue; `release` gives the task's next webhooks
 # their turn after an attempt; `outside` places it outside its shard (dead list, the task's
 # index), then notes it `placed`.
@@ -55,6 +58,7 @@ local function state(hash, first)
     return 1
   end
   local n = tonumber(ARGV[first + 9])
+  if held == 0 and ARGV[first + 8 + n] ~= 'body' then return 2 end
   redis.call('HSET', hash, unpack(ARGV, first + 10, first + 9 + n))
   if ARGV[first + 2] == '1' then
     redis.call('PERSIST', hash)
@@ -111,14 +115,15 @@ def state_args(
     host: str,
     retention_s: int,
     without_body: bytes,
+    body: bool = True,
 ) -> list[Any]:
     """A state's arguments (see `STEPS`), `host` being its destination; `without_body`: the
-    record's `encoded` JSON."""
+    record's `encoded` JSON; `body` False: without the body (an attempt's outcome)."""
     shard = keys.webhook_shard(record.webhook_id)
     due = (record.next_attempt_at or record.at).timestamp()
     dead = record.status == "failed"
     score = repr((record.finished_at or record.at).timestamp()) if dead else ""
-    fields = [item for pair in hash_fields(record, without_body).items() for item in pair]
+    fields = [item for pair in hash_fields(record, without_body, body).items() for item in pair]
     args: list[Any] = [record.version, retention_s, int(record.waiting)]
     args += [keys.webhook_due("", shard), host, record.webhook_id, repr(due), score]
     args += [record.type, len(fields), *fields]
@@ -221,11 +226,13 @@ return out
 # call: its state, its place in the due queue, the task's turn released and the claim dropped.
 # Every key is in the delivery's shard (one hash slot). Returns 1 when what lies outside the shard
 # (dead list, task index, then `PLACED`) is still to write, 0 when Redis holds that version or a
-# later one.
+# later one, 2 when the state came without its body and the hash is gone (nothing written: send
+# it again with the body).
 ENDED = (
     STEPS
     + """
 local todo = state(KEYS[1], 1)
+if todo == 2 then return 2 end
 if todo == 1 then due_queue(1) end
 release(KEYS[3], KEYS[4], KEYS[5], 1)
 rescore(KEYS[2], ARGV[4], ARGV[5])

@@ -48,20 +48,27 @@ return placed
 # webhooks of the task, inflight set of the slot, the task's index.
 # ARGV: the outcomes' arguments (`scripts.STEPS`). Each outcome as `scripts.ENDED` (state, due
 # queue, the task's turn released, claim dropped), then where the state was new, `outside`.
+# Returns the places (from 0) of the outcomes that came without their body to a hash that is
+# gone: nothing of those was written, they are to be sent again with the body.
 ENDED = (
     STEPS
     + """
-local first = 1
+local first, again, at = 1, {}, 0
 for k = 2, #KEYS, 6 do
   local hash = KEYS[k]
   local todo = state(hash, first)
-  if todo == 1 then due_queue(first) end
-  release(KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], first)
-  rescore(KEYS[k + 1], ARGV[first + 3], ARGV[first + 4])
-  if todo == 1 then outside(KEYS[1], KEYS[k + 5], hash, first) end
+  if todo == 2 then
+    again[#again + 1] = at
+  else
+    if todo == 1 then due_queue(first) end
+    release(KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], first)
+    rescore(KEYS[k + 1], ARGV[first + 3], ARGV[first + 4])
+    if todo == 1 then outside(KEYS[1], KEYS[k + 5], hash, first) end
+  end
   first = next_state(first)
+  at = at + 1
 end
-return 1
+return again
 """
 )
 
@@ -101,9 +108,12 @@ class OneRedis:
         slot: str,
         ended: Sequence[tuple[Delivery, WebhookRecord]],
         encoded: Sequence[bytes],
+        body: bool = False,
     ) -> None:
         """Apply the outcomes of claimed deliveries' attempts (see `WebhookStore.ended_many`);
-        `encoded`: each state's JSON without its body."""
+        `encoded`: each state's JSON without its body. The body is not sent again (the
+        delivery's hash holds it) unless `body`, or Redis lost that hash meanwhile."""
+        again: list[int] = []
         for start in range(0, len(ended), CHUNK):
             keys: list[Any] = [self.keys.webhook_dead]
             args: list[Any] = []
@@ -118,5 +128,10 @@ class OneRedis:
                     self.keys.webhook_inflight(slot, shard),
                     self.keys.task_webhooks(record.task_id),
                 ]
-                args += state_args(record, self.keys, d.destination, self.retention_s, without_body)
-            await self._ended(keys=keys, args=args)
+                args += state_args(
+                    record, self.keys, d.destination, self.retention_s, without_body, body
+                )
+            again += [start + int(at) for at in await self._ended(keys=keys, args=args)]
+        if again:
+            resend = [ended[at] for at in again]
+            await self.ended(slot, resend, [encoded[at] for at in again], body=True)

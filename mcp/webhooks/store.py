@@ -350,9 +350,21 @@ class WebhookStore:
         made = encoded_states([record for _, record in ended], encoded)
         if self._one is not None:
             await self._one.ended(slot, ended, made)
-            if own:
-                self._note(epoch, [record for _, record in ended])
-            return
+        else:
+            await self._ended_per_slot(slot, ended, made, body=False)
+        if own:
+            self._note(epoch, [record for _, record in ended])
+
+    async def _ended_per_slot(
+        self,
+        slot: str,
+        ended: Sequence[tuple[Delivery, WebhookRecord]],
+        made: Sequence[bytes],
+        body: bool,
+    ) -> None:
+        """`ended_many` in steps of one hash slot each (Redis Cluster). The outcomes go without
+        their body unless `body` (the delivery hash holds it); those whose hash Redis lost
+        meanwhile are sent again with it."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for (d, record), without_body in zip(ended, made, strict=True):
                 shard = self.keys.webhook_shard(d.webhook_id)
@@ -364,18 +376,20 @@ class WebhookStore:
                     self.keys.webhook_inflight(slot, shard),
                 ]
                 args = scripts.state_args(
-                    record, self.keys, d.destination, self.retention_s, without_body
+                    record, self.keys, d.destination, self.retention_s, without_body, body
                 )
                 await self._ended(keys=keys, args=args, client=pipe)
-            wanted = await pipe.execute()
-        todo = [record for (_, record), want in zip(ended, wanted, strict=True) if int(want)]
+            wanted = [int(want) for want in await pipe.execute()]
+        todo = [record for (_, record), want in zip(ended, wanted, strict=True) if want == 1]
         if todo:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for record in todo:
                     await self._outside_shard(pipe, record)
                 await pipe.execute()
-        if own:
-            self._note(epoch, [record for _, record in ended])
+        again = [at for at, want in enumerate(wanted) if want == 2]
+        if again:
+            resend = [ended[at] for at in again]
+            await self._ended_per_slot(slot, resend, [made[at] for at in again], body=True)
 
     async def delivered(self, d: Delivery, slot: str, status_code: int) -> None:
         """Redis only (tools and tests): the attempt of `d` was answered 2xx."""

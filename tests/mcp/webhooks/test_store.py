@@ -327,3 +327,26 @@ async def test_generated_secret_is_stable_per_project(settings: Settings) -> Non
         assert await WebhookSecrets(client, configured).get("p1") == ["x"]
     finally:
         await client.aclose()
+
+
+async def test_an_outcome_whose_hash_redis_lost_is_written_with_its_body(
+    store: WebhookStore,
+) -> None:
+    # An attempt's outcome goes to Redis without the body, which the delivery's hash holds from
+    # its scheduling on; where Redis lost that hash meanwhile, the outcome is sent again with it.
+    await store.schedule([_delivery("lost"), _delivery("kept")])
+    claimed = (await store.claim("s", 10, 60, {}, 8)).deliveries
+    assert len(claimed) == 2
+    lost = next(d for d in claimed if d.task_id == "lost")
+    await store.redis.delete(store.keys.delivery(lost.webhook_id))
+    attempt = WebhookAttempt(
+        attempt=1, at=utcnow(), duration_ms=1.0, status_code=503, next_attempt_at=utcnow()
+    )
+    await store.ended_many("s", [(d, d.after(attempt, delivered=False)) for d in claimed])
+    for d in claimed:
+        assert (await store.state(d.webhook_id))["status"] == "retrying"
+    assert await store.recover("s") == 0  # both claims dropped
+    again = (await store.claim("s", 10, 60, {}, 8)).deliveries
+    assert sorted((d.webhook_id, d.body, d.attempts) for d in again) == sorted(
+        (d.webhook_id, d.body, 1) for d in claimed
+    )
