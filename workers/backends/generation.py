@@ -131,12 +131,14 @@ def generate_batch(
         next_position = positions[:, -1:] + 1
         while True:
             tokens = _choose_tokens(out.logits[:, -1, :].float(), [rows[i] for i in active])
+            # One device-to-host copy a step, not one per row: on a GPU each is a synchronisation.
+            chosen = tokens.tolist()
             for slot, index in enumerate(active):
                 row = rows[index]
                 if row.request.cancelled():
                     row.finish("cancelled")
                 else:
-                    row.accept(int(tokens[slot]), stop_ids, decode)
+                    row.accept(chosen[slot], stop_ids, decode)
             keep = [slot for slot, index in enumerate(active) if rows[index].finish_reason is None]
             if not keep:
                 break
