@@ -176,6 +176,11 @@ class Keys:
         """A sorted set of a project's task ids (see `mcp.task_index`)."""
         return f"{self.prefix}idx:{{{project}}}:{name}"
 
+    def index_names(self, project: str) -> str:
+        """The names of a project's `model:`, `action:` and `meta:` indexes (a set), so that
+        they can be trimmed without a scan of the keyspace (`mcp.task_index.IndexTrimmer`)."""
+        return f"{self.prefix}idxnames:{{{project}}}"
+
     @property
     def index_projects(self) -> str:
         return f"{self.prefix}idx:projects"

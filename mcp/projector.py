@@ -31,7 +31,7 @@ from mcp.names import Topics
 from mcp.records import decode_value
 from mcp.settings import Settings, get_settings
 from mcp.store import TaskStore
-from mcp.task_index import TaskIndex
+from mcp.task_index import IndexTrimmer
 from mcp.telemetry.lag import Key, LagCollector
 from mcp.telemetry.metrics import COMMIT_BUCKETS
 from mcp.telemetry.process import start_telemetry
@@ -46,6 +46,10 @@ EVENTS = Counter(
     "autoglm_projector_events_total", "Task events applied to Redis, by status", ["status"]
 )
 DEAD_LETTERS = Counter("autoglm_projector_dead_letters_total", "Dead letters indexed in Redis")
+TRIMMED = Counter(
+    "autoglm_projector_index_trimmed_total",
+    "Task index entries dropped past the retention (index trim)",
+)
 APPLY_SECONDS = Histogram(
     "autoglm_projector_apply_seconds",
     "Time to apply one consumed batch of events to Redis",
@@ -54,6 +58,9 @@ APPLY_SECONDS = Histogram(
 
 TOPICS_RETRY_S = 2.0
 TRIM_EVERY_S = 300.0
+"""A pass of the index trim (`mcp.task_index.IndexTrimmer`) begins at most this often."""
+TRIM_STEP_S = 1.0
+"""Between two steps (slices) of a pass."""
 
 
 def decode_events(messages: list[Message]) -> list[TaskEvent]:
@@ -76,7 +83,6 @@ class Projector:
         self.store = store
         self.batch = batch
         self.applied = 0
-        self._trimmed_at = 0.0
         self.failovers = FailoverWatch(store.redis)
         self.checkpoints = Checkpoints()
 
@@ -85,13 +91,15 @@ class Projector:
         if not await self._topics_ready(stop):
             return
         consumer = await asyncio.to_thread(self._consumer)
+        trimming = asyncio.create_task(self._trim(stop), name="index-trim")
         try:
             while not stop.is_set():
                 messages = await asyncio.to_thread(self._fetch, consumer)
                 if messages and not await self._project(consumer, messages, stop):
                     break  # stopping while Redis is away: these offsets stay uncommitted
-                await self._trim()
         finally:
+            trimming.cancel()
+            await asyncio.gather(trimming, return_exceptions=True)
             await asyncio.to_thread(_close, consumer)
 
     def _fetch(self, consumer: Consumer) -> list[Message]:
@@ -184,17 +192,29 @@ class Projector:
                 if stop.is_set():
                     return False
 
-    async def _trim(self) -> None:
-        """Every `TRIM_EVERY_S`, drop index entries older than the retention (best effort)."""
-        now = time.monotonic()
-        if now - self._trimmed_at < TRIM_EVERY_S:
-            return
-        self._trimmed_at = now
-        index = TaskIndex(self.store.redis, self.store.keys)
-        try:
-            await index.trim(self.settings.redis.task_retention_s)
-        except RedisError as exc:
-            log.warning("index trim skipped: %s", exc)
+    async def _trim(self, stop: asyncio.Event) -> None:
+        """Beside the consuming: drop index entries older than the retention, one slice every
+        `TRIM_STEP_S`, a pass beginning at most every `TRIM_EVERY_S` (best effort)."""
+        trimmer = IndexTrimmer(
+            self.store.redis, self.store.keys, self.settings.redis.task_retention_s
+        )
+        began = time.monotonic()
+        while not stop.is_set():
+            wait = TRIM_STEP_S
+            try:
+                removed, ended = await trimmer.step()
+                TRIMMED.inc(removed)
+            except RedisError as exc:
+                log.warning("index trim step skipped: %s", exc)
+                ended = False
+            except Exception:
+                log.exception("index trim step failed")
+                ended = False
+            if ended:
+                wait = max(wait, began + TRIM_EVERY_S - time.monotonic())
+                began = time.monotonic() + wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
 
 
 class ProjectorThread:

@@ -527,6 +527,7 @@ class SyncTaskStore:
         patterns = (
             keys.task("*"),
             keys.index("*", "*"),
+            keys.index_names("*"),
             keys.timeline("*"),
             keys.dead_letters("*"),
         )

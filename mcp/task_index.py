@@ -11,8 +11,11 @@ current one. Sorted sets, scored by creation time (ms), per project `p`:
     idx:<p>:meta:<key>=<value>   scalar top-level metadata values
     idx:<p>:done:<status>        terminal tasks, scored by finish time (rates)
 
+and a set per project, `idxnames:<p>`: the names of its `model:`, `action:` and `meta:` indexes.
+
 `autoglm replay` rebuilds them with the state (same scripts). Entries older than the retention
-are trimmed by `TaskIndex.trim`; a listing drops entries whose task hash has expired.
+are trimmed by `IndexTrimmer`, a slice of a project's indexes at a time, found through its
+`idxnames` set (no scan of the keyspace); a listing drops entries whose task hash has expired.
 
 On a Redis Cluster a project's indexes share the hash tag `{<project>}` and a task's hash lies
 in the slot of `{<task id>}`, so no script can touch both. There the state scripts return the
@@ -52,23 +55,28 @@ LIST_BUDGET = 5_000
 # whose hash is `key` in line with the hash. Keys are derived from the hash's own key prefix.
 # Lua shared by the index steps: `move_task` moves a task in its project's indexes (prefix
 # `base`) from status `from` (nil: not indexed yet, so it also enters `all`, `model:`, `action:`
-# and its `meta:` pairs, a JSON array or nil) to status `to`.
+# and its `meta:` pairs, a JSON array or nil, whose names go in the set `names_key`) to
+# status `to`.
 MOVE_LIB = """
+local COMPLETE = ''
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, expired = true}
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function move_task(base, id, score, from, to, model, action, meta, finished_ms)
+local function move_task(base, names_key, id, score, from, to, model, action, meta, finished_ms)
   if not from then
+    local names = {'model:' .. model, 'action:' .. action}
     redis.call('ZADD', base .. 'all', score, id)
-    redis.call('ZADD', base .. 'model:' .. model, score, id)
-    redis.call('ZADD', base .. 'action:' .. action, score, id)
+    redis.call('ZADD', base .. names[1], score, id)
+    redis.call('ZADD', base .. names[2], score, id)
     if meta then
       for _, pair in ipairs(cjson.decode(meta)) do
-        redis.call('ZADD', base .. 'meta:' .. pair, score, id)
+        names[#names + 1] = 'meta:' .. pair
+        redis.call('ZADD', base .. names[#names], score, id)
       end
     end
+    redis.call('SADD', names_key, unpack(names))
   else
     redis.call('ZREM', base .. 'status:' .. from, id)
     redis.call('ZREM', base .. 'sm:' .. from .. ':' .. model, id)
@@ -94,9 +102,12 @@ local function index_task(key)
     return
   end
   local prefix = string.match(key, '^(.*)task:')
-  if not indexed then redis.call('SADD', prefix .. 'idx:projects', project) end
-  move_task(prefix .. 'idx:{' .. project .. '}:', id, tonumber(created), indexed or nil, status,
-    model, action, f[8] or nil, f[9])
+  local names_key = prefix .. 'idxnames:{' .. project .. '}'
+  if not indexed and redis.call('SADD', prefix .. 'idx:projects', project) == 1 then
+    redis.call('SADD', names_key, COMPLETE)
+  end
+  move_task(prefix .. 'idx:{' .. project .. '}:', names_key, id, tonumber(created),
+    indexed or nil, status, model, action, f[8] or nil, f[9])
   redis.call('HSET', key, 'indexed', status)
 end
 """
@@ -116,7 +127,8 @@ local function index_task(key)
 end
 """
 
-# KEYS[1]: a project's `all` index. ARGV[1]: the prefix of its indexes, ARGV[2]: a JSON array
+# KEYS[1]: a project's `all` index, KEYS[2]: its names set. ARGV[1]: the prefix of its
+# indexes, ARGV[2]: a JSON array
 # of index jobs (`DEFER_LIB`). A task moves only up the lifecycle (queued < running < terminal),
 # found by the status index it is in now.
 _INDEX_JOBS = """
@@ -131,7 +143,8 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
   if current ~= status and (current == nil or RANK[status] > RANK[current]) then
     local meta = nil
     if job[8] ~= '' then meta = job[8] end
-    move_task(base, id, tonumber(job[7]), current, status, job[5], job[6], meta, job[9])
+    move_task(base, KEYS[2], id, tonumber(job[7]), current, status, job[5], job[6], meta,
+      job[9])
   end
 end
 return 1
@@ -190,6 +203,52 @@ end
 if #stale > 0 then redis.call('ZREM', driver, unpack(stale)) end
 return {found, last_score, last_id}
 """
+
+
+NAMES_COMPLETE = ""
+"""A member of a project's names set (`Keys.index_names`): every `model:`, `action:` and
+`meta:` index of the project is in the set. The state scripts add it with the project's first
+task; a project indexed before the set existed gets it after one scan (`IndexTrimmer`)."""
+
+# KEYS[1]: a project's names set. ARGV[1]: the prefix of its indexes, ARGV[2]: the cutoff
+# (entries scored below it go; '(<ms>'), ARGV[3]: the SSCAN cursor of the set, '0' to begin,
+# ARGV[4]: how many names to look at. A slice of the set's names is trimmed (a `model:` name
+# with the status-and-model indexes of that model); a slice that begins also trims `all`,
+# `status:` and `done:`. A name whose indexes are gone leaves the set, in the same step, so a
+# task indexed meanwhile (which adds its names again) cannot be missed. Returns
+# {next cursor, entries removed}.
+TRIM = """
+local STATUSES = {'queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired'}
+local base, below, cursor = ARGV[1], ARGV[2], ARGV[3]
+local removed = 0
+local function trim(name)
+  removed = removed + redis.call('ZREMRANGEBYSCORE', base .. name, '-inf', below)
+  return redis.call('EXISTS', base .. name)
+end
+if cursor == '0' then
+  trim('all')
+  for _, status in ipairs(STATUSES) do
+    trim('status:' .. status)
+    trim('done:' .. status)
+  end
+end
+local reply = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', tonumber(ARGV[4]))
+for _, name in ipairs(reply[2]) do
+  if name ~= '' then
+    local left = trim(name)
+    if string.sub(name, 1, 6) == 'model:' then
+      local model = string.sub(name, 7)
+      for _, status in ipairs(STATUSES) do
+        left = left + trim('sm:' .. status .. ':' .. model)
+      end
+    end
+    if left == 0 then redis.call('SREM', KEYS[1], name) end
+  end
+end
+return {reply[1], removed}
+"""
+TRIM_SLICE = 64
+"""Names of a project's names set one trim step looks at (SSCAN's COUNT: a hint)."""
 
 
 def index_fields(task: AsyncTask) -> dict[str, Any]:
@@ -297,7 +356,16 @@ def _by_project(keys: Keys, jobs: list[Job]) -> dict[str, list[Job]]:
 
 
 def _index_args(keys: Keys, project: str, jobs: list[Job]) -> dict[str, Any]:
-    return {"keys": [keys.index(project, "all")], "args": [keys.index(project, ""), _json(jobs)]}
+    return {
+        "keys": [keys.index(project, "all"), keys.index_names(project)],
+        "args": [keys.index(project, ""), _json(jobs)],
+    }
+
+
+def _new_projects(grouped: dict[str, list[Job]], added: list[Any]) -> list[str]:
+    """The projects that entered `idx:projects` now (SADD answered 1): their names sets are
+    complete from the start. (One whose process died before noting it gets one scan.)"""
+    return [project for project, new in zip(grouped, added, strict=True) if int(new) == 1]
 
 
 def _json(value: Any) -> str:
@@ -311,11 +379,14 @@ async def apply_jobs(redis: aioredis.Redis, keys: Keys, jobs: list[Job]) -> None
     grouped = _by_project(keys, jobs)
     index, mark = async_script(redis, INDEX_JOBS), async_script(redis, MARK_INDEXED)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.sadd(keys.index_projects, *grouped)
+        for project in grouped:
+            pipe.sadd(keys.index_projects, project)
         for project, some in grouped.items():
             await index(**_index_args(keys, project, some), client=pipe)
-        await pipe.execute()
+        added = (await pipe.execute())[: len(grouped)]
     async with redis.pipeline(transaction=False) as pipe:
+        for project in _new_projects(grouped, added):
+            pipe.sadd(keys.index_names(project), NAMES_COMPLETE)
         for some in grouped.values():
             for job in some:
                 await mark(keys=[job[0]], args=[job[3]], client=pipe)
@@ -329,11 +400,14 @@ def apply_jobs_sync(redis: Any, keys: Keys, jobs: list[Job]) -> None:
     grouped = _by_project(keys, jobs)
     index, mark = script(redis, INDEX_JOBS), script(redis, MARK_INDEXED)
     pipe = redis.pipeline(transaction=False)
-    pipe.sadd(keys.index_projects, *grouped)
+    for project in grouped:
+        pipe.sadd(keys.index_projects, project)
     for project, some in grouped.items():
         index(**_index_args(keys, project, some), client=pipe)
-    pipe.execute()
+    added = pipe.execute()[: len(grouped)]
     pipe = redis.pipeline(transaction=False)
+    for project in _new_projects(grouped, added):
+        pipe.sadd(keys.index_names(project), NAMES_COMPLETE)
     for some in grouped.values():
         for job in some:
             mark(keys=[job[0]], args=[job[3]], client=pipe)
@@ -396,14 +470,71 @@ class TaskIndex:
         return int(await self.redis.zcount(self.keys.index(project, name), since_ms, until_ms))
 
     async def trim(self, retention_s: int) -> int:
-        """Drop index entries older than the retention; returns how many went."""
-        cutoff = (time.time() - retention_s) * 1000
+        """Drop index entries older than the retention, all projects at once (`IndexTrimmer`
+        does it a slice at a time); returns how many went."""
+        trimmer = IndexTrimmer(self.redis, self.keys, retention_s)
         removed = 0
-        for project in await self.redis.smembers(self.keys.index_projects):
-            pattern = self.keys.index(_text(project), "*")
-            async for name in self.redis.scan_iter(match=pattern, count=1000):
-                removed += int(await self.redis.zremrangebyscore(name, "-inf", f"({cutoff}"))
-        return removed
+        while True:
+            gone, ended = await trimmer.step()
+            removed += gone
+            if ended:
+                return removed
+
+
+class IndexTrimmer:
+    """Drops index entries older than the retention, a slice of one project's indexes a step
+    (`TRIM`): a pass goes through the projects of `idx:projects` and, in each, the names in its
+    names set (`Keys.index_names`) with `TRIM_SLICE` names a step, so no step scans the keyspace
+    or holds Redis for long. A project whose set lacks `NAMES_COMPLETE` (indexed before the set
+    existed) is scanned for its index names once, and the set notes it."""
+
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, retention_s: int, slice_names: int = TRIM_SLICE
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention_s = retention_s
+        self.slice_names = slice_names
+        self._trim = async_script(redis, TRIM)
+        self._projects: list[str] = []
+        self._cursor = "0"
+
+    async def step(self) -> tuple[int, bool]:
+        """Trim the next slice; returns the entries removed and whether a pass ended with it."""
+        if not self._projects:
+            members = await self.redis.smembers(self.keys.index_projects)
+            self._projects = sorted(_text(p) for p in members)
+            self._cursor = "0"
+            if not self._projects:
+                return 0, True
+        project = self._projects[0]
+        names = self.keys.index_names(project)
+        if self._cursor == "0" and not await self.redis.sismember(names, NAMES_COMPLETE):
+            await self._complete(project)
+        cutoff = (time.time() - self.retention_s) * 1000
+        base = self.keys.index(project, "")
+        cursor, removed = await self._trim(
+            keys=[names], args=[base, f"({cutoff}", self._cursor, self.slice_names]
+        )
+        self._cursor = _text(cursor)
+        if self._cursor == "0":
+            self._projects.pop(0)
+        return int(removed), not self._projects
+
+    async def _complete(self, project: str) -> None:
+        """Note the project's `model:`, `action:` and `meta:` indexes in its names set (one
+        scan of the keyspace, once per project)."""
+        names = self.keys.index_names(project)
+        base = self.keys.index(project, "")
+        found: list[str] = []
+        async for key in self.redis.scan_iter(match=self.keys.index(project, "*"), count=1000):
+            name = _text(key)[len(base) :]
+            if name.startswith(("model:", "action:", "meta:")):
+                found.append(name)
+            if len(found) >= 1000:
+                await self.redis.sadd(names, *found)
+                found.clear()
+        await self.redis.sadd(names, *found, NAMES_COMPLETE)
 
 
 def _text(value: Any) -> str:

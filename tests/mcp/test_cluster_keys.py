@@ -17,7 +17,7 @@ from mcp.names import Keys, webhook_task
 from mcp.redis_client import script
 from mcp.settings import Settings
 from mcp.store import SyncTaskStore, event_item
-from mcp.task_index import apply_jobs_sync
+from mcp.task_index import NAMES_COMPLETE, apply_jobs_sync
 from mcp.webhooks.events import webhook_id
 from schemas import AsyncTask, TaskEvent, TaskStatus
 
@@ -47,6 +47,7 @@ def test_a_tasks_webhooks_and_state_keys_share_their_slots() -> None:
     assert len(spread) == 16
     assert key_slot(keys.workers.encode()) == key_slot(keys.workers_failed.encode())
     assert key_slot(keys.index("p", "all").encode()) == key_slot(keys.index("p", "x").encode())
+    assert key_slot(keys.index("p", "all").encode()) == key_slot(keys.index_names("p").encode())
     assert Keys("p:").webhook_shard("msg_t1_succeeded") == 0
 
 
@@ -94,6 +95,9 @@ def test_the_deferred_index_step_moves_tasks_only_forward(
     assert members("all") == [b"task-1", b"task-2"]
     assert redis_client.hget(keys.task("task-1"), "indexed") == b"running"
     assert redis_client.sismember(keys.index_projects, "p")
+    # The project entered `idx:projects` with these jobs: its names set is complete.
+    names = {_text(m) for m in redis_client.smembers(keys.index_names("p"))}
+    assert names == {NAMES_COMPLETE, "model:echo", "action:generate"}
     # Once noted, the same write returns no job; a task still unnoted returns its job again.
     assert _apply(redis_client, keys, [TaskEvent.of(one, TaskStatus.RUNNING, attempt=1)]) == []
     redis_client.hdel(keys.task("task-2"), "indexed")
@@ -130,3 +134,7 @@ def test_a_claim_read_again_by_the_same_process_counts_no_attempt(settings: Sett
     finally:
         first.close()
         second.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -9,12 +10,21 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from mcp import projector
 from mcp.errors import InvalidCursor
 from mcp.lua import CANCEL
 from mcp.names import Keys
+from mcp.projector import Projector
 from mcp.settings import Settings
-from mcp.store import SyncTaskStore
-from mcp.task_index import Cursor, TaskFilter, TaskIndex, metadata_pairs
+from mcp.store import SyncTaskStore, TaskStore
+from mcp.task_index import (
+    NAMES_COMPLETE,
+    Cursor,
+    IndexTrimmer,
+    TaskFilter,
+    TaskIndex,
+    metadata_pairs,
+)
 from schemas import AsyncTask, TaskEvent, TaskResult, TaskStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -133,6 +143,81 @@ async def test_expired_tasks_leave_the_listing_and_old_entries_are_trimmed(
     assert await everything(index, "p", TaskFilter(), 10) == ["task-002", "task-000"]
     assert await index.trim(retention_s=60) >= 2  # created in 2026-01-01: long past
     assert await everything(index, "p", TaskFilter(), 10) == []
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def names(store: SyncTaskStore, project: str) -> set[str]:
+    return {_text(m) for m in store.redis.smembers(store.keys.index_names(project))}
+
+
+def index_keys(store: SyncTaskStore, project: str) -> set[str]:
+    return {_text(k) for k in store.redis.scan_iter(match=store.keys.index(project, "*"))}
+
+
+async def test_the_trim_goes_through_the_names_each_project_keeps_a_slice_at_a_time(
+    store: SyncTaskStore, index: TaskIndex
+) -> None:
+    keys = store.keys
+    old = [task(n, model=f"m{n % 3}", action=f"a{n % 2}", metadata={"n": n}) for n in range(12)]
+    recent = AsyncTask(task_id="recent", model="m0", action="a0", project="p")
+    legacy = task(99, project="q")
+    store.apply_events([queued(t) for t in [*old, recent, legacy]])
+    assert store.claim([old[0]], "w1")[0][0] == "run"
+    at = T0 + timedelta(seconds=1)
+    store.apply_events([TaskEvent.of(old[1], TaskStatus.SUCCEEDED, attempt=1, result={}, at=at)])
+    # The state scripts note every model:, action: and meta: index of a project they create.
+    assert names(store, "p") == {
+        NAMES_COMPLETE,
+        *(f"model:m{n}" for n in range(3)),
+        "action:a0",
+        "action:a1",
+        *(f"meta:n={n}" for n in range(12)),
+    }
+    # A project indexed before there were names sets: its index names are found by one scan.
+    store.redis.delete(keys.index_names("q"))
+    trimmer = IndexTrimmer(index.redis, keys, retention_s=60, slice_names=2)
+    steps, removed, ended = 0, 0, False
+    while not ended:
+        gone, ended = await trimmer.step()
+        steps, removed = steps + 1, removed + gone
+    assert steps >= 2  # a step trims a slice of one project
+    assert removed > 12 * 4
+    # Only the recent task is left, in its indexes; names of emptied indexes left the sets.
+    assert await everything(index, "p", TaskFilter(), 10) == ["recent"]
+    assert await everything(index, "p", TaskFilter(status="running"), 10) == []
+    assert names(store, "p") == {NAMES_COMPLETE, "model:m0", "action:a0"}
+    assert index_keys(store, "p") == {
+        keys.index("p", n)
+        for n in ("all", "model:m0", "action:a0", "status:queued", "sm:queued:m0")
+    }
+    assert names(store, "q") == {NAMES_COMPLETE}
+    assert index_keys(store, "q") == set()
+    # The next pass finds nothing more to drop.
+    assert await index.trim(retention_s=60) == 0
+
+
+async def test_the_projector_trims_beside_its_consuming(
+    store: SyncTaskStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.apply_events([queued(task(n, metadata={"n": n})) for n in range(3)])
+    monkeypatch.setattr(projector, "TRIM_STEP_S", 0.01)
+    tasks = TaskStore(settings)
+    stop = asyncio.Event()
+    trimming = asyncio.create_task(Projector(settings, tasks)._trim(stop))
+    try:
+        for _ in range(1000):  # created in 2026-01-01: past the retention
+            if not index_keys(store, "p"):
+                break
+            await asyncio.sleep(0.01)
+        assert index_keys(store, "p") == set()
+        assert names(store, "p") == {NAMES_COMPLETE}
+    finally:
+        stop.set()
+        await trimming
+        await tasks.close()
 
 
 async def test_timeline_keeps_each_event_once(store: SyncTaskStore, settings: Settings) -> None:
