@@ -62,6 +62,7 @@ class _Pending:
 
 
 SWEEP_S = 0.25
+LANE_LINGER_MS = 100
 AfterCommit = Callable[[list[Any]], None]
 """Called in the settler thread with the notes of a committed transaction, before they hear."""
 
@@ -74,16 +75,24 @@ class _Handoff:
     that costs the loop almost nothing.
 
     `queue.Queue` takes a lock and notifies a condition on every put; under load the committers
-    are busy anyway, so a put is a deque append and only wakes a committer that sleeps.
+    are busy anyway, so a put is a deque append and only wakes a committer that sleeps. A
+    consumer that found the queue empty without waiting (`get(0)`, the end of a gather) is not
+    asleep: the puts after it set no event (an `Event.set` takes a lock and notifies a
+    condition, on the event loop, for every submission).
     """
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
         self._wakeup = threading.Event()
+        # Consumers about to wait or waiting for the event; changed under `_sleep_lock`.
+        self._sleepers = 0
+        self._sleep_lock = threading.Lock()
 
     def put(self, item: Any) -> None:
         self._items.append(item)
-        if not self._wakeup.is_set():
+        # A consumer counts itself before it looks at the queue a last time, so either it sees
+        # this item or this put sees it.
+        if self._sleepers and not self._wakeup.is_set():
             self._wakeup.set()
 
     def pending(self) -> int:
@@ -97,13 +106,18 @@ class _Handoff:
                 return self._items.popleft()
             except IndexError:
                 pass
-            self._wakeup.clear()
-            if self._items:  # appended between the pop and the clear
-                continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return _EMPTY
-            self._wakeup.wait(remaining)
+            self._wakeup.clear()
+            with self._sleep_lock:
+                self._sleepers += 1
+            try:
+                if not self._items:  # nothing appended since the pop
+                    self._wakeup.wait(remaining)
+            finally:
+                with self._sleep_lock:
+                    self._sleepers -= 1
 
 
 class _Lane:
@@ -114,6 +128,19 @@ class _Lane:
         self.index = index
         self.producer: Producer | None = None
         self.thread: threading.Thread | None = None
+        # The transaction this lane opened while it gathers (see `TaskProducer._open`).
+        self.opened: _Opened | None = None
+
+
+@dataclass
+class _Opened:
+    """A lane's transaction opened with the first submission of its batch, before the batch is
+    complete: the submissions whose records are in it, or the error that opening it met."""
+
+    live: list[_Pending]
+    taken: int  # how many of the batch's first submissions it has dealt with
+    txn: GroupedTransaction | None = None
+    error: Exception | None = None
 
 
 class _Turns:
@@ -247,7 +274,7 @@ class TaskProducer:
         while True:
             self._turns.wait(lane.index)
             try:
-                batch = self._gather()
+                batch = self._gather(lane)
                 if batch is not None:
                     with self._commit_done:  # counted before the next lane's turn
                         self._committing += 1
@@ -285,22 +312,31 @@ class TaskProducer:
                 time.sleep(0.1)
             pause = min(pause * 2, 10.0)
 
-    def _gather(self) -> list[_Pending] | None:
+    def _gather(self, lane: _Lane | None = None) -> list[_Pending] | None:
         kafka = self._settings.kafka
         limit = kafka.group_commit_max_messages
         # Under load, while another lane's transaction commits, gather until it is done and then
         # commit everything that came meanwhile in one transaction: two transactions in flight
         # would each carry half as many submissions, and Kafka's cost (the coordinator's round
-        # trips, a marker on every partition written) is per transaction. The lane waits for
-        # that commit before it takes its first submission: woken by the committing lane, not by
-        # the event loop, whose puts meanwhile find nobody asleep on the queue.
+        # trips, a marker on every partition written) is per transaction. The lane takes its
+        # first submission and opens its transaction with it (`_open`: Kafka registers the
+        # partitions meanwhile), then waits for that commit: woken by the committing lane, not
+        # by the event loop, whose puts meanwhile find nobody asleep on the queue.
         waited = self._committing > 0 and limit > 1 and self._last_batch > 1
-        if waited:
+        if waited and lane is not None:
+            first = self._queue.get(None)
+            if first is None:
+                self._queue.put(None)  # the other lanes stop too
+                return None
+            self._open(lane, first)
             self._wait_for_commit()
-        first = self._queue.get(None)
-        if first is None:
-            self._queue.put(None)  # the other lanes stop too
-            return None
+        else:
+            if waited:
+                self._wait_for_commit()
+            first = self._queue.get(None)
+            if first is None:
+                self._queue.put(None)  # the other lanes stop too
+                return None
         batch = [first]
         alone = not self._queue.pending()
         # Having waited, what came while the other transaction committed is this batch.
@@ -337,37 +373,75 @@ class TaskProducer:
     def _ensure_producer(self, lane: _Lane) -> Producer:
         if lane.producer is None:
             # Only a refused record's report matters (`mcp.grouped_txn`): no Python callback
-            # for each record that was delivered.
+            # for each record that was delivered. Every record of a lane is sent by a flush (the
+            # commit's, or a suspect's in `mcp.grouped_txn`), which ignores `linger.ms`: the
+            # records of a transaction opened early (`_open`) leave with the rest of its batch,
+            # in one request per partition, rather than alone ahead of it.
             config = producer_config(
                 self._settings,
                 lane.transactional_id,
-                **{"delivery.report.only.error": True, **self._config},
+                **{"delivery.report.only.error": True, "linger.ms": LANE_LINGER_MS, **self._config},
             )
             producer = Producer(config)
             producer.init_transactions(self._settings.kafka.request_timeout_s)
             lane.producer = producer
         return lane.producer
 
-    def _commit(self, lane: _Lane, batch: list[_Pending]) -> None:
+    def _open(self, lane: _Lane, first: _Pending) -> None:
+        """Begin the lane's next transaction with `first`'s records while the transaction in
+        flight commits. Its first record makes librdkafka register the transaction's
+        partitions with the coordinator (AddPartitionsToTxn) at once, a round trip that then
+        overlaps the other commit instead of delaying this one. The records themselves wait
+        for the commit's flush (`linger.ms`), which sends them with the rest of the batch."""
         timeout = self._settings.kafka.request_timeout_s
-        # Requests that waited past their own deadline have been answered 503 already.
-        live = [p for p in batch if time.monotonic() - p.enqueued < timeout]
-        if len(live) < len(batch):
-            late = [p for p in batch if p not in live]
-            _settle(late, BrokerUnavailable("timed out waiting for Kafka"))
-        if not live:
+        opened = lane.opened = _Opened([], 1)
+        if time.monotonic() - first.enqueued >= timeout:
+            _settle([first], BrokerUnavailable("timed out waiting for Kafka"))
             return
-        began = time.perf_counter()
+        opened.live.append(first)
         try:
             producer = self._ensure_producer(lane)
-            txn = GroupedTransaction(producer, timeout)
-            txn.begin()
-            for i, pending in enumerate(live):
-                txn.add(Group(i, pending.records))
+            opened.txn = GroupedTransaction(producer, timeout)
+            opened.txn.begin()
+            opened.txn.add(Group(0, first.records))
+        except Exception as exc:  # met again, and dealt with, by `_commit`
+            opened.error = exc
+
+    def _commit(self, lane: _Lane, batch: list[_Pending]) -> None:
+        timeout = self._settings.kafka.request_timeout_s
+        opened, lane.opened = lane.opened, None
+        if opened is None:
+            opened = _Opened([], 0)
+        rest = batch[opened.taken :]
+        # Requests that waited past their own deadline have been answered 503 already.
+        now = time.monotonic()
+        fresh = [p for p in rest if now - p.enqueued < timeout]
+        if len(fresh) < len(rest):
+            kept = {id(p) for p in fresh}
+            _settle(
+                [p for p in rest if id(p) not in kept],
+                BrokerUnavailable("timed out waiting for Kafka"),
+            )
+        live = opened.live
+        if not live and not fresh:
+            return
+        everyone = [*live, *fresh]
+        began = time.perf_counter()
+        try:
+            if opened.error is not None:
+                raise opened.error
+            txn = opened.txn
+            if txn is None:
+                txn = GroupedTransaction(self._ensure_producer(lane), timeout)
+                txn.begin()
+            for pending in fresh:
+                txn.add(Group(len(live), pending.records))
+                live.append(pending)
+            producer = txn.producer
             refused = txn.commit(lambda: producer.commit_transaction(timeout))
         except Exception as exc:
             self._recover(lane, exc)
-            _settle(live, BrokerUnavailable(f"Kafka transaction failed: {exc}"))
+            _settle(everyone, BrokerUnavailable(f"Kafka transaction failed: {exc}"))
             return
         COMMIT_SECONDS.observe(time.perf_counter() - began)
         for index, refusal in refused.items():

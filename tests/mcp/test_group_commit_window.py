@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from mcp.producer import TaskProducer, _Pending
+from mcp.producer import _EMPTY, TaskProducer, _Pending
 from mcp.records import Record
 from mcp.settings import Settings
 
@@ -144,3 +146,73 @@ def test_under_load_the_lane_waits_for_the_commit_before_it_takes_from_the_queue
     producer._queue.put(two)
     assert producer._gather() == [one, two, three]
     assert finishes.queued_at_wait == [1, 1]
+
+
+class _Lane:
+    """What a lane's stand-in producer is asked, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, **_: object) -> None:
+        self.calls.append("produce")
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.calls.append("commit")
+
+
+def test_under_load_the_lane_opens_its_transaction_with_its_first_submission(
+    monkeypatch: pytest.MonkeyPatch,
+    producer: TaskProducer,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """While another lane's transaction commits, the gathering lane begins its own with the
+    first submission (Kafka registers the partitions meanwhile), waits for that commit with the
+    rest left in the queue, then adds them and commits once."""
+    lane = producer._lanes[0]
+    calls = _Lane()
+    lane.producer = calls  # type: ignore[assignment]
+    producer._last_batch = 2
+    producer._committing = 1
+    first, second, later = _pending(loop), _pending(loop), _pending(loop)
+    finishes = _CommitFinishes(producer, [later])
+    commit_finishes = finishes.wait_for
+
+    def wait_for(predicate: object, timeout: float) -> bool:
+        calls.calls.append("wait")
+        return commit_finishes(predicate, timeout)
+
+    monkeypatch.setattr(producer, "_commit_done", finishes)
+    monkeypatch.setattr(finishes, "wait_for", wait_for)
+    producer._queue.put(first)
+    producer._queue.put(second)
+    batch = producer._gather(lane)
+    assert batch == [first, second, later]
+    assert finishes.queued_at_wait == [1]  # only the first was taken before the wait
+    assert calls.calls == ["begin", "produce", "wait"]
+    producer._commit(lane, batch)
+    assert calls.calls == ["begin", "produce", "wait", "produce", "produce", "commit"]
+    assert lane.opened is None
+
+
+def test_puts_wake_only_a_consumer_that_sleeps(loop: asyncio.AbstractEventLoop) -> None:
+    """A put sets the wake-up event only for a consumer waiting on it: one that found the queue
+    empty without waiting (the end of a gather) costs the next put nothing."""
+    producer = TaskProducer(Settings(), "handoff")
+    queue = producer._queue
+    assert queue.get(0) is _EMPTY
+    queue.put(_pending(loop))
+    assert not queue._wakeup.is_set()
+    assert queue.get(0) is not _EMPTY
+    taken: list[object] = []
+    consumer = threading.Thread(target=lambda: taken.append(queue.get(None)))
+    consumer.start()
+    while not queue._sleepers:
+        time.sleep(0.001)
+    item = _pending(loop)
+    queue.put(item)
+    consumer.join(5)
+    assert taken == [item]
