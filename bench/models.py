@@ -108,23 +108,36 @@ def _run_in_batches(
     return time.perf_counter() - started, results
 
 
+def _generate_by_batch_size(
+    backend: TransformersBackend,
+    payloads: list[dict[str, Any]],
+    sizes: tuple[int, ...],
+    tasks_at_batch_1: int | None = None,
+) -> dict[str, Any]:
+    """`generate` over the payloads once per batch size, after a warm-up batch of 8; at batch
+    size 1 only the first `tasks_at_batch_1` payloads when given (a large model is slow there)."""
+    _run_in_batches(backend, "generate", payloads[:8], 8)  # warm-up
+    runs: dict[str, Any] = {}
+    for size in sizes:
+        tasks = payloads[:tasks_at_batch_1] if size == 1 and tasks_at_batch_1 else payloads
+        elapsed, results = _run_in_batches(backend, "generate", tasks, size)
+        tokens = sum(r["usage"]["completion_tokens"] for r in results)
+        runs[str(size)] = {
+            "tasks": len(results),
+            "seconds": round(elapsed, 3),
+            "tasks_per_s": round(len(results) / elapsed, 2),
+            "tokens_per_s": round(tokens / elapsed, 1),
+            "completion_tokens": tokens,
+        }
+    return runs
+
+
 def bench_glm_tiny_generate(settings: Settings) -> dict[str, Any]:
     spec = settings.model("glm-tiny")
     assert spec is not None
     backend = _load(spec, settings)
     payloads = [{"prompt": p, "max_tokens": MAX_TOKENS} for p in mixed_prompts(GENERATE_TASKS)]
-    _run_in_batches(backend, "generate", payloads[:8], 8)  # warm-up
-    runs: dict[str, Any] = {}
-    for size in BATCH_SIZES:
-        elapsed, results = _run_in_batches(backend, "generate", payloads, size)
-        tokens = sum(r["usage"]["completion_tokens"] for r in results)
-        runs[str(size)] = {
-            "tasks": len(results),
-            "seconds": round(elapsed, 3),
-            "tasks_per_s": round(len(results) / elapsed, 1),
-            "tokens_per_s": round(tokens / elapsed, 1),
-            "completion_tokens": tokens,
-        }
+    runs = _generate_by_batch_size(backend, payloads, BATCH_SIZES)
     base = runs["1"]["tasks_per_s"]
     speedup = {size: round(runs[size]["tasks_per_s"] / base, 2) for size in runs}
     return {
@@ -188,19 +201,9 @@ def bench_glm4_shaped_generate(settings: Settings) -> dict[str, Any]:
         parameters = sum(p.numel() for p in model.parameters())
         weights_bytes = torch.cuda.memory_allocated()
         payloads = [{"prompt": p, "max_tokens": GLM4_MAX_TOKENS} for p in mixed_prompts(GLM4_TASKS)]
-        _run_in_batches(backend, "generate", payloads[:8], 8)  # warm-up
-        runs: dict[str, Any] = {}
-        for size in GLM4_BATCH_SIZES:
-            tasks = payloads[:GLM4_TASKS_AT_BATCH_1] if size == 1 else payloads
-            elapsed, results = _run_in_batches(backend, "generate", tasks, size)
-            tokens = sum(r["usage"]["completion_tokens"] for r in results)
-            runs[str(size)] = {
-                "tasks": len(results),
-                "seconds": round(elapsed, 3),
-                "tasks_per_s": round(len(results) / elapsed, 2),
-                "tokens_per_s": round(tokens / elapsed, 1),
-                "completion_tokens": tokens,
-            }
+        runs = _generate_by_batch_size(
+            backend, payloads, GLM4_BATCH_SIZES, tasks_at_batch_1=GLM4_TASKS_AT_BATCH_1
+        )
         base = runs["1"]["tokens_per_s"]
         return {
             "shape": "GLM-4-9B (GlmConfig defaults)",
