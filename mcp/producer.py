@@ -323,20 +323,15 @@ class TaskProducer:
         # partitions meanwhile), then waits for that commit: woken by the committing lane, not
         # by the event loop, whose puts meanwhile find nobody asleep on the queue.
         waited = self._committing > 0 and limit > 1 and self._last_batch > 1
+        if waited and lane is None:
+            self._wait_for_commit()
+        first = self._queue.get(None)
+        if first is None:
+            self._queue.put(None)  # the other lanes stop too
+            return None
         if waited and lane is not None:
-            first = self._queue.get(None)
-            if first is None:
-                self._queue.put(None)  # the other lanes stop too
-                return None
             self._open(lane, first)
             self._wait_for_commit()
-        else:
-            if waited:
-                self._wait_for_commit()
-            first = self._queue.get(None)
-            if first is None:
-                self._queue.put(None)  # the other lanes stop too
-                return None
         batch = [first]
         alone = not self._queue.pending()
         # Having waited, what came while the other transaction committed is this batch.
