@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.overload import rss_mb
+from bench.cpu import rss_mb
 from bench.pipeline import KAFKA, _env, _start, _stop
 from mcp.kafka import ensure_topics
 from mcp.names import Topics
@@ -85,7 +85,7 @@ def _sample(pid: int, seconds: float) -> dict[str, float]:
     peak, samples = 0.0, []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        rss = rss_mb(pid)
+        rss = round(rss_mb(pid), 1)
         peak = max(peak, rss)
         samples.append(rss)
         time.sleep(0.5)

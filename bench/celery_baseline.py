@@ -33,11 +33,10 @@ import orjson
 import redis
 
 from bench import gc_pauses, server_times
-from bench.cpu import family
+from bench.cpu import cpu_s, family
 from bench.events import TerminalEvents
 from bench.jit import warm_until_compiled
 from bench.loadgen import Tracked, post_request, run_until_visible
-from bench.phone import cpu_s
 from bench.pipeline import (
     BODY,
     CONCURRENCY,

@@ -1,5 +1,6 @@
-"""CPU time of the processes a benchmark measures, from /proc: steadier than wall time on a
-machine whose cores the servers, Kafka, Redis and the load generator all share."""
+"""CPU time and memory of the processes a benchmark measures, from /proc. CPU time is steadier
+than wall time on a machine whose cores the servers, Kafka, Redis and the load generator all
+share."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, in MB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def family(pid: int) -> list[int]:

@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 import httpx
 
+from bench.cpu import cpu_s
 from bench.loadgen import LoadResult, post_request, run_load
-from bench.phone import cpu_s
 from bench.pipeline import BODY, CONCURRENCY, DURATION_S, _env, _free_port, _start, _stop
 from schemas.autoglm.v1 import service_pb2 as rpc
 from schemas.autoglm.v1 import service_pb2_grpc as rpc_grpc

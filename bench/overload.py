@@ -26,6 +26,7 @@ from typing import Any
 
 import uvloop
 
+from bench.cpu import cpu_s, rss_mb
 from bench.loadgen import post_request
 from bench.pipeline import BODY, KAFKA, _env, _free_port, _start, _stop, bench_api
 
@@ -46,19 +47,6 @@ class Overload:
     errors: int = 0
     reconnects: int = 0
     seconds: float = 0.0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def broker_pid() -> int | None:
@@ -222,9 +210,9 @@ def run_api(admission: bool) -> dict[str, Any]:
         "accepted_p50_ms": _pct(loaded.accepted_ms, 0.5),
         "accepted_p99_ms": _pct(loaded.accepted_ms, 0.99),
         "accepted_max_ms": _pct(loaded.accepted_ms, 1.0),
-        "rss_mb_before": rss_before,
-        "rss_mb_peak": peak[0],
-        "rss_mb_after": rss_after,
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_peak": round(peak[0], 1),
+        "rss_mb_after": round(rss_after, 1),
         "seconds": round(loaded.seconds, 1),
         # Where the two cores went during the overload (the broker and anything else: the rest).
         "cpu": {

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from PIL import Image
 
+from bench.cpu import cpu_s
 from bench.events import TerminalEvents
 from bench.loadgen import LoadResult, _read_response
 from bench.pipeline import KAFKA, _env, _free_port, _start, _stop
@@ -199,12 +200,6 @@ def _task_id(answer: bytes) -> str:
         task_id: str = orjson.loads(answer)["task_id"]
         return task_id
     return pb.SubmitResponse.FromString(answer).task_id
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far: steadier than wall time on a busy host."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], p: float) -> float:

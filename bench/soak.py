@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
+from bench.cpu import rss_mb
 from bench.events import TerminalEvents
 from bench.loadgen import post_request, run_rate
 from bench.pipeline import KAFKA, _env, _free_port, _start, _stop
-from bench.webhooks import Receiver, rss_mb
+from bench.webhooks import Receiver
 from mcp.settings import Settings
 
 DURATION_S = float(os.environ.get("BENCH_SOAK_S", "600"))

@@ -21,9 +21,9 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
+from bench.cpu import cpu_s
 from bench.loadgen import post_request, run_load
 from bench.pipeline import BODY, CONCURRENCY, _env, _free_port, _start, _stop
 
@@ -57,12 +57,6 @@ def start_api(kind: str, sink: str) -> tuple[subprocess.Popen[bytes], int]:
         ["-m", "autoglm", "api", "--port", str(port)], _env(prefix, **extra), port, "/readyz"
     )
     return proc, port
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def window(proc: subprocess.Popen[bytes], port: int, seconds: float) -> dict[str, Any]:

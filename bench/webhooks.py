@@ -26,7 +26,7 @@ import redis
 import uvloop
 from confluent_kafka import Producer
 
-from bench.cpu import CpuMeter, server_pid
+from bench.cpu import CpuMeter, rss_mb, server_pid
 from bench.jit import compiler_cpu_s, warm_until_compiled
 from bench.webhook_client import result
 from mcp.kafka import ensure_topics, producer_config
@@ -213,15 +213,6 @@ class Platform:
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
         client.close()
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, in MB (from /proc)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _rate(receiver: Receiver, before: int, count: int, started: float) -> float:
