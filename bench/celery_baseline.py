@@ -13,7 +13,9 @@ polled every ~1 ms, or as fast as `POLL_CONNECTIONS` connections go; and one lon
 (`GET /v1/tasks/{id}?wait=30`: ours answers when the task's end wakes it, Celery's front waits
 in `AsyncResult.get`). Ours also reports where a task's
 time goes, from the timestamps in its records and a read_committed watcher of `task-events`
-(`stages_ms`), and both the CPU each process used meanwhile (`cpu_cores`).
+(`stages_ms`), and both the CPU each process used meanwhile (`cpu_cores`). At the lowest rate,
+Kafka's floor under ours is measured last (`bench.kafka_floor`: the two transactions per task
+with nothing else).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, cast
 import orjson
 import redis
 
-from bench import gc_pauses, server_times
+from bench import gc_pauses, kafka_floor, server_times
 from bench.cpu import cpu_s, family
 from bench.events import TerminalEvents
 from bench.jit import warm_until_compiled
@@ -461,6 +463,12 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
     print(f"warm-up configuration: p50 {first['p50_ms']} ms p99 {first['p99_ms']} ms (set apart)")
     ours = {name: _step(partial(_ours_e2e, **_rates(extra))) for name, extra in variants.items()}
     celery_e2e = _step(_celery_e2e)
+    floor = _step(partial(kafka_floor.measure, min(RATES), E2E_DURATION_S))
+    print(
+        f"e2e Kafka's floor at {min(RATES):g}/s (two transactions per task, nothing else):"
+        f" p50 {floor['p50_ms']} ms p99 {floor['p99_ms']} ms max {floor['max_ms']} ms"
+        f" ({floor['visible']}/{floor['tasks']} visible); stages {floor['stages_ms']}"
+    )
     for rate, method in ((r, m) for r in RATES for m in METHODS):
         key = _key(rate, method)
         measured = ((name, r[key]) for name, r in ours.items() if key in r)
@@ -490,6 +498,7 @@ def e2e(out: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) 
         "submit_connections": SUBMIT_CONNECTIONS,
         **{name: {"settings": variants[name], **r} for name, r in ours.items()},
         "celery": celery_e2e,
+        "kafka_floor": floor,
     }
 
 
