@@ -397,6 +397,10 @@ class Settings(BaseSettings):
     # How often a server process asks glibc to give back the memory its arenas hold free
     # (`malloc_trim`, `mcp.heap`); None never does.
     heap_trim_interval_s: float | None = Field(default=30.0, gt=0)
+    # Before each trim, a full collection, which also empties CPython's free lists (tuples,
+    # lists, dicts, floats kept for reuse): left alone, they fill over the first minutes and
+    # hold their blocks for the life of the process.
+    heap_trim_full_collection: bool = True
     server: ServerSettings = Field(default_factory=ServerSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -1,14 +1,17 @@
 """A server process's collector once started: start-up's heap frozen, young collections rarer,
-each collection's pause observed; glibc asked now and then to give back what it holds free."""
+each collection's pause observed; glibc asked now and then to give back what it holds free, after
+a full collection that empties CPython's free lists."""
 
 from __future__ import annotations
 
 import gc
+import re
+import sys
 
 import pytest
 from prometheus_client import REGISTRY
 
-from mcp.heap import _malloc_trim, settle_the_heap, start_trimming, trim_once
+from mcp.heap import _malloc_trim, settle_the_heap, start_trimming, tidy, trim_once
 from mcp.settings import Settings
 
 
@@ -79,6 +82,40 @@ def test_a_trim_gives_back_what_glibc_held_free_and_counts_it() -> None:
     released = trim_once(trim)
     assert released >= 0
     assert _trimmed() == before + released
+
+
+def _free_tuples(capfd: pytest.CaptureFixture[str], size: int) -> int:
+    """How many freed tuples of `size` items CPython keeps for reuse (its allocator's report)."""
+    capfd.readouterr()
+    sys._debugmallocstats()
+    report = capfd.readouterr().err
+    match = re.search(rf"^\s*(\d+) free {size}-sized PyTupleObjects", report, re.MULTILINE)
+    assert match is not None, report[-2000:]
+    return int(match.group(1))
+
+
+def test_a_turn_with_a_full_collection_empties_the_free_lists(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    trim = _malloc_trim()
+    if trim is None:
+        pytest.skip("no glibc malloc_trim here")
+    enabled = gc.isenabled()
+    gc.disable()  # no collection of the interpreter's own in between
+    try:
+        kept = [tuple(range(n, n + 17)) for n in range(3000)]
+        del kept  # the first 2,000 of them stay on the 17-item free list
+        assert _free_tuples(capfd, 17) >= 1000
+        full = gc.get_stats()[2]["collections"]
+        tidy(trim, collect=False)
+        assert gc.get_stats()[2]["collections"] == full
+        assert _free_tuples(capfd, 17) >= 1000
+        tidy(trim, collect=True)
+        assert gc.get_stats()[2]["collections"] == full + 1
+        assert _free_tuples(capfd, 17) == 0
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def test_trimming_runs_in_one_thread_per_process_and_not_when_off() -> None:
