@@ -8,7 +8,7 @@ process (read_committed) consumes it and commits three records and its offset in
 transaction, and a read_committed watcher sees the result: the same topics, records and client
 settings (`mcp.kafka`) as the platform, at the same rate. What the platform adds on top of this
 is its HTTP, Redis and Python work; what this takes is Kafka's, on the same machine in the same
-run. `celery_e2e` measures it beside ours and Celery's (`floor` in its results).
+run. `celery_e2e` measures it beside ours and Celery's (`kafka_floor` in its results).
 """
 
 from __future__ import annotations
