@@ -36,6 +36,7 @@ import redis
 
 from bench import gc_pauses, kafka_floor, server_times
 from bench.cpu import cpu_s, family
+from bench.distribution import latency_ms
 from bench.events import TerminalEvents
 from bench.jit import warm_until_compiled
 from bench.loadgen import Tracked, post_request, run_until_visible
@@ -91,21 +92,6 @@ E2E_BODY = {**BODY, "payload": {**cast(dict[str, Any], BODY["payload"]), "stream
 # the broker CPU (1 ms: about 0.1 of a core) that Celery's side is not charged.
 WATCH_FETCH_WAIT_MS = 100
 STATE = Path.home() / ".cache" / "autoglm-mcp"  # where deploy/ keeps the servers' pid files
-
-
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return round(s[min(len(s) - 1, int(p * len(s)))], 2) if s else float("nan")
-
-
-def _dist(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": _pct(values, 0.5),
-        "p90_ms": _pct(values, 0.9),
-        "p99_ms": _pct(values, 0.99),
-        "p999_ms": _pct(values, 0.999),
-        "max_ms": round(max(values), 2) if values else float("nan"),
-    }
 
 
 def _done(body: bytes) -> bool:
@@ -185,8 +171,8 @@ def _summary(tracked: list[Tracked], rate: float) -> dict[str, Any]:
         "rate_per_s": rate,
         "tasks": len(tracked),
         "visible": len(seen),
-        **_dist([(t.visible - t.sent) * 1000 for t in seen]),
-        "submit": _dist([(t.accepted - t.sent) * 1000 for t in tracked if t.accepted]),
+        **latency_ms([(t.visible - t.sent) * 1000 for t in seen]),
+        "submit": latency_ms([(t.accepted - t.sent) * 1000 for t in tracked if t.accepted]),
         "polls_per_task": round(sum(t.polls for t in seen) / max(len(seen), 1), 1),
     }
 
@@ -225,7 +211,7 @@ def _stages(tracked: list[Tracked], committed: dict[str, float]) -> dict[str, An
         if seen is not None:
             stages["result_to_committed"].append((seen - finished) * 1000)
             stages["committed_to_visible"].append((t.visible - seen) * 1000)
-    return {name: {**_dist(v), "n": len(v)} for name, v in stages.items()}
+    return {name: {**latency_ms(v), "n": len(v)} for name, v in stages.items()}
 
 
 def _ours_e2e(rates: tuple[float, ...] = RATES, processes: int = 1, **extra: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from bench.distribution import latency_ms
 from bench.pipeline import KAFKA
 from mcp.kafka import consumer_config, ensure_topics, producer_config
 from mcp.names import Topics
@@ -91,8 +92,9 @@ class _Watcher:
         while not self._stop.is_set():
             msg: Message | None = self._consumer.poll(POLL_S)
             self._ready.set()
-            if msg is not None and not msg.error() and msg.key() is not None:
-                self.seen.setdefault(bytes(msg.key() or b""), time.time())
+            key = msg.key() if msg is not None and not msg.error() else None
+            if key is not None:
+                self.seen.setdefault(key, time.time())
         self._consumer.close()
 
     def wait_ready(self) -> None:
@@ -120,17 +122,6 @@ def _front(producer: Producer, topics: Topics, rate: float, seconds: float) -> d
         producer.commit_transaction(30)
         sent[key] = (t0, time.time())
     return sent
-
-
-def _dist(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
-
-    if not ordered:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    return {"p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "max_ms": pct(1.0)}
 
 
 def measure(rate: float, seconds: float) -> dict[str, Any]:
@@ -167,9 +158,9 @@ def measure(rate: float, seconds: float) -> dict[str, Any]:
         "rate_per_s": rate,
         "tasks": len(sent),
         "visible": len(seen),
-        **_dist([(seen[k] - sent[k][0]) * 1000 for k in seen]),
+        **latency_ms([(seen[k] - sent[k][0]) * 1000 for k in seen]),
         "stages_ms": {
-            "submit_transaction": _dist([(c - t0) * 1000 for t0, c in sent.values()]),
-            "committed_to_visible": _dist([(seen[k] - sent[k][1]) * 1000 for k in seen]),
+            "submit_transaction": latency_ms([(c - t0) * 1000 for t0, c in sent.values()]),
+            "committed_to_visible": latency_ms([(seen[k] - sent[k][1]) * 1000 for k in seen]),
         },
     }
