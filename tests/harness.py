@@ -77,6 +77,8 @@ class Proc:
             self.popen.wait(10)
 
     def terminate(self, timeout: float = 30) -> int | None:
+        """SIGTERM and wait; past `timeout`, the stacks of its threads go to its log (SIGUSR1,
+        `mcp.telemetry.process`) before a SIGKILL, so a stop that hangs shows where."""
         if self.popen is None:
             return None
         if self.alive:
@@ -84,6 +86,8 @@ class Proc:
             try:
                 return self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.popen.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
                 self.kill()
         return self.popen.returncode
 

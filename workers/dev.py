@@ -61,6 +61,9 @@ class Child:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Not in the terminal's process group: Ctrl-C reaches this supervisor alone, which
+            # stops each child with one SIGTERM (a worker takes a second signal as "exit now").
+            start_new_session=True,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -126,6 +129,7 @@ def run(kafka: str, redis: str, port: int) -> int:
     # Explicit handlers: a shell may start us with SIGINT ignored, and Ctrl-C must still work.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))  # the terminal closed
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -20,6 +21,9 @@ from workers.slot import FENCED_EXIT
 from workers.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+
+FORCED_EXIT = 130
+"""The exit status after a second SIGTERM or SIGINT cut the drain short."""
 
 
 def load_backend(spec: ModelSpec, settings: Settings) -> Backend:
@@ -44,7 +48,15 @@ def run(model: str, slot: str = "0", burst: bool = False, metrics_port: int | No
     install_gpu_metrics(model)
 
     def stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: draining in-flight work, then leaving the group", signum)
+        if worker.stopping.is_set():
+            # A second signal: stop now, as a crash would (what was not committed runs again
+            # on the partitions' next owner; the heartbeat shows this worker failed).
+            log.warning("signal %d again: exiting at once, without draining", signum)
+            os._exit(FORCED_EXIT)
+        log.info(
+            "signal %d: draining in-flight work, then leaving the group (again: exit at once)",
+            signum,
+        )
         worker.stop()
 
     signal.signal(signal.SIGTERM, stop)

@@ -24,6 +24,7 @@ from api.rpc.service import TaskService
 from api.services import Services
 from api.submit import Submitter
 from mcp.settings import Settings, get_settings
+from mcp.telemetry.logs import configure_logging
 from mcp.threads import share_the_interpreter
 from schemas.autoglm.v1 import service_pb2_grpc as rpc_grpc
 
@@ -99,9 +100,7 @@ async def serve(settings: Settings, host: str, port: int) -> None:
 
 def run(host: str | None = None, port: int | None = None) -> int:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings, service="grpc")
     share_the_interpreter(settings)
     port = settings.grpc.port if port is None else port
     asyncio.run(serve(settings, host or settings.grpc.host, port))

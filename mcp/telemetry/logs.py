@@ -4,7 +4,9 @@ line (`telemetry.json_logs`) with the process's model and worker id, and the `ta
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +49,11 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(settings: Settings, **static: str) -> None:
     """The root logger of a process: level, and text or JSON lines with `static` fields (the
-    process's model, worker id…) on every line."""
+    process's model, worker id…) on every line.
+
+    Also `kill -USR1 <pid>`: where each thread of the process is, written at once to stderr
+    (its log), even while the main thread waits in a call into C (a Kafka client, a model)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     handler = logging.StreamHandler()
     if settings.telemetry.json_logs:
         handler.setFormatter(JsonFormatter(static))

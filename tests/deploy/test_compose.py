@@ -90,7 +90,8 @@ def test_compose_services_run_as_processes(
     env = platform.env
     assert healthcheck("api", "--port", str(platform.port), env=env).returncode == 0
     assert healthcheck("worker", "--model", "echo", "--slot", "1", env=env).returncode == 0
-    assert procs["worker-echo-1"].terminate() == 0  # a clean stop removes its heartbeat
+    stopping = procs["worker-echo-1"]
+    assert stopping.terminate() == 0, stopping.log()[-6000:]  # a clean stop removes its heartbeat
     stopped = healthcheck("worker", "--model", "echo", "--slot", "1", env=env)
     assert stopped.returncode == 1, stopped.stdout
     assert healthcheck("worker", "--model", "echo", "--slot", "0", env=env).returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 import httpx
@@ -146,6 +147,28 @@ def test_every_process_answers_metrics_with_its_series(platform: Platform) -> No
     if not gpu_present():
         missing = {n for n in missing if not n.startswith("autoglm_gpu_")}
     assert not missing, f"the dashboard or the ScaledObject use series nobody exports: {missing}"
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_process_goes_on(
+    platform: Platform,
+) -> None:
+    procs = {
+        "api": platform.api(),
+        "worker": platform.worker("echo", "0"),
+        "dispatcher": platform._proc("dispatcher", ["dispatcher"]),
+    }
+    wait_for(lambda: "dispatcher" in procs["dispatcher"].log(), 60, "the dispatcher to log")
+    for name, proc in procs.items():
+        assert proc.popen is not None
+        proc.popen.send_signal(signal.SIGUSR1)
+        wait_for(lambda p=proc: "Current thread" in p.log(), 30, f"{name}'s stack dump")
+        dump = proc.log()
+        assert dump.count("Thread 0x") >= 2, dump[-3000:]  # all threads, not only the main one
+        assert 'File "' in dump
+    with platform.client() as client:  # each goes on serving
+        task_ids = submit_echo(client, 3)
+        wait_statuses(client, task_ids, {"succeeded"}, timeout=60)
+    assert all(proc.alive for proc in procs.values())
 
 
 def test_queue_lag_grows_while_workers_are_away_and_drains_after(platform: Platform) -> None:

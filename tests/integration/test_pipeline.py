@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 
@@ -22,6 +23,7 @@ from tests.harness import (
     wait_for,
     wait_statuses,
 )
+from workers.main import FORCED_EXIT
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +261,25 @@ def test_sigterm_drains_in_flight_work_and_leaves_the_group(platform: Platform) 
     assert bodies[running[0]]["attempts"] == 1
     assert all(b["attempts"] == 1 for b in bodies.values())
     assert_one_result_each(platform, task_ids)
+
+
+def test_a_second_sigterm_ends_the_drain_at_once_and_the_task_runs_again(
+    platform: Platform,
+) -> None:
+    platform.api()
+    worker = platform.worker("echo", "0")
+    with platform.client() as client:
+        [task_id] = submit_echo(client, 1, sleep_ms=15_000)
+        wait_statuses(client, [task_id], {"running"}, timeout=60)
+        assert worker.popen is not None
+        worker.popen.send_signal(signal.SIGTERM)
+        wait_for(lambda: "draining" in worker.log(), 30, "the drain to begin")
+        worker.popen.send_signal(signal.SIGTERM)
+        # Well before the task's 15 s: the second signal does not wait for it.
+        assert worker.popen.wait(10) == FORCED_EXIT, worker.log()
+        assert "exiting at once" in worker.log()
+        assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "running"
+        platform.worker("echo", "1")  # the next owner of the partition runs it again
+        body = wait_statuses(client, [task_id], {"succeeded"}, timeout=90)[task_id]
+    assert body["attempts"] == 2
+    assert_one_result_each(platform, [task_id])
