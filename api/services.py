@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from api.auth.guard import Authenticator
 from api.auth.keys import KeyFeed, KeyRing
 from api.inputs.claim import ClaimCheck
 from api.limits import RateLimiter
 from mcp.active import ActiveTasks
+from mcp.applied import AppliedHere, Queued
 from mcp.blobs import open_blob_store
 from mcp.blobs.files import FileStore
 from mcp.blobs.sweeper import sweep_forever
@@ -33,7 +33,6 @@ from mcp.webhooks.deliveries import Publish
 from mcp.webhooks.journal import api_publisher
 from mcp.webhooks.secrets import WebhookSecrets
 from mcp.webhooks.store import WebhookStore
-from schemas import TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +73,16 @@ class Services:
         topics = Topics.of(settings)
 
         # Write path 1 of `mcp.store`: a submission's `queued` events, before its 202. The hook
-        # runs in the producer's settler thread, on a blocking client of its own.
+        # runs in the producer's settler thread, on a blocking client of its own. What it wrote,
+        # this process's projector reads past (`mcp.applied`).
         committer_store = SyncTaskStore(settings)
+        applied_here = AppliedHere() if settings.server.run_projector else None
 
-        def project_queued(notes: list[Any]) -> None:
-            events = [e for n in notes for e in (n if isinstance(n, list) else [n])]
-            committer_store.apply_events([e for e in events if isinstance(e, TaskEvent)])
+        def project_queued(notes: list[list[Queued]]) -> None:
+            queued = [q for note in notes for q in note]
+            committer_store.apply_events([q.event for q in queued])
+            if applied_here is not None:
+                applied_here.note((q.record.key, q.record.value) for q in queued)
 
         producer = TaskProducer(
             settings,
@@ -104,7 +107,9 @@ class Services:
             limiter=RateLimiter(settings.server, settings.quotas),
             active=ActiveTasks(store.redis, Keys.of(settings)),
             topics=topics,
-            projector=ProjectorThread(settings) if settings.server.run_projector else None,
+            projector=(
+                ProjectorThread(settings, applied_here) if applied_here is not None else None
+            ),
             journal=api_publisher(settings, producer),
             committer_store=committer_store,
         )

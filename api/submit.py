@@ -14,6 +14,7 @@ from api.errors import status_of
 from api.inputs.claim import Prepared
 from api.metrics import REFUSED, SUBMIT_SECONDS, count_submitted
 from api.services import Services
+from mcp.applied import Queued
 from mcp.errors import (
     AutoGLMError,
     BrokerUnavailable,
@@ -70,7 +71,7 @@ def fingerprint(body: SubmitRequest, files: dict[str, bytes] | None = None) -> s
     return hashlib.sha256(canonical).hexdigest()
 
 
-def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], TaskEvent]:
+def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], Queued]:
     """The task for its model's topic and its `queued` event: one transaction, both or neither."""
     key = task.task_id.encode()
     headers: tuple[tuple[str, bytes], ...] = (("schema", b"AsyncTask/1"),)
@@ -81,11 +82,8 @@ def task_records(services: Services, task: AsyncTask) -> tuple[list[Record], Tas
     count = services.partitions.get(lane)
     partition = lane_partition(task.project, count) if count else -1
     wire = content_type_for(services.settings.kafka.encoding)
-    records = [
-        record(lane, key, task, wire, headers, partition),
-        record(services.topics.events, key, event, wire),
-    ]
-    return records, event
+    queued = Queued(event, record(services.topics.events, key, event, wire))
+    return [record(lane, key, task, wire, headers, partition), queued.record], queued
 
 
 class Submitter:
@@ -94,7 +92,7 @@ class Submitter:
         # The claim check's files of tasks prepared but not yet published, by task id.
         self._inputs: dict[str, Prepared] = {}
         # Their Kafka records and `queued` event, encoded once (for the size check) and kept.
-        self._records: dict[str, tuple[list[Record], TaskEvent]] = {}
+        self._records: dict[str, tuple[list[Record], Queued]] = {}
         self.metrics = services.settings.telemetry.metrics
         self._topics_checked_at = 0.0
         self._ids = TaskIds(services.settings)
@@ -173,8 +171,8 @@ class Submitter:
         prepared = await self.prepare(body, project, idempotency_key, traceparent, files)
         if isinstance(prepared, SubmitResponse):
             return 200, prepared
-        records, event = self._records.pop(prepared.task_id)
-        await self._publish(records, [event], project, [idempotency_key])
+        records, queued = self._records.pop(prepared.task_id)
+        await self._publish(records, [queued], project, [idempotency_key])
         if self.metrics:
             SUBMIT_SECONDS.observe(time.perf_counter() - started)
         return 202, accepted(prepared)
@@ -220,7 +218,7 @@ class Submitter:
                 payload=inputs.payload,
                 payload_file=inputs.payload_file,
             )
-            records, event = task_records(services, task)
+            records, queued = task_records(services, task)
             # Before the group commit and before anything is remembered: a record Kafka would
             # refuse must not cost the requests that share its transaction.
             services.producer.limits.check(records)
@@ -234,21 +232,22 @@ class Submitter:
             await services.claim.discard(project, inputs)
             raise
         self._inputs[task.task_id] = inputs
-        self._records[task.task_id] = (records, event)
+        self._records[task.task_id] = (records, queued)
         return task
 
     async def _publish(
         self,
         records: list[Record],
-        events: list[TaskEvent],
+        queued: list[Queued],
         project: str,
         keys: list[str | None],
     ) -> None:
         """One committed transaction for all `records`; on failure no key stays remembered and
-        no task keeps its place in the project's quota."""
+        no task keeps its place in the project's quota. The after-commit hook gets `queued`."""
+        events = [q.event for q in queued]
         inputs = [self._inputs.pop(event.task_id, None) for event in events]
         try:
-            await self.services.producer.publish(records, note=events)
+            await self.services.producer.publish(records, note=queued)
         except (BrokerUnavailable, RecordRefused):
             # Surely not recorded: their files go too. A publish interrupted otherwise may still
             # commit; its files stay and expire with the task's retention.
@@ -291,15 +290,15 @@ class Submitter:
                 fresh.append((prepared, key))
                 answers.append((202, accepted(prepared)))
         records: list[Record] = []
-        events: list[TaskEvent] = []
+        queued: list[Queued] = []
         for task, _ in fresh:
-            task_recs, event = self._records.pop(task.task_id)
+            task_recs, one = self._records.pop(task.task_id)
             records.extend(task_recs)
-            events.append(event)
+            queued.append(one)
         if seal is not None:
             records.extend(seal(answers))
         if records:
-            await self._publish(records, events, project, [key for _, key in fresh])
+            await self._publish(records, queued, project, [key for _, key in fresh])
         return answers
 
     async def _reserve(self, project: str, task_id: str, idempotency_key: str | None) -> None:

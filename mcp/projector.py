@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.registry import REGISTRY
 from redis.exceptions import RedisError
 
+from mcp.applied import AppliedHere
 from mcp.dead_letters import DeadLetter
 from mcp.failover import REPROJECT_S, Checkpoints, FailoverWatch, Position, batch_positions
 from mcp.heap import settle_the_heap
@@ -44,6 +45,10 @@ POLL_S = 0.1
 
 EVENTS = Counter(
     "autoglm_projector_events_total", "Task events applied to Redis, by status", ["status"]
+)
+SKIPPED = Counter(
+    "autoglm_projector_events_skipped_total",
+    "Task events read past: this process had applied them itself (the API's `queued` events)",
 )
 DEAD_LETTERS = Counter("autoglm_projector_dead_letters_total", "Dead letters indexed in Redis")
 TRIMMED = Counter(
@@ -77,11 +82,19 @@ def decode_events(messages: list[Message]) -> list[TaskEvent]:
 
 
 class Projector:
-    def __init__(self, settings: Settings, store: TaskStore, batch: int = 500) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TaskStore,
+        batch: int = 500,
+        applied_here: AppliedHere | None = None,
+    ) -> None:
         self.settings = settings
         self.topics = Topics.of(settings)
         self.store = store
         self.batch = batch
+        # The records this process applied itself (the API's `queued` events): read past.
+        self.applied_here = applied_here
         self.applied = 0
         self.failovers = FailoverWatch(store.redis)
         self.checkpoints = Checkpoints()
@@ -147,7 +160,7 @@ class Projector:
         for msg in messages:
             if msg.error():
                 log.warning("projector consume error: %s", msg.error())
-        events = decode_events([m for m in good if m.topic() == self.topics.events])
+        events = decode_events(self._not_applied_here(good))
         letters = [DeadLetter.of(m) for m in good if m.topic() == self.topics.dlq]
         began = time.perf_counter()
         dead = [d for d in letters if d is not None]
@@ -175,6 +188,20 @@ class Projector:
             )
             await asyncio.to_thread(_rewind, consumer, back)
         return True
+
+    def _not_applied_here(self, messages: list[Message]) -> list[Message]:
+        """The `task-events` records among `messages` that this process did not apply itself."""
+        events = [m for m in messages if m.topic() == self.topics.events]
+        memo = self.applied_here
+        if memo is None or not len(memo):
+            return events
+        fresh: list[Message] = []
+        for msg in events:
+            value = msg.value()
+            if value is None or not memo.take(msg.key(), value):
+                fresh.append(msg)
+        SKIPPED.inc(len(events) - len(fresh))
+        return fresh
 
     async def _apply(
         self, events: list[TaskEvent], letters: list[DeadLetter], stop: asyncio.Event
@@ -227,8 +254,9 @@ class ProjectorThread:
     shares the interpreter, which the requests' loop gets back within
     `gil_switch_interval_ms` (`mcp.threads`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, applied_here: AppliedHere | None = None) -> None:
         self.settings = settings
+        self.applied_here = applied_here  # what the API applied itself: read past
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
@@ -259,7 +287,7 @@ class ProjectorThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         store = TaskStore(self.settings)
-        self._projector = Projector(self.settings, store)
+        self._projector = Projector(self.settings, store, applied_here=self.applied_here)
         self._started.set()
         try:
             await self._projector.run(self._stop)

@@ -15,7 +15,9 @@ several writers are safe; each exists for a reason:
 4. `SyncTaskStore.apply_results` from the worker after each commit: the fast path for polls.
 5. `TaskStore.apply_events` from the projector (`mcp.projector`), for every event: the path
    that guarantees the others' effects even when they were lost, and `autoglm replay`
-   (`SyncTaskStore.apply_events`, `flush_tasks`) rebuilds Redis with it.
+   (`SyncTaskStore.apply_events`, `flush_tasks`) rebuilds Redis with it. The API's own
+   projector reads past the `queued` events that path 1 of the same process wrote
+   (`mcp.applied`: the same script with the same arguments; never those whose write failed).
 
 6. `TaskStore.index_dead_letters` from the projector, for every record of `tasks.dlq`: where
    each dead task's record is, for `GET /v1/dlq` and its requeue (`mcp.dead_letters`).
