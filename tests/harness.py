@@ -78,7 +78,8 @@ class Proc:
 
     def terminate(self, timeout: float = 30) -> int | None:
         """SIGTERM and wait; past `timeout`, the stacks of its threads go to its log (SIGUSR1,
-        `mcp.telemetry.process`) before a SIGKILL, so a stop that hangs shows where."""
+        `mcp.telemetry.logs.configure_logging`) before a SIGKILL, so a stop that hangs shows
+        where."""
         if self.popen is None:
             return None
         if self.alive:
