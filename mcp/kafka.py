@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 # an empty fetch every 5 ms cost the broker 0.15-0.3 of a core per consumer. What it delays: a
 # partition resumed or sought while a fetch is in flight is fetched once that fetch returns.
 FETCH_WAIT_MS = 50
+# How long librdkafka waits before it fetches a partition again after finding the consumer's
+# queue above its prefetch bounds (`queued.min.messages`, `queued.max.messages.kbytes`). Its
+# default, 1 s, stalled every consumer with a backlog: a fetch returns up to 1 MiB a partition
+# (thousands of records, over the bounds), the partition backs off, and the records are handled
+# (or dropped when a worker pauses the partition) long before the second is over. One worker
+# drained 4,000 queued echo tasks in 105 s with it and in 8.6 s with this.
+FETCH_QUEUE_BACKOFF_MS = 10
 
 
 def producer_config(settings: Settings, transactional_id: str, **extra: Any) -> dict[str, Any]:
@@ -63,6 +70,7 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
             "partition.assignment.strategy": "cooperative-sticky",
             "fetch.wait.max.ms": FETCH_WAIT_MS,
             "fetch.error.backoff.ms": 50,
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
             "socket.nagle.disable": True,
             "queued.min.messages": settings.kafka.consumer_prefetch_messages,
             "queued.max.messages.kbytes": settings.kafka.consumer_prefetch_kbytes,
