@@ -26,6 +26,7 @@ SUITES = (
     "webhooks",
     "models",
     "listing",
+    "poll",
     "batch",
     "cluster",
     "grpc_vs_http",

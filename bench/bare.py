@@ -1,8 +1,11 @@
-"""The ceiling: a bare FastAPI endpoint that takes the same body and answers like submit."""
+"""The ceiling: a bare FastAPI endpoint that takes the same body and answers like submit, and
+one that answers a poll of a task with the body of `BENCH_BARE_POLL_BODY` (a file)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import orjson
 import uvicorn
@@ -24,6 +27,15 @@ async def submit(body: SubmitRequest) -> Response:
         "links": TaskLinks.for_task(task_id).model_dump(),
     }
     return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
+
+
+_POLL_BODY = os.environ.get("BENCH_BARE_POLL_BODY")
+POLL_ANSWER = Path(_POLL_BODY).read_bytes() if _POLL_BODY else b"{}"
+
+
+@app.get("/v1/tasks/{task_id}")
+async def poll(task_id: str) -> Response:
+    return Response(POLL_ANSWER, media_type="application/json")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def _closed_loop(port: int, warm_up_s: float = 1.0, server: int | None = None) -> dict[str, Any]:
-    """Throughput and latency; with the server's pid, also the CPU each side used per request:
-    the server (with its child processes), the Kafka broker, Redis and the load generator."""
-    request = post_request("127.0.0.1", port, "/v1/tasks", BODY)
+def _closed_loop(
+    port: int, warm_up_s: float = 1.0, server: int | None = None, request: bytes | None = None
+) -> dict[str, Any]:
+    """Throughput and latency of `request` (a submission unless given); with the server's pid,
+    also the CPU each side used per request: the server (with its child processes), the Kafka
+    broker, Redis and the load generator."""
+    request = request or post_request("127.0.0.1", port, "/v1/tasks", BODY)
     asyncio.run(run_load("127.0.0.1", port, lambda _: request, CONCURRENCY, warm_up_s))
     groups = {"server": family(server) if server is not None else []}
     for name, kind, address in (("broker", "kafka", KAFKA), ("redis", "redis", REDIS)):
