@@ -57,6 +57,16 @@ _READ_QUERY = re.compile(rb"(?:wait=(\d{1,3}(?:\.\d{1,6})?))?")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def is_task_poll(method: str, path: str) -> bool:
+    """Whether a request is a poll of one task (`GET /v1/tasks/{task_id}`, `?wait=N` or not)."""
+    return (
+        method == "GET"
+        and path.startswith(_TASKS)
+        and path != _TASKS
+        and "/" not in path[len(_TASKS) :]
+    )
+
+
 class Front:
     """The submission path in one ASGI layer; everything else to `app`, the whole stack."""
 
@@ -122,10 +132,7 @@ class Front:
 
     def _poll_wait(self, scope: Scope) -> float | None:
         """The wait of a poll of one task served here (0 for none); None: for the stack."""
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return None
-        path: str = scope["path"]
-        if not path.startswith(_TASKS) or "/" in path[len(_TASKS) :] or path == _TASKS:
+        if scope["type"] != "http" or not is_task_poll(scope["method"], scope["path"]):
             return None
         query = _READ_QUERY.fullmatch(scope.get("query_string", b""))
         if query is None or not _bodiless(scope):

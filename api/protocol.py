@@ -18,6 +18,9 @@ any task exists:
 
 Only `POST /v1/tasks` and `/v1/tasks:batch` are decided here; every other request, and every
 request of an in-process server (tests), goes through `api.admission.AdmissionControl` alone.
+A poll of one task (`GET /v1/tasks/{task_id}`, `?wait=N` or not) is answered in one send too,
+through the transport (the interpreter lock kept): a client polling, or a long poll woken by
+its task's end, is the API's other frequent answer, and its client wakes once for it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from api.admission import ADMITTED, GUARDED, STATUS, Admission, refusal_body
+from api.front import is_task_poll
 from api.metrics import observe_refusal
 from mcp.errors import Overloaded
 
@@ -56,6 +60,10 @@ class AdmittingProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope = cycle.scope
         if scope["method"] != "POST" or scope["path"] not in GUARDED:
+            if is_task_poll(scope["method"], scope["path"]):
+                # One send, through the transport: `os.write` would hand the interpreter lock
+                # to the committer, after-commit and projector threads at every poll.
+                cycle.transport = cast(asyncio.Transport, OneWrite(self.transport, self.loop))
             super()._start_asgi_task(cycle, app)
             return
         verdict = self.admission.enter(scope)  # type: ignore[arg-type]

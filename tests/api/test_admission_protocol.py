@@ -278,6 +278,16 @@ def test_an_admitted_submission_is_answered_in_one_write() -> None:
         other.data_received(b"GET /v1/tasks HTTP/1.1\r\nhost: api\r\n\r\n")
         await server.settle()
         assert [a[0] for a in plain.answers()] == [202] and plain.writes == 2
+        # A poll of one task, long or not, is answered in one write as well.
+        for target in (b"/v1/tasks/t1", b"/v1/tasks/t1?wait=5"):
+            poll, polled = server.connect()
+            poll.data_received(b"GET " + target + b" HTTP/1.1\r\nhost: api\r\n\r\n")
+            await server.settle()
+            assert [a[0] for a in polled.answers()] == [202] and polled.writes == 1
+        events, streamed = server.connect()
+        events.data_received(b"GET /v1/tasks/t1/events HTTP/1.1\r\nhost: api\r\n\r\n")
+        await server.settle()
+        assert streamed.writes == 2  # anything else is written as uvicorn writes it
 
     run(scenario, slots=1, max_wait_ms=0)
 
