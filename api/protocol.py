@@ -121,17 +121,20 @@ class AdmittingProtocol(HttpToolsProtocol):
 
 
 class OneWrite:
-    """The transport of an admitted submission's cycle: uvicorn writes an answer's head on
-    `http.response.start` and its body on `http.response.body`, two sends on the socket for one
-    small answer. Here a write is held until the next one, which takes it along, or until the
-    loop's current turn is over (a streamed answer's head, a `100 Continue`), so a 202 leaves in
-    one send, and nothing waits past the turn in which it was written.
+    """The transport of an admitted submission's cycle, and of a poll's: uvicorn writes an
+    answer's head on `http.response.start` and its body on `http.response.body`, two sends on
+    the socket for one small answer. Here a write is held until the next one, which takes it
+    along, or until the loop's current turn is over (a streamed answer's head, a `100
+    Continue`), so a 202 leaves in one send, and nothing waits past the turn in which it was
+    written.
 
-    With the connection's socket (`fd`, plain TCP) and nothing queued in the transport, the
-    bytes are written to the socket here, as the transport would, but outside the interpreter
-    lock (`os.write` lets it go for the system call; the event loop's own write keeps it), so
-    the committer and after-commit threads run meanwhile; what the socket does not take at once
-    goes to the transport, in order."""
+    Given the connection's socket (`fd`, plain TCP: a submission's) and nothing queued in the
+    transport, the bytes are written to the socket here, as the transport would, but outside
+    the interpreter lock (`os.write` lets it go for the system call; the event loop's own write
+    keeps it), so the committer and after-commit threads run meanwhile; what the socket does not
+    take at once goes to the transport, in order. Without it (a poll's), the one send is the
+    transport's: thousands of polls a second each handing the lock to those threads slowed the
+    requests' loop more than the writes saved (docs/benchmarks.md, *Polls of one task*)."""
 
     __slots__ = ("_fd", "_held", "_loop", "_transport")
 

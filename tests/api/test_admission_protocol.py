@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 import uvicorn
 from prometheus_client import REGISTRY
 from uvicorn.server import ServerState
@@ -278,12 +279,30 @@ def test_an_admitted_submission_is_answered_in_one_write() -> None:
         other.data_received(b"GET /v1/tasks HTTP/1.1\r\nhost: api\r\n\r\n")
         await server.settle()
         assert [a[0] for a in plain.answers()] == [202] and plain.writes == 2
-        # A poll of one task, long or not, is answered in one write as well.
-        for target in (b"/v1/tasks/t1", b"/v1/tasks/t1?wait=5"):
-            poll, polled = server.connect()
-            poll.data_received(b"GET " + target + b" HTTP/1.1\r\nhost: api\r\n\r\n")
+        # A poll of one task, long or not, is answered in one write as well, and through the
+        # transport even where the connection's socket is known (the interpreter lock kept).
+        ours, client = socket.socketpair()
+        try:
+            for target in (b"/v1/tasks/t1", b"/v1/tasks/t1?wait=5"):
+                poll, polled = server.connect()
+                poll.fd = ours.fileno()
+                poll.data_received(b"GET " + target + b" HTTP/1.1\r\nhost: api\r\n\r\n")
+                await server.settle()
+                assert [a[0] for a in polled.answers()] == [202] and polled.writes == 1
+            client.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                client.recv(100)  # nothing went to the socket itself
+            # A submission's answer, by contrast, goes to the socket itself (`os.write`).
+            submitter = server.protocol_class(server.config, server.state, {})
+            untouched = Queued(0)
+            submitter.connection_made(untouched)
+            submitter.fd = ours.fileno()
+            submitter.data_received(SUBMIT)
             await server.settle()
-            assert [a[0] for a in polled.answers()] == [202] and polled.writes == 1
+            assert untouched.writes == 0 and client.recv(1000).startswith(b"HTTP/1.1 202")
+        finally:
+            ours.close()
+            client.close()
         events, streamed = server.connect()
         events.data_received(b"GET /v1/tasks/t1/events HTTP/1.1\r\nhost: api\r\n\r\n")
         await server.settle()
