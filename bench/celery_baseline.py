@@ -57,6 +57,7 @@ from bench.pipeline import (
 )
 from bench.server_times import SERIES
 from mcp.settings import Settings
+from schemas import TERMINAL_STATUSES
 
 RATES = tuple(float(r) for r in os.environ.get("BENCH_E2E_RATES", "100,1000").split(","))
 E2E_DURATION_S = float(os.environ.get("BENCH_E2E_DURATION_S", "5"))
@@ -81,7 +82,6 @@ SUBMIT_CONNECTIONS = int(os.environ.get("BENCH_SUBMIT_CONNECTIONS", "64"))
 METHODS = tuple(os.environ.get("BENCH_E2E_METHODS", "poll,wait").split(","))
 WAIT_S = 30
 WAIT_CONNECTIONS = int(os.environ.get("BENCH_WAIT_CONNECTIONS", "256"))
-TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 CELERY_REDIS = REDIS.rsplit("/", 1)[0] + "/1"  # the bench Redis, a database of Celery's own
 # End to end, the same work on both sides: the result only. Our echo would otherwise also stream
 # the prompt back word by word into a Redis stream (`GET /v1/tasks/{id}/stream`), which Celery's
@@ -95,7 +95,7 @@ STATE = Path.home() / ".cache" / "autoglm-mcp"  # where deploy/ keeps the server
 
 
 def _done(body: bytes) -> bool:
-    return orjson.loads(body).get("status") in TERMINAL
+    return orjson.loads(body).get("status") in TERMINAL_STATUSES
 
 
 def _task_id(body: bytes) -> str:

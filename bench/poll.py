@@ -27,9 +27,9 @@ from bench.pipeline import (
     _start,
     _stop,
 )
+from schemas import TERMINAL_STATUSES
 
 ROUNDS = int(os.environ.get("BENCH_POLL_ROUNDS", "3"))
-TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 
 
 def _finished_task(port: int, most_s: float = 120.0) -> tuple[str, bytes]:
@@ -41,7 +41,7 @@ def _finished_task(port: int, most_s: float = 120.0) -> tuple[str, bytes]:
         task_id = client.post("/v1/tasks", json=body).raise_for_status().json()["task_id"]
         while time.monotonic() < deadline:  # the worker may still be joining its group
             answer = client.get(f"/v1/tasks/{task_id}", params={"wait": 30})
-            if answer.json().get("status") in TERMINAL:
+            if answer.json().get("status") in TERMINAL_STATUSES:
                 return task_id, client.get(f"/v1/tasks/{task_id}").raise_for_status().content
     raise RuntimeError("the echo worker finished no task")
 
